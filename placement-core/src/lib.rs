@@ -1,0 +1,45 @@
+//! # placement-core
+//!
+//! Every placement decision of the project as a pure function over plain values: no I/O, no async, no
+//! clock (time is a parameter), no Kubernetes types. Adapters (`placement-kube`, `placement-webhook`,
+//! `placement-operator`) turn cluster objects into the [`model`] snapshot, call in here, and act on the
+//! returned decision, which always carries a human-readable reason.
+//!
+//! | module | decides |
+//! |---|---|
+//! | [`selector`], [`taints`], [`fit`], [`group`] | which nodes a pod may use; which group a node or pod is in |
+//! | [`apportion`], [`strategy`] | weighted/base distribution over groups (DESIGN §3.2) and its annotation |
+//! | [`zone`] | least-loaded zone for single-replica workloads (§3.3) |
+//! | [`ledger`], [`index`] | what counts: pods seen, plus in-flight reservations, never twice (§3.1) |
+//! | [`rebalance`] | hot/cold nodes with memory, and a safe eviction plan within budgets (§3.4) |
+//! | [`tracking`] | target-tracking traffic weights with schedules, cooldown and deadband (§3.5) |
+//!
+//! State that must survive restarts (hysteresis counters, eviction history, reservations, cooldowns)
+//! goes in and out of these functions explicitly; adapters persist it.
+#![forbid(unsafe_code)]
+
+pub mod apportion;
+pub mod error;
+pub mod fit;
+pub mod group;
+pub mod index;
+pub mod ledger;
+pub mod model;
+pub mod rebalance;
+pub mod resources;
+pub mod selector;
+pub mod strategy;
+pub mod taints;
+pub mod tracking;
+pub mod zone;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::Error;
+
+/// Labels of a node or pod, ordered so that every output built from them is deterministic.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// The default topology key of a zone.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
