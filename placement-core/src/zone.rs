@@ -1,1 +1,277 @@
-//! TO BE WRITTEN.
+//! Least-loaded zone for single-replica workloads (DESIGN §3.3, seed 000 done right).
+//!
+//! Domains are the zones of Ready, schedulable nodes — learned from nodes, never from pods — plus the
+//! zones a `ZoneBalancer` declares, so that an autoscaled zone with no node yet still counts. A declared
+//! zone without any node is assumed feasible (the autoscaler can add one); any other zone needs a node
+//! that fits the pod. The pod goes to the feasible zone with the fewest pods (seen plus reserved); ties
+//! go to the lowest zone name. A pod that already pins a zone is left alone.
+
+use crate::group::Feasibility;
+use crate::model::{Node, Pod};
+use crate::{Labels, fit};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The zones to consider: zones of Ready, schedulable nodes plus the declared ones, sorted.
+pub fn zone_domains<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    topology_key: &str,
+    declared: &[String],
+) -> Vec<String> {
+    let mut zones: Vec<String> = nodes
+        .into_iter()
+        .filter(|n| n.ready && !n.unschedulable)
+        .filter_map(|n| n.labels.get(topology_key).cloned())
+        .chain(declared.iter().cloned())
+        .collect();
+    zones.sort();
+    zones.dedup();
+    zones
+}
+
+/// The zone a pod already pins through its nodeSelector or a single-term required affinity.
+pub fn pinned_zone(pod: &Pod, topology_key: &str) -> Option<String> {
+    pod.implied_node_labels().remove(topology_key)
+}
+
+/// Feasibility of every zone in `zones` for `pod`, in one pass over the nodes that stops looking in a
+/// zone once a node there fits. Declared zones with no node at all are assumed feasible.
+pub fn zone_feasibility<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    topology_key: &str,
+    zones: &[String],
+    declared: &[String],
+    pod: &Pod,
+) -> BTreeMap<String, Feasibility> {
+    let mut out: BTreeMap<String, Feasibility> = zones
+        .iter()
+        .map(|z| {
+            (
+                z.clone(),
+                Feasibility {
+                    node: None,
+                    nodes: 0,
+                    why_not: None,
+                },
+            )
+        })
+        .collect();
+    for node in nodes {
+        let Some(f) = node.labels.get(topology_key).and_then(|z| out.get_mut(z)) else {
+            continue;
+        };
+        f.nodes += 1;
+        if f.node.is_some() {
+            continue;
+        }
+        match fit::check(node, pod) {
+            Ok(()) => f.node = Some(node.name.clone()),
+            Err(e) if f.why_not.is_none() => f.why_not = Some(format!("{}: {e}", node.name)),
+            Err(_) => {}
+        }
+    }
+    for (zone, f) in out.iter_mut() {
+        if f.nodes == 0 && declared.contains(zone) {
+            *f = Feasibility::assumed();
+        }
+    }
+    out
+}
+
+/// One zone's load and feasibility.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneLoad {
+    pub zone: String,
+    /// Pods seen in the zone.
+    pub pods: u32,
+    /// Reservations in flight for the zone.
+    pub reserved: u32,
+    pub feasibility: Feasibility,
+}
+
+impl ZoneLoad {
+    pub fn total(&self) -> u32 {
+        self.pods.saturating_add(self.reserved)
+    }
+}
+
+/// The chosen zone and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneChoice {
+    /// `None`: no zone is feasible; leave the pod to the scheduler.
+    pub zone: Option<String>,
+    pub reason: String,
+}
+
+/// The feasible zone with the fewest pods; ties to the lowest name.
+pub fn choose_zone(loads: &[ZoneLoad]) -> ZoneChoice {
+    let best = loads
+        .iter()
+        .filter(|l| l.feasibility.feasible())
+        .min_by(|a, b| a.total().cmp(&b.total()).then_with(|| a.zone.cmp(&b.zone)));
+    let describe = |l: &ZoneLoad| {
+        if !l.feasibility.feasible() {
+            format!("{} {}", l.zone, l.feasibility)
+        } else if l.reserved > 0 {
+            format!("{} has {} ({} in flight)", l.zone, l.total(), l.reserved)
+        } else {
+            format!("{} has {}", l.zone, l.total())
+        }
+    };
+    match best {
+        Some(b) => {
+            let others: Vec<String> = loads
+                .iter()
+                .filter(|l| l.zone != b.zone)
+                .map(describe)
+                .collect();
+            let mut reason = format!("zone {}: fewest pods ({})", b.zone, b.total());
+            if !b.feasibility.feasible() || b.feasibility.nodes == 0 {
+                reason.push_str(", no node yet (declared zone, assumed autoscaled)");
+            }
+            if !others.is_empty() {
+                reason.push_str(&format!("; {}", others.join(", ")));
+            }
+            ZoneChoice {
+                zone: Some(b.zone.clone()),
+                reason,
+            }
+        }
+        None if loads.is_empty() => ZoneChoice {
+            zone: None,
+            reason: "no zones: no Ready node carries the topology key".into(),
+        },
+        None => ZoneChoice {
+            zone: None,
+            reason: format!(
+                "no feasible zone: {}",
+                loads.iter().map(describe).collect::<Vec<_>>().join(", ")
+            ),
+        },
+    }
+}
+
+/// The labels that put a pod in `zone`.
+pub fn zone_labels(topology_key: &str, zone: &str) -> Labels {
+    Labels::from([(topology_key.to_string(), zone.to_string())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NodeBuilder, PodBuilder};
+
+    fn load(zone: &str, pods: u32, reserved: u32, feasible: bool) -> ZoneLoad {
+        ZoneLoad {
+            zone: zone.into(),
+            pods,
+            reserved,
+            feasibility: if feasible {
+                Feasibility {
+                    node: Some(format!("{zone}-1")),
+                    nodes: 1,
+                    why_not: None,
+                }
+            } else {
+                Feasibility {
+                    node: None,
+                    nodes: 0,
+                    why_not: None,
+                }
+            },
+        }
+    }
+
+    #[test]
+    fn choose_table() {
+        let cases: &[(&[ZoneLoad], Option<&str>, &str)] = &[
+            (
+                &[
+                    load("a", 3, 0, true),
+                    load("b", 2, 0, true),
+                    load("c", 0, 0, false),
+                ],
+                Some("b"),
+                "zone b: fewest pods (2); a has 3, c no node",
+            ),
+            (
+                &[load("b", 1, 0, true), load("a", 1, 0, true)],
+                Some("a"),
+                "zone a: fewest pods (1); b has 1",
+            ),
+            (
+                &[load("a", 0, 2, true), load("b", 1, 0, true)],
+                Some("b"),
+                "zone b: fewest pods (1); a has 2 (2 in flight)",
+            ),
+            (
+                &[load("a", 0, 0, false)],
+                None,
+                "no feasible zone: a no node",
+            ),
+            (
+                &[],
+                None,
+                "no zones: no Ready node carries the topology key",
+            ),
+        ];
+        for (loads, zone, reason) in cases {
+            let c = choose_zone(loads);
+            assert_eq!(c.zone.as_deref(), *zone);
+            assert_eq!(c.reason, *reason);
+        }
+    }
+
+    #[test]
+    fn domains_come_from_ready_nodes_and_declarations() {
+        let nodes = [
+            NodeBuilder::new("n1").zone("b").build(),
+            NodeBuilder::new("n2").zone("a").not_ready().build(),
+            NodeBuilder::new("n3").zone("c").unschedulable().build(),
+            NodeBuilder::new("n4").build(),
+        ];
+        assert_eq!(
+            zone_domains(&nodes, crate::ZONE_LABEL, &["d".to_string()]),
+            vec!["b", "d"]
+        );
+    }
+
+    #[test]
+    fn feasibility_per_zone() {
+        let nodes = [
+            NodeBuilder::new("a1").zone("a").not_ready().build(),
+            NodeBuilder::new("b1").zone("b").build(),
+            NodeBuilder::new("b2").zone("b").build(),
+        ];
+        let pod = PodBuilder::new("ns", "p").deployment("w").pending().build();
+        let zones = vec![
+            "a".to_string(),
+            "b".to_string(),
+            "d".to_string(),
+            "e".to_string(),
+        ];
+        let f = zone_feasibility(&nodes, crate::ZONE_LABEL, &zones, &["d".to_string()], &pod);
+        assert!(!f["a"].feasible());
+        assert_eq!(
+            f["a"].to_string(),
+            "no node fits (1 nodes; e.g. a1: node not Ready)"
+        );
+        assert_eq!(f["b"].node.as_deref(), Some("b1"));
+        assert_eq!(f["b"].nodes, 2);
+        assert!(f["d"].feasible(), "declared, no node: assumed");
+        assert!(!f["e"].feasible(), "not declared, no node");
+    }
+
+    #[test]
+    fn pinned_zone_from_selector() {
+        let p = PodBuilder::new("ns", "p")
+            .pending()
+            .node_selector(crate::ZONE_LABEL, "b")
+            .build();
+        assert_eq!(pinned_zone(&p, crate::ZONE_LABEL).as_deref(), Some("b"));
+        let p = PodBuilder::new("ns", "p").pending().build();
+        assert_eq!(pinned_zone(&p, crate::ZONE_LABEL), None);
+    }
+}
