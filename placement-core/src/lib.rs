@@ -18,6 +18,7 @@
 //! goes in and out of these functions explicitly; adapters persist it.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod apportion;
 pub mod error;
 pub mod fit;

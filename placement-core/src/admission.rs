@@ -1,0 +1,338 @@
+//! The decisions adapters make at pod CREATE, assembled from the parts: counts from the
+//! [`CountIndex`] plus in-flight reservations from the [`Ledger`], feasibility from the index's nodes,
+//! then the [`Apportionment`] or the least-loaded zone rule. The webhook turns a decision into a JSON
+//! Patch and records a reservation; `simulate` does the same without a cluster.
+
+use crate::apportion::{Apportionment, Base, Fallback};
+use crate::group::{self, Feasibility, NodeGroup};
+use crate::index::{CountIndex, ScopeId};
+use crate::ledger::Ledger;
+use crate::model::{Pod, WorkloadKind, WorkloadRef};
+use crate::strategy::Strategy;
+use crate::zone::{self, ZoneLoad};
+use crate::{Error, Labels};
+use serde::Serialize;
+
+/// A weighted/base distribution over named node groups.
+#[derive(Clone, Debug)]
+pub struct DistributionRule {
+    pub groups: Vec<NodeGroup>,
+    pub apportionment: Apportionment,
+    pub fallback: Fallback,
+    /// Count pods of every revision, not only the incoming pod's.
+    pub all_revisions: bool,
+}
+
+impl DistributionRule {
+    /// Groups with weights, an optional base on one of them, and the fallback.
+    pub fn new(
+        groups: Vec<(NodeGroup, u32)>,
+        base: Option<Base>,
+        fallback: Fallback,
+    ) -> Result<Self, Error> {
+        for (g, _) in &groups {
+            g.selector.validate_for_nodes()?;
+        }
+        let apportionment = Apportionment::new(
+            groups.iter().map(|(g, w)| (g.name.clone(), *w)).collect(),
+            base,
+        )?;
+        Ok(DistributionRule {
+            groups: groups.into_iter().map(|(g, _)| g).collect(),
+            apportionment,
+            fallback,
+            all_revisions: false,
+        })
+    }
+
+    /// The rule of a strategy annotation.
+    pub fn from_strategy(strategy: &Strategy, fallback: Fallback) -> Result<Self, Error> {
+        Ok(DistributionRule {
+            groups: strategy.groups(),
+            apportionment: strategy.apportionment()?,
+            fallback,
+            all_revisions: false,
+        })
+    }
+
+    fn revision<'a>(&self, pod: &'a Pod) -> Option<&'a str> {
+        if self.all_revisions {
+            None
+        } else {
+            pod.revision.as_deref()
+        }
+    }
+
+    /// Pods seen plus reservations, per group, for the pod's workload (and revision).
+    pub fn counts(
+        &self,
+        index: &CountIndex,
+        ledger: &Ledger,
+        workload: &WorkloadRef,
+        revision: Option<&str>,
+    ) -> Vec<u32> {
+        let mut counts = index.group_counts(workload, revision, &self.groups);
+        let reserved = ledger.reserved_by_group(workload, revision);
+        for (c, g) in counts.iter_mut().zip(&self.groups) {
+            *c += reserved.get(&g.name).copied().unwrap_or(0);
+        }
+        counts
+    }
+}
+
+/// Where one pod of a distributed workload should go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributionDecision {
+    /// Index into the rule's groups; `None` leaves the pod unmutated.
+    pub group: Option<usize>,
+    pub group_name: Option<String>,
+    /// Labels to add to the pod's nodeSelector (the group's `matchLabels`).
+    pub node_selector: Labels,
+    /// Pods seen plus reservations, per group, before this pod.
+    pub counts: Vec<u32>,
+    pub target: Vec<u32>,
+    pub fell_back: bool,
+    pub reason: String,
+}
+
+/// Decide the group of `pod` under `rule`.
+pub fn decide_distribution(
+    index: &CountIndex,
+    ledger: &Ledger,
+    rule: &DistributionRule,
+    pod: &Pod,
+) -> Result<DistributionDecision, Error> {
+    let Some(workload) = &pod.workload else {
+        return Ok(DistributionDecision {
+            group: None,
+            group_name: None,
+            node_selector: Labels::new(),
+            counts: vec![],
+            target: vec![],
+            fell_back: false,
+            reason: "pod has no controller: not distributed".into(),
+        });
+    };
+    let counts = rule.counts(index, ledger, workload, rule.revision(pod));
+    let feasibility: Vec<Feasibility> = rule
+        .groups
+        .iter()
+        .map(|g| group::feasibility(index.nodes(), g, pod))
+        .collect();
+    let choice = rule
+        .apportionment
+        .choose(&counts, &feasibility, rule.fallback)?;
+    let group = choice.group.map(|i| &rule.groups[i]);
+    Ok(DistributionDecision {
+        group: choice.group,
+        group_name: group.map(|g| g.name.clone()),
+        node_selector: group
+            .map(|g| g.selector.match_labels.clone())
+            .unwrap_or_default(),
+        counts,
+        target: choice.target,
+        fell_back: choice.fell_back,
+        reason: choice.reason,
+    })
+}
+
+/// The ledger key under which a zone scope's reservations are counted.
+pub fn zone_scope_key(namespace: &str, name: &str) -> WorkloadRef {
+    WorkloadRef::new(WorkloadKind::Other("ZoneBalancer".into()), namespace, name)
+}
+
+/// Where one single-replica pod should go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneDecision {
+    /// `None` leaves the pod unmutated (see `reason`).
+    pub zone: Option<String>,
+    pub loads: Vec<ZoneLoad>,
+    pub reason: String,
+}
+
+/// Decide the zone of `pod` in a registered scope. `ledger_key` is the scope's reservation key
+/// ([`zone_scope_key`]); `declared` are the zones the balancer lists.
+pub fn decide_zone(
+    index: &CountIndex,
+    ledger: &Ledger,
+    scope: ScopeId,
+    ledger_key: &WorkloadRef,
+    declared: &[String],
+    pod: &Pod,
+) -> ZoneDecision {
+    let key = &index.zone_scope(scope).topology_key;
+    if let Some(z) = zone::pinned_zone(pod, key) {
+        return ZoneDecision {
+            zone: None,
+            loads: vec![],
+            reason: format!("pod already pins zone {z}: left alone"),
+        };
+    }
+    let domains = zone::zone_domains(index.nodes(), key, declared);
+    let mut feasibility = zone::zone_feasibility(index.nodes(), key, &domains, declared, pod);
+    let seen = index.zone_counts(scope);
+    let reserved = ledger.reserved_by_group(ledger_key, None);
+    let loads: Vec<ZoneLoad> = domains
+        .iter()
+        .map(|z| ZoneLoad {
+            zone: z.clone(),
+            pods: seen.get(z).copied().unwrap_or(0),
+            reserved: reserved.get(z).copied().unwrap_or(0),
+            feasibility: feasibility.remove(z).unwrap_or(Feasibility {
+                node: None,
+                nodes: 0,
+                why_not: None,
+            }),
+        })
+        .collect();
+    let choice = zone::choose_zone(&loads);
+    ZoneDecision {
+        zone: choice.zone,
+        loads,
+        reason: choice.reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::ZoneScope;
+    use crate::ledger::Reservation;
+    use crate::model::{NodeBuilder, PodBuilder, Snapshot};
+    use crate::selector::LabelSelector;
+    use crate::taints::{Effect, Taint, Toleration};
+
+    fn cluster() -> Snapshot {
+        let mut nodes = Vec::new();
+        for z in ["a", "b", "c"] {
+            nodes.push(
+                NodeBuilder::new(format!("od-{z}"))
+                    .zone(z)
+                    .label("node-type", "ondemand")
+                    .build(),
+            );
+            nodes.push(
+                NodeBuilder::new(format!("spot-{z}"))
+                    .zone(z)
+                    .label("node-type", "spot")
+                    .taint(Taint::new("spot", "true", Effect::NoSchedule))
+                    .build(),
+            );
+        }
+        Snapshot::new(nodes, vec![], vec![], vec![])
+    }
+
+    fn ts(s: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn a_burst_with_reservations_lands_on_target() {
+        let index = CountIndex::from_snapshot(&cluster());
+        let mut ledger = Ledger::new();
+        let rule = DistributionRule::new(
+            vec![
+                (
+                    NodeGroup::new(
+                        "ondemand",
+                        LabelSelector::from_pairs([("node-type", "ondemand")]),
+                    ),
+                    80,
+                ),
+                (
+                    NodeGroup::new("spot", LabelSelector::from_pairs([("node-type", "spot")])),
+                    20,
+                ),
+            ],
+            None,
+            Fallback::Next,
+        )
+        .unwrap();
+        // Eight pods admitted before any reaches the index.
+        for i in 0..8 {
+            let pod = PodBuilder::new("ns", format!("web-{i}"))
+                .deployment("web")
+                .revision("r1")
+                .pending()
+                .toleration(Toleration::exists("spot", None))
+                .build();
+            let d = decide_distribution(&index, &ledger, &rule, &pod).unwrap();
+            let group = d.group_name.clone().unwrap();
+            assert_eq!(d.node_selector.get("node-type"), Some(&group));
+            ledger.add(Reservation {
+                id: format!("uid-{i}"),
+                workload: pod.workload.clone().unwrap(),
+                revision: pod.revision.clone(),
+                group,
+                pod: Some(pod.key()),
+                expires: ts(60),
+            });
+        }
+        let w = WorkloadRef::deployment("ns", "web");
+        assert_eq!(
+            rule.counts(&index, &ledger, &w, Some("r1")),
+            rule.apportionment.target(8)
+        );
+        assert_eq!(rule.apportionment.target(8), vec![6, 2]);
+    }
+
+    #[test]
+    fn untolerated_spot_falls_back_with_the_reason() {
+        let index = CountIndex::from_snapshot(&cluster());
+        let rule = DistributionRule::from_strategy(
+            &"weight=1,nodeSelector=node-type:spot".parse().unwrap(),
+            Fallback::Next,
+        )
+        .unwrap();
+        let pod = PodBuilder::new("ns", "p").deployment("w").pending().build();
+        let d = decide_distribution(&index, &Ledger::new(), &rule, &pod).unwrap();
+        assert_eq!(d.group, None);
+        assert!(
+            d.reason.contains("untolerated taint spot=true:NoSchedule"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn zone_decisions_count_reservations_and_skip_pinned_pods() {
+        let mut index = CountIndex::new();
+        let scope = index.add_zone_scope(ZoneScope {
+            namespace: "tools".into(),
+            selector: LabelSelector::default(),
+            topology_key: crate::ZONE_LABEL.into(),
+        });
+        index.reset(&cluster());
+        let key = zone_scope_key("tools", "zb");
+        let mut ledger = Ledger::new();
+        let mut chosen = Vec::new();
+        for i in 0..4 {
+            let pod = PodBuilder::new("tools", format!("t{i}"))
+                .deployment(format!("t{i}"))
+                .pending()
+                .build();
+            let d = decide_zone(&index, &ledger, scope, &key, &[], &pod);
+            let z = d.zone.clone().unwrap();
+            ledger.add(Reservation {
+                id: i.to_string(),
+                workload: key.clone(),
+                revision: None,
+                group: z.clone(),
+                pod: None,
+                expires: ts(60),
+            });
+            chosen.push(z);
+        }
+        assert_eq!(chosen, vec!["a", "b", "c", "a"]);
+        let pinned = PodBuilder::new("tools", "j")
+            .deployment("j")
+            .pending()
+            .node_selector(crate::ZONE_LABEL, "b")
+            .build();
+        let d = decide_zone(&index, &ledger, scope, &key, &[], &pinned);
+        assert_eq!(d.zone, None);
+        assert_eq!(d.reason, "pod already pins zone b: left alone");
+    }
+}
