@@ -219,7 +219,7 @@ impl Apportionment {
 
     /// Upper quota: `c_i + 1 <= ceil(w_i j / W)`.
     fn upper_ok(&self, i: usize, j: u64, counts: &[u64]) -> bool {
-        counts[i] + 1 <= (self.weights[i] * j).div_ceil(self.total)
+        counts[i] < (self.weights[i] * j).div_ceil(self.total)
     }
 
     /// Still's look-ahead: after giving group `i` the pod, for every `t = j, j+1, …` up to the first `t`

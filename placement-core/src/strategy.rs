@@ -203,11 +203,9 @@ fn parse_rule(text: &str, start: usize, rule: usize) -> Result<Rule, StrategyErr
             },
         ));
     }
-    let (mut base, mut weight, mut selector): (
-        Option<u32>,
-        Option<u32>,
-        Option<Vec<(String, String)>>,
-    ) = (None, None, None);
+    let mut base: Option<u32> = None;
+    let mut weight: Option<u32> = None;
+    let mut selector: Option<Vec<(String, String)>> = None;
     let mut in_selector = false;
     let mut offset = start;
     for item in text.split(',') {

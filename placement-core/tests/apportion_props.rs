@@ -1,4 +1,5 @@
 //! Property tests of every invariant of DESIGN §3.2.
+#![allow(clippy::needless_range_loop)]
 
 use placement_core::apportion::{Apportionment, Base, Fallback};
 use placement_core::group::Feasibility;
