@@ -374,3 +374,26 @@ proptest! {
         prop_assert!(c.iter().all(|&x| x <= 9));
     }
 }
+
+/// The benchmark-scale cluster: exact counts and heat, and (in release) well under 2 s.
+/// Slow in debug builds: `cargo test --release -p placement-core --test generator -- --ignored`.
+#[test]
+#[ignore = "5,000 nodes: run in release with --ignored"]
+fn large_cluster_shape_and_speed() {
+    let started = std::time::Instant::now();
+    let s = generate(&ClusterSpec::large());
+    let elapsed = started.elapsed();
+    if !cfg!(debug_assertions) {
+        assert!(elapsed.as_secs_f64() < 2.0, "took {elapsed:?}");
+    }
+    let shape = cluster_shape(&s);
+    assert_eq!(
+        (shape.nodes, shape.pods, shape.workloads),
+        (5_000, 150_000, 10_000)
+    );
+    assert_eq!(shape.nodes_per_zone.len(), 3);
+    assert_eq!(shape.nodes_per_type.get("spot"), Some(&1_500));
+    // 4 % of 5,000 hot, 10 % cold.
+    assert_eq!((shape.hot_nodes, shape.cold_nodes), (200, 500));
+    assert_never_overcommitted(&s);
+}
