@@ -1,4 +1,7 @@
 //! # placement-operator
 //!
-//! Controllers and executors. Today: `simulate`, the project's main job without a cluster.
+//! Controllers and executors (arriving with their own issue) and `simulate`, the project's main job
+//! without a cluster: it runs a scenario through every placement-core decision and prints the result.
 #![forbid(unsafe_code)]
+
+pub mod simulate;

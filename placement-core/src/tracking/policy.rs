@@ -34,7 +34,6 @@ fn default_cooldown() -> u64 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrackingPolicy {
     /// The metric value to hold (e.g. 1000 requests per minute). Must be positive.
-    #[serde(with = "rust_decimal::serde::str")]
     pub target_value: Decimal,
     /// The weight of the reference record; the law scales it.
     pub base_value: u32,
