@@ -15,7 +15,7 @@ struct RawRebalance {
     #[serde(default)]
     observations: Option<u32>,
     #[serde(default)]
-    policy: RebalancePolicy,
+    policy: ValidPolicy,
     #[serde(default)]
     workload_slos: Vec<WorkloadSlo>,
     #[serde(default)]
@@ -32,10 +32,21 @@ pub struct RebalanceSpec {
     pub node_classes: Vec<NodeClass>,
 }
 
+/// A rebalance policy, validated where it is written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(try_from = "RebalancePolicy")]
+struct ValidPolicy(RebalancePolicy);
+
+impl TryFrom<RebalancePolicy> for ValidPolicy {
+    type Error = placement_core::rebalance::PolicyError;
+    fn try_from(p: RebalancePolicy) -> Result<Self, Self::Error> {
+        p.validate().map(|()| ValidPolicy(p))
+    }
+}
+
 impl TryFrom<RawRebalance> for RebalanceSpec {
     type Error = String;
     fn try_from(raw: RawRebalance) -> Result<Self, String> {
-        raw.policy.validate().map_err(|e| format!("policy.{e}"))?;
         for (i, slo) in raw.workload_slos.iter().enumerate() {
             slo.selector
                 .validate()
@@ -56,9 +67,9 @@ impl TryFrom<RawRebalance> for RebalanceSpec {
         Ok(RebalanceSpec {
             observations: raw
                 .observations
-                .unwrap_or(raw.policy.observations_to_enter)
+                .unwrap_or(raw.policy.0.observations_to_enter)
                 .max(1),
-            policy: raw.policy,
+            policy: raw.policy.0,
             workload_slos: raw.workload_slos,
             node_classes: raw.node_classes,
         })

@@ -405,7 +405,10 @@ impl Scenario {
             if let Some(pos) = message.find(" at line ") {
                 message.truncate(pos);
             }
-            if let Some(rest) = message.strip_prefix(&format!("{path}: ")) {
+            // ... and may prefix a (shorter) path of its own.
+            if let Some((prefix, rest)) = message.split_once(": ")
+                && path.starts_with(prefix)
+            {
                 message = rest.to_string();
             }
             ScenarioError::Invalid {

@@ -15,8 +15,20 @@ struct RawTraffic {
     #[serde(default)]
     target: String,
     initial_weight: u32,
-    policy: TrackingPolicy,
+    policy: ValidPolicy,
     samples: Vec<Sample>,
+}
+
+/// A tracking policy, validated where it is written.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "TrackingPolicy")]
+struct ValidPolicy(CompiledPolicy);
+
+impl TryFrom<TrackingPolicy> for ValidPolicy {
+    type Error = placement_core::tracking::TrackingError;
+    fn try_from(p: TrackingPolicy) -> Result<Self, Self::Error> {
+        p.compile().map(ValidPolicy)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,7 +74,7 @@ pub struct TrafficSpec {
 impl TryFrom<RawTraffic> for TrafficSpec {
     type Error = String;
     fn try_from(raw: RawTraffic) -> Result<Self, String> {
-        let policy = raw.policy.compile().map_err(|e| format!("policy.{e}"))?;
+        let policy = raw.policy.0;
         if raw.samples.windows(2).any(|w| w[1].at < w[0].at) {
             return Err("samples: times must not go backwards".into());
         }
