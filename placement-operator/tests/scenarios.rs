@@ -70,7 +70,7 @@ fn invalid_files_name_the_field_and_line() {
         (format!("{HEAD}distributions:\n  - workload: {{ namespace: a, name: b }}\n    groups: [ {{ name: x, nodeSelector: {{ matchLabels: {{ a: b }} }}, weight: 0 }} ]\n    bursts: [1]\n"), "weights must sum to more than zero", "line 8"),
         (format!("{HEAD}rebalance:\n  policy: {{ coldThreshold: 0.9 }}\n"), "coldThreshold: 0.9 must be below", "line"),
         (format!("{HEAD}trafficWeights:\n  - name: x\n    initialWeight: 1\n    policy: {{ targetValue: 1000, baseValue: 8, schedules: [ {{ timeZone: Mars/Olympus, start: \"1:00\", end: \"2:00\", value: 1 }} ] }}\n    samples: []\n"), "unknown time zone", "line"),
-        (format!("{HEAD}trafficWeights:\n  - name: x\n    initialWeight: 1\n    policy: {{ targetValue: 1000, baseValue: 8 }}\n    samples: [ {{ at: \"2026-11-24T12:00:00Z\", value: NaN }} ]\n"), "not a finite number", "line 12"),
+        (format!("{HEAD}trafficWeights:\n  - name: x\n    initialWeight: 1\n    policy: {{ targetValue: 1000, baseValue: 8 }}\n    samples: [ {{ at: \"2026-11-24T12:00:00Z\", value: NaN }} ]\n"), "not a finite number", "line 11"),
         (format!("{HEAD}zoneBalancer:\n  namespace: t\n  selector: {{ matchExpressions: [ {{ key: a, operator: In, values: [] }} ] }}\n  create: []\n"), "needs at least one value", "line"),
         ("name: t\n".into(), "missing field `now`", "line"),
     ];
