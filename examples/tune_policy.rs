@@ -16,8 +16,8 @@
 use placement_core::fit;
 use placement_core::model::{Node, Pod, Snapshot};
 use placement_core::testing::{
-    ClusterSpec, arb_cluster, arb_pod_on, cluster_shape, generate, hot_nodes, largest_workload,
-    overcommitted_nodes, pick_pending_pod,
+    ClusterSpec, arb_cluster, arb_pod_on, cluster_shape, generate, hot_nodes, largest_workload, overcommitted_nodes,
+    pick_pending_pod,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRng, TestRunner};
@@ -26,23 +26,16 @@ use std::time::Instant;
 /// The policy under test: among the nodes the pod fits (Ready, schedulable, taints tolerated,
 /// selector matched, room left), the one with the smallest allocated cpu fraction after placing it.
 fn least_allocated_node<'a>(snapshot: &'a Snapshot, pod: &Pod) -> Option<&'a Node> {
-    snapshot
-        .nodes
-        .iter()
-        .filter(|n| fit::check(n, pod).is_ok())
-        .min_by_key(|n| {
-            // Per mille, integer: no float comparison in the ordering.
-            let after = n.requested.cpu_millis + pod.requests.cpu_millis;
-            after * 1000 / n.allocatable.cpu_millis.max(1)
-        })
+    snapshot.nodes.iter().filter(|n| fit::check(n, pod).is_ok()).min_by_key(|n| {
+        // Per mille, integer: no float comparison in the ordering.
+        let after = n.requested.cpu_millis + pod.requests.cpu_millis;
+        after * 1000 / n.allocatable.cpu_millis.max(1)
+    })
 }
 
 /// A broken policy: forgets taints, readiness and selectors, and only checks room.
 fn careless_node<'a>(snapshot: &'a Snapshot, pod: &Pod) -> Option<&'a Node> {
-    snapshot
-        .nodes
-        .iter()
-        .find(|n| fit::check_room(n, n.requested, n.pod_count, pod.requests).is_ok())
+    snapshot.nodes.iter().find(|n| fit::check_room(n, n.requested, n.pod_count, pod.requests).is_ok())
 }
 
 /// A small cluster and a pending pod to place in it.
@@ -66,10 +59,9 @@ fn check_contract(
                 )));
             }
         }
-        None => prop_assert!(
-            snapshot.nodes.iter().all(|n| fit::check(n, pod).is_err()),
-            "found no node although one fits"
-        ),
+        None => {
+            prop_assert!(snapshot.nodes.iter().all(|n| fit::check(n, pod).is_err()), "found no node although one fits")
+        }
     }
     Ok(())
 }
@@ -98,19 +90,13 @@ fn report<T: std::fmt::Debug>(name: &str, result: Result<(), TestError<T>>, show
 }
 
 fn main() {
-    let seed = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(42);
+    let seed = std::env::args().nth(1).and_then(|s| s.parse::<u64>().ok()).unwrap_or(42);
 
     // 1. A seeded cluster.
     let spec = ClusterSpec::medium().with_seed(seed);
     let started = Instant::now();
     let snapshot = generate(&spec);
-    println!(
-        "generated ClusterSpec::medium() seed {seed} in {:?}:",
-        started.elapsed()
-    );
+    println!("generated ClusterSpec::medium() seed {seed} in {:?}:", started.elapsed());
     println!("{}", cluster_shape(&snapshot));
     println!(
         "hot nodes (usage score > 0.8): {}; overcommitted nodes: {}",
@@ -151,34 +137,19 @@ fn main() {
     });
     report("no node is overcommitted (256 clusters)", result, |_| {});
 
-    let result = runner(256).run(&cluster_and_pod(), |(s, pod)| {
-        check_contract(least_allocated_node, &s, &pod)
-    });
-    report(
-        "least_allocated_node only chooses nodes that fit (256 cases)",
-        result,
-        |_| {},
-    );
+    let result = runner(256).run(&cluster_and_pod(), |(s, pod)| check_contract(least_allocated_node, &s, &pod));
+    report("least_allocated_node only chooses nodes that fit (256 cases)", result, |_| {});
 
-    let result = runner(256).run(&cluster_and_pod(), |(s, pod)| {
-        check_contract(careless_node, &s, &pod)
+    let result = runner(256).run(&cluster_and_pod(), |(s, pod)| check_contract(careless_node, &s, &pod));
+    report("careless_node (expected to fail: it ignores taints and readiness)", result, |(s, pod)| {
+        println!(
+            "        shrunk to {} node(s), {} pod(s); pod tolerations {:?}",
+            s.nodes.len(),
+            s.pods.len(),
+            pod.tolerations
+        );
+        for n in &s.nodes {
+            println!("        {}: ready {}, unschedulable {}, taints {:?}", n.name, n.ready, n.unschedulable, n.taints);
+        }
     });
-    report(
-        "careless_node (expected to fail: it ignores taints and readiness)",
-        result,
-        |(s, pod)| {
-            println!(
-                "        shrunk to {} node(s), {} pod(s); pod tolerations {:?}",
-                s.nodes.len(),
-                s.pods.len(),
-                pod.tolerations
-            );
-            for n in &s.nodes {
-                println!(
-                    "        {}: ready {}, unschedulable {}, taints {:?}",
-                    n.name, n.ready, n.unschedulable, n.taints
-                );
-            }
-        },
-    );
 }

@@ -12,36 +12,45 @@ use crate::strategy::Strategy;
 use crate::zone::{self, ZoneLoad};
 use crate::{Error, Labels};
 use serde::Serialize;
+use std::sync::{Arc, RwLock};
 
 /// A weighted/base distribution over named node groups.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct DistributionRule {
     pub groups: Vec<NodeGroup>,
     pub apportionment: Apportionment,
     pub fallback: Fallback,
     /// Count pods of every revision, not only the incoming pod's.
     pub all_revisions: bool,
+    /// The group of every index node, cached per index node generation.
+    membership: RwLock<(Option<u64>, Arc<Vec<Option<u16>>>)>,
+}
+
+impl Clone for DistributionRule {
+    fn clone(&self) -> Self {
+        DistributionRule {
+            groups: self.groups.clone(),
+            apportionment: self.apportionment.clone(),
+            fallback: self.fallback,
+            all_revisions: self.all_revisions,
+            membership: RwLock::default(),
+        }
+    }
 }
 
 impl DistributionRule {
     /// Groups with weights, an optional base on one of them, and the fallback.
-    pub fn new(
-        groups: Vec<(NodeGroup, u32)>,
-        base: Option<Base>,
-        fallback: Fallback,
-    ) -> Result<Self, Error> {
+    pub fn new(groups: Vec<(NodeGroup, u32)>, base: Option<Base>, fallback: Fallback) -> Result<Self, Error> {
         for (g, _) in &groups {
             g.selector.validate_for_nodes()?;
         }
-        let apportionment = Apportionment::new(
-            groups.iter().map(|(g, w)| (g.name.clone(), *w)).collect(),
-            base,
-        )?;
+        let apportionment = Apportionment::new(groups.iter().map(|(g, w)| (g.name.clone(), *w)).collect(), base)?;
         Ok(DistributionRule {
             groups: groups.into_iter().map(|(g, _)| g).collect(),
             apportionment,
             fallback,
             all_revisions: false,
+            membership: RwLock::default(),
         })
     }
 
@@ -52,15 +61,26 @@ impl DistributionRule {
             apportionment: strategy.apportionment()?,
             fallback,
             all_revisions: false,
+            membership: RwLock::default(),
         })
     }
 
     fn revision<'a>(&self, pod: &'a Pod) -> Option<&'a str> {
-        if self.all_revisions {
-            None
-        } else {
-            pod.revision.as_deref()
+        if self.all_revisions { None } else { pod.revision.as_deref() }
+    }
+
+    /// The group of every node of `index`, recomputed only when the index's nodes change.
+    pub fn membership(&self, index: &CountIndex) -> Arc<Vec<Option<u16>>> {
+        let generation = index.node_generation();
+        {
+            let cached = self.membership.read().unwrap_or_else(|e| e.into_inner());
+            if cached.0 == Some(generation) {
+                return cached.1.clone();
+            }
         }
+        let fresh = Arc::new(index.group_membership(&self.groups));
+        *self.membership.write().unwrap_or_else(|e| e.into_inner()) = (Some(generation), fresh.clone());
+        fresh
     }
 
     /// Pods seen plus reservations, per group, for the pod's workload (and revision).
@@ -71,7 +91,8 @@ impl DistributionRule {
         workload: &WorkloadRef,
         revision: Option<&str>,
     ) -> Vec<u32> {
-        let mut counts = index.group_counts(workload, revision, &self.groups);
+        let membership = self.membership(index);
+        let mut counts = index.group_counts_with(workload, revision, &self.groups, &membership);
         let reserved = ledger.reserved_by_group(workload, revision);
         for (c, g) in counts.iter_mut().zip(&self.groups) {
             *c += reserved.get(&g.name).copied().unwrap_or(0);
@@ -115,21 +136,18 @@ pub fn decide_distribution(
         });
     };
     let counts = rule.counts(index, ledger, workload, rule.revision(pod));
-    let feasibility: Vec<Feasibility> = rule
-        .groups
-        .iter()
-        .map(|g| group::feasibility(index.nodes(), g, pod))
+    let membership = rule.membership(index);
+    let feasibility: Vec<Feasibility> = (0..rule.groups.len() as u16)
+        .map(|g| {
+            group::first_fit(index.nodes_with_ids().filter(|(id, _)| membership[*id] == Some(g)).map(|(_, n)| n), pod)
+        })
         .collect();
-    let choice = rule
-        .apportionment
-        .choose(&counts, &feasibility, rule.fallback)?;
+    let choice = rule.apportionment.choose(&counts, &feasibility, rule.fallback)?;
     let group = choice.group.map(|i| &rule.groups[i]);
     Ok(DistributionDecision {
         group: choice.group,
         group_name: group.map(|g| g.name.clone()),
-        node_selector: group
-            .map(|g| g.selector.match_labels.clone())
-            .unwrap_or_default(),
+        node_selector: group.map(|g| g.selector.match_labels.clone()).unwrap_or_default(),
         counts,
         target: choice.target,
         fell_back: choice.fell_back,
@@ -164,14 +182,26 @@ pub fn decide_zone(
 ) -> ZoneDecision {
     let key = &index.zone_scope(scope).topology_key;
     if let Some(z) = zone::pinned_zone(pod, key) {
-        return ZoneDecision {
-            zone: None,
-            loads: vec![],
-            reason: format!("pod already pins zone {z}: left alone"),
-        };
+        return ZoneDecision { zone: None, loads: vec![], reason: format!("pod already pins zone {z}: left alone") };
     }
-    let domains = zone::zone_domains(index.nodes(), key, declared);
-    let mut feasibility = zone::zone_feasibility(index.nodes(), key, &domains, declared, pod);
+    // Domains: zones with a Ready, schedulable node, plus the declared ones.
+    let mut feasibility: std::collections::BTreeMap<String, Feasibility> = index
+        .zone_nodes(scope)
+        .filter(|(_, nodes)| nodes.clone().any(|n| n.ready && !n.unschedulable))
+        .map(|(z, nodes)| (z.to_string(), group::first_fit(nodes, pod)))
+        .collect();
+    for z in declared {
+        if !feasibility.contains_key(z) {
+            let has_nodes = index.zone_nodes(scope).any(|(name, _)| name == z);
+            let f = if has_nodes {
+                Feasibility { node: None, nodes: 0, why_not: Some("no Ready node".into()) }
+            } else {
+                Feasibility::assumed()
+            };
+            feasibility.insert(z.clone(), f);
+        }
+    }
+    let domains: Vec<String> = feasibility.keys().cloned().collect();
     let seen = index.zone_counts(scope);
     let reserved = ledger.reserved_by_group(ledger_key, None);
     let loads: Vec<ZoneLoad> = domains
@@ -180,19 +210,11 @@ pub fn decide_zone(
             zone: z.clone(),
             pods: seen.get(z).copied().unwrap_or(0),
             reserved: reserved.get(z).copied().unwrap_or(0),
-            feasibility: feasibility.remove(z).unwrap_or(Feasibility {
-                node: None,
-                nodes: 0,
-                why_not: None,
-            }),
+            feasibility: feasibility.remove(z).unwrap_or(Feasibility { node: None, nodes: 0, why_not: None }),
         })
         .collect();
     let choice = zone::choose_zone(&loads);
-    ZoneDecision {
-        zone: choice.zone,
-        loads,
-        reason: choice.reason,
-    }
+    ZoneDecision { zone: choice.zone, loads, reason: choice.reason }
 }
 
 #[cfg(test)]
@@ -207,12 +229,7 @@ mod tests {
     fn cluster() -> Snapshot {
         let mut nodes = Vec::new();
         for z in ["a", "b", "c"] {
-            nodes.push(
-                NodeBuilder::new(format!("od-{z}"))
-                    .zone(z)
-                    .label("node-type", "ondemand")
-                    .build(),
-            );
+            nodes.push(NodeBuilder::new(format!("od-{z}")).zone(z).label("node-type", "ondemand").build());
             nodes.push(
                 NodeBuilder::new(format!("spot-{z}"))
                     .zone(z)
@@ -234,17 +251,8 @@ mod tests {
         let mut ledger = Ledger::new();
         let rule = DistributionRule::new(
             vec![
-                (
-                    NodeGroup::new(
-                        "ondemand",
-                        LabelSelector::from_pairs([("node-type", "ondemand")]),
-                    ),
-                    80,
-                ),
-                (
-                    NodeGroup::new("spot", LabelSelector::from_pairs([("node-type", "spot")])),
-                    20,
-                ),
+                (NodeGroup::new("ondemand", LabelSelector::from_pairs([("node-type", "ondemand")])), 80),
+                (NodeGroup::new("spot", LabelSelector::from_pairs([("node-type", "spot")])), 20),
             ],
             None,
             Fallback::Next,
@@ -271,29 +279,20 @@ mod tests {
             });
         }
         let w = WorkloadRef::deployment("ns", "web");
-        assert_eq!(
-            rule.counts(&index, &ledger, &w, Some("r1")),
-            rule.apportionment.target(8)
-        );
+        assert_eq!(rule.counts(&index, &ledger, &w, Some("r1")), rule.apportionment.target(8));
         assert_eq!(rule.apportionment.target(8), vec![6, 2]);
     }
 
     #[test]
     fn untolerated_spot_falls_back_with_the_reason() {
         let index = CountIndex::from_snapshot(&cluster());
-        let rule = DistributionRule::from_strategy(
-            &"weight=1,nodeSelector=node-type:spot".parse().unwrap(),
-            Fallback::Next,
-        )
-        .unwrap();
+        let rule =
+            DistributionRule::from_strategy(&"weight=1,nodeSelector=node-type:spot".parse().unwrap(), Fallback::Next)
+                .unwrap();
         let pod = PodBuilder::new("ns", "p").deployment("w").pending().build();
         let d = decide_distribution(&index, &Ledger::new(), &rule, &pod).unwrap();
         assert_eq!(d.group, None);
-        assert!(
-            d.reason.contains("untolerated taint spot=true:NoSchedule"),
-            "{}",
-            d.reason
-        );
+        assert!(d.reason.contains("untolerated taint spot=true:NoSchedule"), "{}", d.reason);
     }
 
     #[test]
@@ -309,10 +308,7 @@ mod tests {
         let mut ledger = Ledger::new();
         let mut chosen = Vec::new();
         for i in 0..4 {
-            let pod = PodBuilder::new("tools", format!("t{i}"))
-                .deployment(format!("t{i}"))
-                .pending()
-                .build();
+            let pod = PodBuilder::new("tools", format!("t{i}")).deployment(format!("t{i}")).pending().build();
             let d = decide_zone(&index, &ledger, scope, &key, &[], &pod);
             let z = d.zone.clone().unwrap();
             ledger.add(Reservation {
@@ -326,11 +322,8 @@ mod tests {
             chosen.push(z);
         }
         assert_eq!(chosen, vec!["a", "b", "c", "a"]);
-        let pinned = PodBuilder::new("tools", "j")
-            .deployment("j")
-            .pending()
-            .node_selector(crate::ZONE_LABEL, "b")
-            .build();
+        let pinned =
+            PodBuilder::new("tools", "j").deployment("j").pending().node_selector(crate::ZONE_LABEL, "b").build();
         let d = decide_zone(&index, &ledger, scope, &key, &[], &pinned);
         assert_eq!(d.zone, None);
         assert_eq!(d.reason, "pod already pins zone b: left alone");

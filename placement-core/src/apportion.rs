@@ -88,18 +88,11 @@ impl Apportionment {
         if let Some(b) = base
             && b.group >= groups.len()
         {
-            return Err(ApportionError::BaseOutOfRange {
-                index: b.group,
-                groups: groups.len(),
-            });
+            return Err(ApportionError::BaseOutOfRange { index: b.group, groups: groups.len() });
         }
         let g = groups.iter().fold(0u64, |g, (_, w)| gcd(g, u64::from(*w)));
         if g == 0 {
-            let groups = groups
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
+            let groups = groups.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
             return Err(ApportionError::ZeroWeights { groups });
         }
         let weights: Vec<u64> = groups.iter().map(|(_, w)| u64::from(*w) / g).collect();
@@ -175,29 +168,20 @@ impl Apportionment {
             table.rows = vec![0; k];
         }
         let goal = steps.max(table.steps * 2).max(64);
-        let mut counts: Vec<u64> = table.rows[table.steps * k..]
-            .iter()
-            .map(|&c| u64::from(c))
-            .collect();
+        let mut counts: Vec<u64> = table.rows[table.steps * k..].iter().map(|&c| u64::from(c)).collect();
         while table.steps < goal {
             let j = table.steps as u64 + 1;
             let i = self.next_group(j, &counts);
             counts[i] += 1;
-            table
-                .rows
-                .extend(counts.iter().map(|&c| u32::try_from(c).unwrap_or(u32::MAX)));
+            table.rows.extend(counts.iter().map(|&c| u32::try_from(c).unwrap_or(u32::MAX)));
             table.steps += 1;
         }
     }
 
     /// The group that receives the `j`-th weighted pod, given counts after `j - 1`.
     fn next_group(&self, j: u64, counts: &[u64]) -> usize {
-        let eligible = |i: usize| {
-            self.weights[i] > 0 && self.upper_ok(i, j, counts) && self.lower_ok(i, j, counts)
-        };
-        let best = (0..self.len())
-            .filter(|&i| eligible(i))
-            .reduce(|a, b| self.better_priority(a, b, counts));
+        let eligible = |i: usize| self.weights[i] > 0 && self.upper_ok(i, j, counts) && self.lower_ok(i, j, counts);
+        let best = (0..self.len()).filter(|&i| eligible(i)).reduce(|a, b| self.better_priority(a, b, counts));
         match best {
             Some(i) => i,
             None => {
@@ -254,17 +238,9 @@ impl Apportionment {
     ) -> Result<AdmissionChoice, ApportionError> {
         let k = self.len();
         if counts.len() != k || feasibility.len() != k {
-            return Err(ApportionError::CountMismatch {
-                given: counts.len().min(feasibility.len()),
-                groups: k,
-            });
+            return Err(ApportionError::CountMismatch { given: counts.len().min(feasibility.len()), groups: k });
         }
-        let m = counts
-            .iter()
-            .map(|&c| u64::from(c))
-            .sum::<u64>()
-            .saturating_add(1)
-            .min(u64::from(u32::MAX)) as u32;
+        let m = counts.iter().map(|&c| u64::from(c)).sum::<u64>().saturating_add(1).min(u64::from(u32::MAX)) as u32;
         let target = self.target(m);
         let ranking = self.rank(counts, &target, m);
         let describe = |i: usize| {
@@ -296,12 +272,7 @@ impl Apportionment {
             if k > 1 {
                 reason.push_str(&format!("; others (has/target): {}", others(best)));
             }
-            return Ok(AdmissionChoice {
-                group: Some(best),
-                fell_back: false,
-                target: target.clone(),
-                reason,
-            });
+            return Ok(AdmissionChoice { group: Some(best), fell_back: false, target: target.clone(), reason });
         }
         let blocked = format!("{} infeasible ({})", self.names[best], feasibility[best]);
         let next = ranking.iter().copied().find(|&i| feasibility[i].feasible());
@@ -340,23 +311,14 @@ impl Apportionment {
             }
         };
         // Exact share minus pods beyond the base, times W (so that it stays an integer).
-        let deficit = |i: usize| {
-            i128::from(self.weights[i]) * weighted_m - i128::from(self.total) * beyond_base(i)
-        };
+        let deficit = |i: usize| i128::from(self.weights[i]) * weighted_m - i128::from(self.total) * beyond_base(i);
         let mut candidates: Vec<usize> = (0..self.len())
-            .filter(|&i| {
-                self.weights[i] > 0
-                    || self
-                        .base
-                        .is_some_and(|base| base.group == i && counts[i] < base.count)
-            })
+            .filter(|&i| self.weights[i] > 0 || self.base.is_some_and(|base| base.group == i && counts[i] < base.count))
             .collect();
         candidates.sort_by(|&x, &y| {
             let sx = i64::from(target[x]) - i64::from(counts[x]);
             let sy = i64::from(target[y]) - i64::from(counts[y]);
-            sy.cmp(&sx)
-                .then_with(|| deficit(y).cmp(&deficit(x)))
-                .then(x.cmp(&y))
+            sy.cmp(&sx).then_with(|| deficit(y).cmp(&deficit(x))).then(x.cmp(&y))
         });
         candidates
     }
@@ -371,11 +333,7 @@ impl Apportionment {
         for (key, group) in pods {
             match group {
                 Some(g) if *g < k => by_group[*g].push(key),
-                _ => out.push(DeletionCost {
-                    pod: key.clone(),
-                    cost: 0,
-                    reason: "in no group".into(),
-                }),
+                _ => out.push(DeletionCost { pod: key.clone(), cost: 0, reason: "in no group".into() }),
             }
         }
         let mut counts: Vec<u32> = by_group.iter().map(|g| g.len() as u32).collect();
@@ -395,9 +353,7 @@ impl Apportionment {
             let Some(g) = (0..k).filter(|&i| counts[i] > 0).max_by(|&x, &y| {
                 let ex = i64::from(counts[x]) - i64::from(target[x]);
                 let ey = i64::from(counts[y]) - i64::from(target[y]);
-                ex.cmp(&ey)
-                    .then_with(|| over_share(x).cmp(&over_share(y)))
-                    .then(x.cmp(&y))
+                ex.cmp(&ey).then_with(|| over_share(x).cmp(&over_share(y))).then(x.cmp(&y))
             }) else {
                 break;
             };
@@ -405,24 +361,11 @@ impl Apportionment {
             counts[g] -= 1;
             let Some(pod) = by_group[g].pop() else { break };
             let reason = if excess > 0 {
-                format!(
-                    "{}: {excess} above its target of {} for {} pods",
-                    self.names[g],
-                    target[g],
-                    n - 1
-                )
+                format!("{}: {excess} above its target of {} for {} pods", self.names[g], target[g], n - 1)
             } else {
-                format!(
-                    "{}: at target; removed to keep the ratio at {} pods",
-                    self.names[g],
-                    n - 1
-                )
+                format!("{}: at target; removed to keep the ratio at {} pods", self.names[g], n - 1)
             };
-            out.push(DeletionCost {
-                pod: pod.clone(),
-                cost: 0,
-                reason,
-            });
+            out.push(DeletionCost { pod: pod.clone(), cost: 0, reason });
         }
         for (rank, d) in out.iter_mut().enumerate() {
             d.cost = i32::try_from(rank).unwrap_or(i32::MAX);
@@ -459,11 +402,7 @@ mod tests {
 
     fn ap(weights: &[u32], base: Option<(usize, u32)>) -> Apportionment {
         Apportionment::new(
-            weights
-                .iter()
-                .enumerate()
-                .map(|(i, w)| (format!("g{i}"), *w))
-                .collect(),
+            weights.iter().enumerate().map(|(i, w)| (format!("g{i}"), *w)).collect(),
             base.map(|(group, count)| Base { group, count }),
         )
         .unwrap()
@@ -477,18 +416,7 @@ mod tests {
     fn versprei_80_20_sequence() {
         // Worked by hand in docs/semantics.md.
         let a = ap(&[80, 20], None);
-        let want = [
-            [1, 0],
-            [2, 0],
-            [2, 1],
-            [3, 1],
-            [4, 1],
-            [5, 1],
-            [6, 1],
-            [6, 2],
-            [7, 2],
-            [8, 2],
-        ];
+        let want = [[1, 0], [2, 0], [2, 1], [3, 1], [4, 1], [5, 1], [6, 1], [6, 2], [7, 2], [8, 2]];
         for (n, w) in want.iter().enumerate() {
             assert_eq!(a.target(n as u32 + 1), w.to_vec(), "n={}", n + 1);
         }
@@ -510,21 +438,12 @@ mod tests {
         for n in 0..50 {
             assert_eq!(a.target(n)[1], 0);
         }
-        assert!(matches!(
-            Apportionment::new(vec![("a".into(), 0)], None),
-            Err(ApportionError::ZeroWeights { .. })
-        ));
+        assert!(matches!(Apportionment::new(vec![("a".into(), 0)], None), Err(ApportionError::ZeroWeights { .. })));
         assert!(matches!(
             Apportionment::new(vec![("a".into(), 1)], Some(Base { group: 3, count: 1 })),
-            Err(ApportionError::BaseOutOfRange {
-                index: 3,
-                groups: 1
-            })
+            Err(ApportionError::BaseOutOfRange { index: 3, groups: 1 })
         ));
-        assert_eq!(
-            Apportionment::new(vec![], None).unwrap_err(),
-            ApportionError::NoGroups
-        );
+        assert_eq!(Apportionment::new(vec![], None).unwrap_err(), ApportionError::NoGroups);
     }
 
     #[test]
@@ -541,21 +460,10 @@ mod tests {
     fn admission_from_skewed_state_and_fallback() {
         let a = ap(&[80, 20], None);
         // 10 pods all on spot after an outage: the next goes on-demand.
-        let c = a
-            .choose(&[0, 10], &all_feasible(2), Fallback::Next)
-            .unwrap();
+        let c = a.choose(&[0, 10], &all_feasible(2), Fallback::Next).unwrap();
         assert_eq!(c.group, Some(0));
-        assert!(
-            c.reason
-                .starts_with("g0: shortfall 9 (target 9 of 11, has 0)"),
-            "{}",
-            c.reason
-        );
-        let infeasible = Feasibility {
-            node: None,
-            nodes: 2,
-            why_not: Some("n1: node not Ready".into()),
-        };
+        assert!(c.reason.starts_with("g0: shortfall 9 (target 9 of 11, has 0)"), "{}", c.reason);
+        let infeasible = Feasibility { node: None, nodes: 2, why_not: Some("n1: node not Ready".into()) };
         let feas = vec![infeasible.clone(), Feasibility::assumed()];
         let c = a.choose(&[0, 0], &feas, Fallback::Next).unwrap();
         assert_eq!((c.group, c.fell_back), (Some(1), true));
@@ -564,40 +472,19 @@ mod tests {
         assert_eq!(c.group, None);
         assert!(c.reason.contains("fallback is none"));
         let both = vec![infeasible.clone(), infeasible];
-        assert_eq!(
-            a.choose(&[0, 0], &both, Fallback::Next).unwrap().group,
-            None
-        );
-        assert!(matches!(
-            a.choose(&[0], &both, Fallback::Next),
-            Err(ApportionError::CountMismatch { .. })
-        ));
+        assert_eq!(a.choose(&[0, 0], &both, Fallback::Next).unwrap().group, None);
+        assert!(matches!(a.choose(&[0], &both, Fallback::Next), Err(ApportionError::CountMismatch { .. })));
     }
 
     #[test]
     fn ties_go_to_the_group_furthest_below_its_share_then_earlier() {
         let a = ap(&[1, 1], None);
         // m = 3: target (2,1). counts (1,1): shortfalls 1, 0 -> g0.
-        assert_eq!(
-            a.choose(&[1, 1], &all_feasible(2), Fallback::Next)
-                .unwrap()
-                .group,
-            Some(0)
-        );
+        assert_eq!(a.choose(&[1, 1], &all_feasible(2), Fallback::Next).unwrap().group, Some(0));
         // counts (0,0): m=1, target (1,0) -> g0.
-        assert_eq!(
-            a.choose(&[0, 0], &all_feasible(2), Fallback::Next)
-                .unwrap()
-                .group,
-            Some(0)
-        );
+        assert_eq!(a.choose(&[0, 0], &all_feasible(2), Fallback::Next).unwrap().group, Some(0));
         // counts (3,0): m=4, target (2,2): shortfalls -1, 2 -> g1.
-        assert_eq!(
-            a.choose(&[3, 0], &all_feasible(2), Fallback::Next)
-                .unwrap()
-                .group,
-            Some(1)
-        );
+        assert_eq!(a.choose(&[3, 0], &all_feasible(2), Fallback::Next).unwrap().group, Some(1));
     }
 
     #[test]
@@ -617,10 +504,7 @@ mod tests {
         let order: Vec<&str> = costs.iter().map(|c| c.pod).collect();
         assert_eq!(order[0], "stray");
         assert_eq!(order[1], "od-4", "on-demand is above its target");
-        assert_eq!(
-            costs.iter().map(|c| c.cost).collect::<Vec<_>>(),
-            (0..7).collect::<Vec<_>>()
-        );
+        assert_eq!(costs.iter().map(|c| c.cost).collect::<Vec<_>>(), (0..7).collect::<Vec<_>>());
         // The last pod standing is the base pod.
         assert_eq!(*order.last().unwrap(), "od-1");
     }

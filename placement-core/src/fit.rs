@@ -31,20 +31,9 @@ impl fmt::Display for Unfit {
             Unfit::Taint { taint } => write!(f, "untolerated taint {taint}"),
             Unfit::NodeSelector { key } => write!(f, "nodeSelector {key} not matched"),
             Unfit::Affinity => f.write_str("required node affinity not matched"),
-            Unfit::Cpu {
-                need_millis,
-                free_millis,
-            } => write!(f, "cpu: needs {need_millis}m, {free_millis}m free"),
-            Unfit::Memory {
-                need_bytes,
-                free_bytes,
-            } => {
-                write!(
-                    f,
-                    "memory: needs {}Mi, {}Mi free",
-                    need_bytes >> 20,
-                    free_bytes >> 20
-                )
+            Unfit::Cpu { need_millis, free_millis } => write!(f, "cpu: needs {need_millis}m, {free_millis}m free"),
+            Unfit::Memory { need_bytes, free_bytes } => {
+                write!(f, "memory: needs {}Mi, {}Mi free", need_bytes >> 20, free_bytes >> 20)
             }
             Unfit::TooManyPods { max } => write!(f, "node already runs its maximum of {max} pods"),
         }
@@ -60,15 +49,9 @@ pub fn check_constraints(node: &Node, pod: &Pod) -> Result<(), Unfit> {
         return Err(Unfit::Unschedulable);
     }
     if let Some(t) = crate::taints::untolerated(&node.taints, &pod.tolerations) {
-        return Err(Unfit::Taint {
-            taint: t.to_string(),
-        });
+        return Err(Unfit::Taint { taint: t.to_string() });
     }
-    if let Some((k, _)) = pod
-        .node_selector
-        .iter()
-        .find(|(k, v)| node.labels.get(*k) != Some(v))
-    {
+    if let Some((k, _)) = pod.node_selector.iter().find(|(k, v)| node.labels.get(*k) != Some(v)) {
         return Err(Unfit::NodeSelector { key: k.clone() });
     }
     if let Some(a) = &pod.required_affinity
@@ -80,27 +63,16 @@ pub fn check_constraints(node: &Node, pod: &Pod) -> Result<(), Unfit> {
 }
 
 /// Is there room for `requests` on top of `used` (requests already on the node) and `pods` pods?
-pub fn check_room(
-    node: &Node,
-    used: Resources,
-    pods: u32,
-    requests: Resources,
-) -> Result<(), Unfit> {
+pub fn check_room(node: &Node, used: Resources, pods: u32, requests: Resources) -> Result<(), Unfit> {
     if pods >= node.max_pods {
         return Err(Unfit::TooManyPods { max: node.max_pods });
     }
     let free = node.allocatable.saturating_sub(used);
     if requests.cpu_millis > free.cpu_millis {
-        return Err(Unfit::Cpu {
-            need_millis: requests.cpu_millis,
-            free_millis: free.cpu_millis,
-        });
+        return Err(Unfit::Cpu { need_millis: requests.cpu_millis, free_millis: free.cpu_millis });
     }
     if requests.memory_bytes > free.memory_bytes {
-        return Err(Unfit::Memory {
-            need_bytes: requests.memory_bytes,
-            free_bytes: free.memory_bytes,
-        });
+        return Err(Unfit::Memory { need_bytes: requests.memory_bytes, free_bytes: free.memory_bytes });
     }
     Ok(())
 }
@@ -120,18 +92,8 @@ mod tests {
 
     #[test]
     fn fit_table() {
-        let node = || {
-            NodeBuilder::new("n1")
-                .zone("a")
-                .allocatable(1000, 1 << 30)
-                .requested(500, 512 << 20)
-        };
-        let pod = || {
-            PodBuilder::new("ns", "p")
-                .deployment("w")
-                .pending()
-                .requests(100, 64 << 20)
-        };
+        let node = || NodeBuilder::new("n1").zone("a").allocatable(1000, 1 << 30).requested(500, 512 << 20);
+        let pod = || PodBuilder::new("ns", "p").deployment("w").pending().requests(100, 64 << 20);
         let zone_b = NodeAffinity {
             terms: vec![NodeSelectorTerm {
                 match_expressions: vec![Requirement::new(crate::ZONE_LABEL, Operator::In, &["b"])],
@@ -141,25 +103,13 @@ mod tests {
         let spot = Taint::new("spot", "true", Effect::NoSchedule);
         let cases: Vec<(&str, Node, Pod, Result<(), Unfit>)> = vec![
             ("fits", node().build(), pod().build(), Ok(())),
-            (
-                "not ready",
-                node().not_ready().build(),
-                pod().build(),
-                Err(Unfit::NotReady),
-            ),
-            (
-                "cordoned",
-                node().unschedulable().build(),
-                pod().build(),
-                Err(Unfit::Unschedulable),
-            ),
+            ("not ready", node().not_ready().build(), pod().build(), Err(Unfit::NotReady)),
+            ("cordoned", node().unschedulable().build(), pod().build(), Err(Unfit::Unschedulable)),
             (
                 "taint",
                 node().taint(spot.clone()).build(),
                 pod().build(),
-                Err(Unfit::Taint {
-                    taint: "spot=true:NoSchedule".into(),
-                }),
+                Err(Unfit::Taint { taint: "spot=true:NoSchedule".into() }),
             ),
             (
                 "tolerated",
@@ -173,42 +123,21 @@ mod tests {
                 pod().node_selector("type", "spot").build(),
                 Err(Unfit::NodeSelector { key: "type".into() }),
             ),
-            (
-                "affinity",
-                node().build(),
-                pod().affinity(zone_b).build(),
-                Err(Unfit::Affinity),
-            ),
+            ("affinity", node().build(), pod().affinity(zone_b).build(), Err(Unfit::Affinity)),
             (
                 "cpu",
                 node().build(),
                 pod().requests(600, 0).build(),
-                Err(Unfit::Cpu {
-                    need_millis: 600,
-                    free_millis: 500,
-                }),
+                Err(Unfit::Cpu { need_millis: 600, free_millis: 500 }),
             ),
-            (
-                "cpu exact",
-                node().build(),
-                pod().requests(500, 0).build(),
-                Ok(()),
-            ),
+            ("cpu exact", node().build(), pod().requests(500, 0).build(), Ok(())),
             (
                 "memory",
                 node().build(),
                 pod().requests(0, 1 << 30).build(),
-                Err(Unfit::Memory {
-                    need_bytes: 1 << 30,
-                    free_bytes: 512 << 20,
-                }),
+                Err(Unfit::Memory { need_bytes: 1 << 30, free_bytes: 512 << 20 }),
             ),
-            (
-                "pods",
-                node().max_pods(0).build(),
-                pod().build(),
-                Err(Unfit::TooManyPods { max: 0 }),
-            ),
+            ("pods", node().max_pods(0).build(), pod().build(), Err(Unfit::TooManyPods { max: 0 })),
         ];
         for (name, n, p, want) in cases {
             assert_eq!(check(&n, &p), want, "{name}");

@@ -22,18 +22,12 @@ pub struct NodeGroup {
 
 impl NodeGroup {
     pub fn new(name: impl Into<String>, selector: LabelSelector) -> Self {
-        NodeGroup {
-            name: name.into(),
-            selector,
-        }
+        NodeGroup { name: name.into(), selector }
     }
 
     /// The group `key = value` (a zone, for `topology.kubernetes.io/zone`).
     pub fn label(key: &str, value: &str) -> Self {
-        NodeGroup {
-            name: value.to_string(),
-            selector: LabelSelector::from_pairs([(key, value)]),
-        }
+        NodeGroup { name: value.to_string(), selector: LabelSelector::from_pairs([(key, value)]) }
     }
 
     pub fn contains(&self, labels: &Labels) -> bool {
@@ -84,11 +78,7 @@ impl Feasibility {
 
     /// Assume a group is feasible without looking at nodes (an autoscaled group with no node yet).
     pub fn assumed() -> Self {
-        Feasibility {
-            node: Some(String::new()),
-            nodes: 0,
-            why_not: None,
-        }
+        Feasibility { node: Some(String::new()), nodes: 0, why_not: None }
     }
 }
 
@@ -105,17 +95,14 @@ impl fmt::Display for Feasibility {
 }
 
 /// Feasibility of `group` for `pod` over `nodes`; stops at the first node that fits.
-pub fn feasibility<'a>(
-    nodes: impl IntoIterator<Item = &'a Node>,
-    group: &NodeGroup,
-    pod: &Pod,
-) -> Feasibility {
-    let mut out = Feasibility {
-        node: None,
-        nodes: 0,
-        why_not: None,
-    };
-    for node in nodes.into_iter().filter(|n| group.contains(&n.labels)) {
+pub fn feasibility<'a>(nodes: impl IntoIterator<Item = &'a Node>, group: &NodeGroup, pod: &Pod) -> Feasibility {
+    first_fit(nodes.into_iter().filter(|n| group.contains(&n.labels)), pod)
+}
+
+/// Feasibility over nodes already known to be in the group; stops at the first node that fits.
+pub fn first_fit<'a>(nodes: impl IntoIterator<Item = &'a Node>, pod: &Pod) -> Feasibility {
+    let mut out = Feasibility { node: None, nodes: 0, why_not: None };
+    for node in nodes {
         out.nodes += 1;
         match fit::check(node, pod) {
             Ok(()) => {
@@ -136,79 +123,41 @@ mod tests {
 
     #[test]
     fn pod_group_by_node_or_own_selector() {
-        let groups = vec![
-            NodeGroup::label("type", "ondemand"),
-            NodeGroup::label("type", "spot"),
-        ];
+        let groups = vec![NodeGroup::label("type", "ondemand"), NodeGroup::label("type", "spot")];
         let nodes = [
             NodeBuilder::new("od").label("type", "ondemand").build(),
             NodeBuilder::new("sp").label("type", "spot").build(),
         ];
         let lookup = |n: &str| nodes.iter().find(|x| x.name == n).map(|x| &x.labels);
-        let bound = PodBuilder::new("ns", "a")
-            .deployment("w")
-            .on_node("sp")
-            .build();
+        let bound = PodBuilder::new("ns", "a").deployment("w").on_node("sp").build();
         assert_eq!(group_of_pod(&groups, &bound, lookup), Some(1));
-        let pending = PodBuilder::new("ns", "b")
-            .deployment("w")
-            .pending()
-            .node_selector("type", "ondemand")
-            .build();
+        let pending = PodBuilder::new("ns", "b").deployment("w").pending().node_selector("type", "ondemand").build();
         assert_eq!(group_of_pod(&groups, &pending, lookup), Some(0));
         let free = PodBuilder::new("ns", "c").deployment("w").pending().build();
-        assert_eq!(
-            group_of_pod(&groups, &free, lookup),
-            None,
-            "a pod in no group"
-        );
-        let unknown_node = PodBuilder::new("ns", "d")
-            .deployment("w")
-            .on_node("gone")
-            .build();
+        assert_eq!(group_of_pod(&groups, &free, lookup), None, "a pod in no group");
+        let unknown_node = PodBuilder::new("ns", "d").deployment("w").on_node("gone").build();
         assert_eq!(group_of_pod(&groups, &unknown_node, lookup), None);
     }
 
     #[test]
     fn first_matching_group_wins() {
-        let groups = vec![
-            NodeGroup::label("zone", "a"),
-            NodeGroup::label("type", "spot"),
-        ];
-        let l: Labels = [
-            ("zone".to_string(), "a".to_string()),
-            ("type".to_string(), "spot".to_string()),
-        ]
-        .into();
+        let groups = vec![NodeGroup::label("zone", "a"), NodeGroup::label("type", "spot")];
+        let l: Labels = [("zone".to_string(), "a".to_string()), ("type".to_string(), "spot".to_string())].into();
         assert_eq!(group_of_labels(&groups, &l), Some(0));
     }
 
     #[test]
     fn feasibility_reports_first_fitting_node_or_why_not() {
         let g = NodeGroup::label("zone", "a");
-        let pod = PodBuilder::new("ns", "p")
-            .deployment("w")
-            .pending()
-            .requests(500, 0)
-            .build();
-        let full = NodeBuilder::new("full")
-            .label("zone", "a")
-            .allocatable(1000, 1 << 30)
-            .requested(900, 0)
-            .build();
-        let roomy = NodeBuilder::new("roomy")
-            .label("zone", "a")
-            .allocatable(1000, 1 << 30)
-            .build();
+        let pod = PodBuilder::new("ns", "p").deployment("w").pending().requests(500, 0).build();
+        let full = NodeBuilder::new("full").label("zone", "a").allocatable(1000, 1 << 30).requested(900, 0).build();
+        let roomy = NodeBuilder::new("roomy").label("zone", "a").allocatable(1000, 1 << 30).build();
         let other = NodeBuilder::new("other").label("zone", "b").build();
         let f = feasibility([&other, &full, &roomy], &g, &pod);
         assert_eq!(f.node.as_deref(), Some("roomy"));
         let f = feasibility([&other, &full], &g, &pod);
         assert!(!f.feasible());
-        assert_eq!(
-            f.to_string(),
-            "no node fits (1 nodes; e.g. full: cpu: needs 500m, 100m free)"
-        );
+        assert_eq!(f.to_string(), "no node fits (1 nodes; e.g. full: cpu: needs 500m, 100m free)");
         assert_eq!(feasibility([&other], &g, &pod).to_string(), "no node");
     }
 }

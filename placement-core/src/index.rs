@@ -14,8 +14,9 @@ use crate::group::{NodeGroup, group_of_labels};
 use crate::model::{Node, Pod, PodKey, Snapshot, WorkloadRef};
 use crate::resources::Resources;
 use crate::selector::LabelSelector;
+use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Where a counted pod is: on a node (by id) or pending with an implied label set (by id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,8 +27,8 @@ enum Place {
 
 #[derive(Clone, Debug)]
 struct PodEntry {
-    /// Workload id and revision, when the pod counts.
-    counted: Option<(u32, Option<Box<str>>)>,
+    /// Workload id and revision id, when the pod counts.
+    counted: Option<(u32, Option<u32>)>,
     place: Option<Place>,
     /// Requests held on `place`'s node (bound, non-terminal pods).
     held: Option<(u32, Resources)>,
@@ -38,7 +39,7 @@ struct PodEntry {
 /// Pods of one workload: per revision, per place.
 #[derive(Clone, Debug, Default)]
 struct WorkloadCounts {
-    by_revision: HashMap<Option<Box<str>>, HashMap<Place, u32>>,
+    by_revision: HashMap<Option<u32>, HashMap<Place, u32>>,
 }
 
 /// The scope of a zone balancer: single-replica workloads' pods in one namespace, chosen by pod labels.
@@ -68,6 +69,8 @@ struct ScopeState {
     zones: BTreeMap<String, u32>,
     /// Bound pods per node, so that a node's zone change moves its pods.
     per_node: HashMap<u32, u32>,
+    /// Live node ids per zone, by this scope's topology key.
+    zone_nodes: BTreeMap<String, Vec<u32>>,
 }
 
 /// Identifies a registered zone scope.
@@ -85,8 +88,11 @@ pub struct CountIndex {
     label_sets: Vec<Labels>,
     workload_ids: HashMap<WorkloadRef, u32>,
     workloads: Vec<WorkloadCounts>,
+    revision_ids: HashMap<Box<str>, u32>,
     pods: HashMap<PodKey, PodEntry>,
     scopes: Vec<ScopeState>,
+    /// Bumped whenever a node's labels or existence change (invalidates cached group membership).
+    node_generation: u64,
 }
 
 impl CountIndex {
@@ -104,17 +110,15 @@ impl CountIndex {
     /// Rebuild from a full list (a relist after a watch restart); zone scopes stay registered.
     pub fn reset(&mut self, snapshot: &Snapshot) {
         let scopes: Vec<ZoneScope> = self.scopes.drain(..).map(|s| s.scope).collect();
-        *self = CountIndex {
-            scopes: Vec::new(),
-            ..CountIndex::default()
-        };
+        *self = CountIndex { scopes: Vec::new(), ..CountIndex::default() };
         self.node_ids.reserve(snapshot.nodes.len());
         self.pods.reserve(snapshot.pods.len());
         for scope in scopes {
             self.scopes.push(ScopeState {
                 scope,
                 zones: BTreeMap::new(),
-                per_node: HashMap::new(),
+                per_node: HashMap::default(),
+                zone_nodes: BTreeMap::new(),
             });
         }
         for node in &snapshot.nodes {
@@ -129,11 +133,13 @@ impl CountIndex {
     /// possible without them, so register scopes before feeding pods, or call [`Self::reset`]).
     pub fn add_zone_scope(&mut self, scope: ZoneScope) -> ScopeId {
         let id = ScopeId(self.scopes.len() as u16);
-        self.scopes.push(ScopeState {
-            scope,
-            zones: BTreeMap::new(),
-            per_node: HashMap::new(),
-        });
+        let mut zone_nodes: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for (i, n) in self.nodes_with_ids() {
+            if let Some(z) = n.labels.get(&scope.topology_key) {
+                zone_nodes.entry(z.clone()).or_default().push(i as u32);
+            }
+        }
+        self.scopes.push(ScopeState { scope, zones: BTreeMap::new(), per_node: HashMap::default(), zone_nodes });
         id
     }
 
@@ -148,8 +154,12 @@ impl CountIndex {
                 self.nodes[i].requested = requested;
                 self.nodes[i].pod_count = pod_count;
                 self.node_live[i] = true;
+                if !was_live || old_labels != node.labels {
+                    self.node_generation += 1;
+                }
                 let old = if was_live { Some(&old_labels) } else { None };
                 self.move_scope_counts(id, old, Some(&node.labels.clone()));
+                self.move_zone_node(id, old, Some(&node.labels.clone()));
             }
             None => {
                 let id = self.node_slot(&node.name);
@@ -158,6 +168,8 @@ impl CountIndex {
                 n.pod_count = 0;
                 self.nodes[id as usize] = n;
                 self.node_live[id as usize] = true;
+                self.node_generation += 1;
+                self.move_zone_node(id, None, Some(&node.labels.clone()));
             }
         }
     }
@@ -169,8 +181,39 @@ impl CountIndex {
         {
             let labels = self.nodes[id as usize].labels.clone();
             self.move_scope_counts(id, Some(&labels), None);
+            self.move_zone_node(id, Some(&labels), None);
             self.node_live[id as usize] = false;
+            self.node_generation += 1;
         }
+    }
+
+    fn move_zone_node(&mut self, node: u32, old: Option<&Labels>, new: Option<&Labels>) {
+        for s in &mut self.scopes {
+            let key = &s.scope.topology_key;
+            let (from, to) = (old.and_then(|l| l.get(key)), new.and_then(|l| l.get(key)));
+            if from == to {
+                continue;
+            }
+            if let Some(z) = from
+                && let Some(ids) = s.zone_nodes.get_mut(z)
+            {
+                ids.retain(|&i| i != node);
+                if ids.is_empty() {
+                    s.zone_nodes.remove(z);
+                }
+            }
+            if let Some(z) = to {
+                s.zone_nodes.entry(z.clone()).or_default().push(node);
+            }
+        }
+    }
+
+    /// Live nodes per zone of a scope's topology key.
+    pub fn zone_nodes(&self, scope: ScopeId) -> impl Iterator<Item = (&str, impl Iterator<Item = &Node> + Clone)> {
+        self.scopes[scope.0 as usize]
+            .zone_nodes
+            .iter()
+            .map(|(z, ids)| (z.as_str(), ids.iter().map(|&i| &self.nodes[i as usize])))
     }
 
     fn move_scope_counts(&mut self, node: u32, old: Option<&Labels>, new: Option<&Labels>) {
@@ -195,7 +238,10 @@ impl CountIndex {
 
     /// Insert or update a pod; applying the same pod twice changes nothing.
     pub fn apply_pod(&mut self, pod: &Pod) {
-        self.delete_pod(&pod.namespace, &pod.name);
+        let key = pod.key();
+        if let Some(old) = self.pods.remove(&key) {
+            self.unapply(old);
+        }
         // A pod may arrive before its node (watches are not ordered across kinds): the node gets a
         // placeholder slot, and the pod's counts follow once the node is applied.
         let node_id = pod.node_name.as_ref().map(|n| self.node_slot(n));
@@ -218,13 +264,8 @@ impl CountIndex {
         let counted = match (&pod.workload, pod.counts(), place) {
             (Some(w), true, Some(place)) => {
                 let wid = self.intern_workload(w);
-                let revision: Option<Box<str>> = pod.revision.as_deref().map(Box::from);
-                *self.workloads[wid as usize]
-                    .by_revision
-                    .entry(revision.clone())
-                    .or_default()
-                    .entry(place)
-                    .or_insert(0) += 1;
+                let revision = pod.revision.as_deref().map(|r| self.intern_revision(r));
+                *self.workloads[wid as usize].by_revision.entry(revision).or_default().entry(place).or_insert(0) += 1;
                 Some((wid, revision))
             }
             _ => None,
@@ -238,17 +279,12 @@ impl CountIndex {
                 Some(Place::Node(id)) => {
                     *s.per_node.entry(id).or_insert(0) += 1;
                     if self.node_live[id as usize] {
-                        self.nodes[id as usize]
-                            .labels
-                            .get(&s.scope.topology_key)
-                            .cloned()
+                        self.nodes[id as usize].labels.get(&s.scope.topology_key).cloned()
                     } else {
                         None
                     }
                 }
-                Some(Place::Pending(l)) => self.label_sets[l as usize]
-                    .get(&s.scope.topology_key)
-                    .cloned(),
+                Some(Place::Pending(l)) => self.label_sets[l as usize].get(&s.scope.topology_key).cloned(),
                 None => None,
             };
             if let Some(z) = zone {
@@ -256,26 +292,18 @@ impl CountIndex {
             }
             scopes.push(i as u16);
         }
-        self.pods.insert(
-            pod.key(),
-            PodEntry {
-                counted,
-                place,
-                held,
-                scopes,
-            },
-        );
+        self.pods.insert(pod.key(), PodEntry { counted, place, held, scopes });
     }
 
     /// Remove a pod; unknown pods are ignored.
     pub fn delete_pod(&mut self, namespace: &str, name: &str) {
-        let key = PodKey {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        };
-        let Some(entry) = self.pods.remove(&key) else {
-            return;
-        };
+        let key = PodKey { namespace: namespace.to_string(), name: name.to_string() };
+        if let Some(entry) = self.pods.remove(&key) {
+            self.unapply(entry);
+        }
+    }
+
+    fn unapply(&mut self, entry: PodEntry) {
         if let Some((id, req)) = entry.held {
             let n = &mut self.nodes[id as usize];
             n.requested = n.requested.saturating_sub(req);
@@ -306,17 +334,12 @@ impl CountIndex {
                         }
                     }
                     if self.node_live[id as usize] {
-                        self.nodes[id as usize]
-                            .labels
-                            .get(&s.scope.topology_key)
-                            .cloned()
+                        self.nodes[id as usize].labels.get(&s.scope.topology_key).cloned()
                     } else {
                         None
                     }
                 }
-                Some(Place::Pending(l)) => self.label_sets[l as usize]
-                    .get(&s.scope.topology_key)
-                    .cloned(),
+                Some(Place::Pending(l)) => self.label_sets[l as usize].get(&s.scope.topology_key).cloned(),
                 None => None,
             };
             if let Some(z) = zone {
@@ -357,6 +380,15 @@ impl CountIndex {
         id
     }
 
+    fn intern_revision(&mut self, r: &str) -> u32 {
+        if let Some(&id) = self.revision_ids.get(r) {
+            return id;
+        }
+        let id = self.revision_ids.len() as u32;
+        self.revision_ids.insert(Box::from(r), id);
+        id
+    }
+
     fn intern_workload(&mut self, w: &WorkloadRef) -> u32 {
         if let Some(&id) = self.workload_ids.get(w) {
             return id;
@@ -376,30 +408,71 @@ impl CountIndex {
 
     /// Counted pods of `workload` per group (first matching group; pods in no group are left out).
     /// `revision: None` counts every revision.
-    pub fn group_counts(
+    pub fn group_counts(&self, workload: &WorkloadRef, revision: Option<&str>, groups: &[NodeGroup]) -> Vec<u32> {
+        let mut out = vec![0; groups.len()];
+        for (place, n) in self.places(workload, revision) {
+            if let Some(g) = self.place_labels(place).and_then(|l| group_of_labels(groups, l)) {
+                out[g] += n;
+            }
+        }
+        out
+    }
+
+    /// Like [`Self::group_counts`], with bound pods classified by a precomputed
+    /// [`Self::group_membership`] of the same `groups` (no selector is evaluated per node).
+    pub fn group_counts_with(
         &self,
         workload: &WorkloadRef,
         revision: Option<&str>,
         groups: &[NodeGroup],
+        membership: &[Option<u16>],
     ) -> Vec<u32> {
         let mut out = vec![0; groups.len()];
-        let Some(&wid) = self.workload_ids.get(workload) else {
-            return out;
-        };
-        for (rev, places) in &self.workloads[wid as usize].by_revision {
-            if revision.is_some() && rev.as_deref() != revision {
-                continue;
-            }
-            for (&place, &n) in places {
-                if let Some(g) = self
-                    .place_labels(place)
-                    .and_then(|l| group_of_labels(groups, l))
-                {
-                    out[g] += n;
-                }
+        for (place, n) in self.places(workload, revision) {
+            let g = match place {
+                Place::Node(id) => membership.get(id as usize).copied().flatten().map(usize::from),
+                Place::Pending(id) => group_of_labels(groups, &self.label_sets[id as usize]),
+            };
+            if let Some(g) = g {
+                out[g] += n;
             }
         }
         out
+    }
+
+    /// Places (and pod counts) of one workload; `revision: None` means every revision.
+    fn places<'a>(&'a self, workload: &WorkloadRef, revision: Option<&str>) -> impl Iterator<Item = (Place, u32)> + 'a {
+        let wid = self.workload_ids.get(workload).copied();
+        // `None`: every revision; `Some(None)`: a revision never seen, so nothing.
+        let wanted: Option<Option<u32>> = revision.map(|r| self.revision_ids.get(r).copied());
+        wid.into_iter()
+            .flat_map(move |w| self.workloads[w as usize].by_revision.iter())
+            .filter(move |(r, _)| match wanted {
+                None => true,
+                Some(None) => false,
+                Some(Some(want)) => **r == Some(want),
+            })
+            .flat_map(|(_, places)| places.iter().map(|(&p, &n)| (p, n)))
+    }
+
+    /// The group (first match) of every node id, for [`Self::group_counts_with`]; `None` for nodes in
+    /// no group or not live. Valid while [`Self::node_generation`] is unchanged.
+    pub fn group_membership(&self, groups: &[NodeGroup]) -> Vec<Option<u16>> {
+        self.nodes
+            .iter()
+            .zip(&self.node_live)
+            .map(|(n, live)| if *live { group_of_labels(groups, &n.labels).map(|g| g as u16) } else { None })
+            .collect()
+    }
+
+    /// Changes whenever a node is added, removed or relabelled.
+    pub fn node_generation(&self) -> u64 {
+        self.node_generation
+    }
+
+    /// Live nodes with their ids (the positions used by [`Self::group_membership`]).
+    pub fn nodes_with_ids(&self) -> impl Iterator<Item = (usize, &Node)> {
+        self.nodes.iter().zip(&self.node_live).enumerate().filter(|(_, (_, live))| **live).map(|(i, (n, _))| (i, n))
     }
 
     /// Pods per zone in a scope.
@@ -414,18 +487,11 @@ impl CountIndex {
 
     /// Live nodes, with `requested` and `pod_count` kept from the pods bound to them.
     pub fn nodes(&self) -> impl Iterator<Item = &Node> + Clone {
-        self.nodes
-            .iter()
-            .zip(&self.node_live)
-            .filter(|(_, live)| **live)
-            .map(|(n, _)| n)
+        self.nodes.iter().zip(&self.node_live).filter(|(_, live)| **live).map(|(n, _)| n)
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {
-        self.node_ids
-            .get(name)
-            .filter(|&&id| self.node_live[id as usize])
-            .map(|&id| &self.nodes[id as usize])
+        self.node_ids.get(name).filter(|&&id| self.node_live[id as usize]).map(|&id| &self.nodes[id as usize])
     }
 
     /// Pods indexed.
@@ -453,40 +519,19 @@ mod tests {
     use crate::model::{NodeBuilder, PodBuilder, PodPhase};
 
     fn groups() -> Vec<NodeGroup> {
-        vec![
-            NodeGroup::label("type", "ondemand"),
-            NodeGroup::label("type", "spot"),
-        ]
+        vec![NodeGroup::label("type", "ondemand"), NodeGroup::label("type", "spot")]
     }
 
     fn snapshot() -> Snapshot {
         Snapshot::new(
             vec![
-                NodeBuilder::new("od")
-                    .label("type", "ondemand")
-                    .zone("a")
-                    .build(),
-                NodeBuilder::new("sp")
-                    .label("type", "spot")
-                    .zone("b")
-                    .build(),
+                NodeBuilder::new("od").label("type", "ondemand").zone("a").build(),
+                NodeBuilder::new("sp").label("type", "spot").zone("b").build(),
             ],
             vec![
-                PodBuilder::new("ns", "w-1")
-                    .deployment("w")
-                    .revision("r1")
-                    .on_node("od")
-                    .build(),
-                PodBuilder::new("ns", "w-2")
-                    .deployment("w")
-                    .revision("r1")
-                    .on_node("sp")
-                    .build(),
-                PodBuilder::new("ns", "w-3")
-                    .deployment("w")
-                    .revision("r2")
-                    .on_node("sp")
-                    .build(),
+                PodBuilder::new("ns", "w-1").deployment("w").revision("r1").on_node("od").build(),
+                PodBuilder::new("ns", "w-2").deployment("w").revision("r1").on_node("sp").build(),
+                PodBuilder::new("ns", "w-3").deployment("w").revision("r2").on_node("sp").build(),
                 PodBuilder::new("ns", "w-4")
                     .deployment("w")
                     .revision("r1")
@@ -499,17 +544,8 @@ mod tests {
                     .on_node("od")
                     .phase(PodPhase::Succeeded)
                     .build(),
-                PodBuilder::new("ns", "w-6")
-                    .deployment("w")
-                    .revision("r1")
-                    .on_node("od")
-                    .terminating()
-                    .build(),
-                PodBuilder::new("other", "w-1")
-                    .deployment("w")
-                    .revision("r1")
-                    .on_node("od")
-                    .build(),
+                PodBuilder::new("ns", "w-6").deployment("w").revision("r1").on_node("od").terminating().build(),
+                PodBuilder::new("other", "w-1").deployment("w").revision("r1").on_node("od").build(),
             ],
             vec![],
             vec![],
@@ -520,54 +556,27 @@ mod tests {
     fn counts_by_group_and_revision() {
         let idx = CountIndex::from_snapshot(&snapshot());
         let w = WorkloadRef::deployment("ns", "w");
-        assert_eq!(
-            idx.group_counts(&w, Some("r1"), &groups()),
-            vec![1, 2],
-            "terminal/terminating/other ns excluded"
-        );
+        assert_eq!(idx.group_counts(&w, Some("r1"), &groups()), vec![1, 2], "terminal/terminating/other ns excluded");
         assert_eq!(idx.group_counts(&w, Some("r2"), &groups()), vec![0, 1]);
         assert_eq!(idx.group_counts(&w, None, &groups()), vec![1, 3]);
-        assert_eq!(
-            idx.node("od").unwrap().pod_count,
-            3,
-            "terminating pods still hold their requests"
-        );
+        assert_eq!(idx.node("od").unwrap().pod_count, 3, "terminating pods still hold their requests");
     }
 
     #[test]
     fn events_are_idempotent_and_moves_are_tracked() {
         let mut idx = CountIndex::from_snapshot(&snapshot());
         let w = WorkloadRef::deployment("ns", "w");
-        let pod = PodBuilder::new("ns", "w-1")
-            .deployment("w")
-            .revision("r1")
-            .on_node("od")
-            .build();
+        let pod = PodBuilder::new("ns", "w-1").deployment("w").revision("r1").on_node("od").build();
         idx.apply_pod(&pod);
         idx.apply_pod(&pod);
         assert_eq!(idx.group_counts(&w, Some("r1"), &groups()), vec![1, 2]);
-        idx.apply_pod(
-            &PodBuilder::new("ns", "w-4")
-                .deployment("w")
-                .revision("r1")
-                .on_node("od")
-                .build(),
-        );
-        assert_eq!(
-            idx.group_counts(&w, Some("r1"), &groups()),
-            vec![2, 1],
-            "pending pod bound"
-        );
+        idx.apply_pod(&PodBuilder::new("ns", "w-4").deployment("w").revision("r1").on_node("od").build());
+        assert_eq!(idx.group_counts(&w, Some("r1"), &groups()), vec![2, 1], "pending pod bound");
         idx.delete_pod("ns", "w-1");
         idx.delete_pod("ns", "nope");
         assert_eq!(idx.group_counts(&w, Some("r1"), &groups()), vec![1, 1]);
         // Relabel the spot node: its pods move groups with no recount.
-        idx.apply_node(
-            &NodeBuilder::new("sp")
-                .label("type", "ondemand")
-                .zone("b")
-                .build(),
-        );
+        idx.apply_node(&NodeBuilder::new("sp").label("type", "ondemand").zone("b").build());
         assert_eq!(idx.group_counts(&w, Some("r1"), &groups()), vec![2, 0]);
         idx.delete_node("sp");
         assert_eq!(idx.group_counts(&w, Some("r1"), &groups()), vec![1, 0]);
@@ -582,26 +591,9 @@ mod tests {
             topology_key: crate::ZONE_LABEL.into(),
         });
         idx.reset(&snapshot());
-        idx.apply_pod(
-            &PodBuilder::new("tools", "g")
-                .deployment("g")
-                .label("tier", "tools")
-                .on_node("od")
-                .build(),
-        );
-        idx.apply_pod(
-            &PodBuilder::new("tools", "r")
-                .deployment("r")
-                .label("tier", "tools")
-                .on_node("sp")
-                .build(),
-        );
-        idx.apply_pod(
-            &PodBuilder::new("tools", "x")
-                .deployment("x")
-                .on_node("sp")
-                .build(),
-        );
+        idx.apply_pod(&PodBuilder::new("tools", "g").deployment("g").label("tier", "tools").on_node("od").build());
+        idx.apply_pod(&PodBuilder::new("tools", "r").deployment("r").label("tier", "tools").on_node("sp").build());
+        idx.apply_pod(&PodBuilder::new("tools", "x").deployment("x").on_node("sp").build());
         idx.apply_pod(
             &PodBuilder::new("tools", "p")
                 .deployment("p")
@@ -610,22 +602,9 @@ mod tests {
                 .node_selector(crate::ZONE_LABEL, "c")
                 .build(),
         );
-        let counts = |idx: &CountIndex| {
-            idx.zone_counts(scope)
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            counts(&idx),
-            vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]
-        );
-        idx.apply_node(
-            &NodeBuilder::new("sp")
-                .label("type", "spot")
-                .zone("a")
-                .build(),
-        );
+        let counts = |idx: &CountIndex| idx.zone_counts(scope).iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>();
+        assert_eq!(counts(&idx), vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]);
+        idx.apply_node(&NodeBuilder::new("sp").label("type", "spot").zone("a").build());
         assert_eq!(counts(&idx), vec![("a".into(), 2), ("c".into(), 1)]);
         idx.delete_pod("tools", "g");
         assert_eq!(counts(&idx), vec![("a".into(), 1), ("c".into(), 1)]);

@@ -73,9 +73,7 @@ impl Ledger {
     /// unknown id only records the tombstone.
     pub fn confirm(&mut self, id: &str, keep_until: Timestamp) -> Option<Reservation> {
         let removed = self.active.remove(id);
-        let until = removed
-            .as_ref()
-            .map_or(keep_until, |r| r.expires.max(keep_until));
+        let until = removed.as_ref().map_or(keep_until, |r| r.expires.max(keep_until));
         if let Some(r) = &removed {
             self.bump(r, -1);
         }
@@ -95,12 +93,7 @@ impl Ledger {
 
     /// Drop reservations and tombstones whose time is up (`expires <= now`); returns the reservations.
     pub fn expire(&mut self, now: Timestamp) -> Vec<Reservation> {
-        let gone: Vec<String> = self
-            .active
-            .values()
-            .filter(|r| r.expires <= now)
-            .map(|r| r.id.clone())
-            .collect();
+        let gone: Vec<String> = self.active.values().filter(|r| r.expires <= now).map(|r| r.id.clone()).collect();
         let dropped: Vec<Reservation> = gone.iter().filter_map(|id| self.release(id)).collect();
         self.confirmed.retain(|_, until| *until > now);
         dropped
@@ -108,17 +101,11 @@ impl Ledger {
 
     /// Reservations counted for one workload and group; `revision: None` sums over revisions.
     pub fn reserved(&self, workload: &WorkloadRef, revision: Option<&str>, group: &str) -> u32 {
-        self.for_workload(workload, revision)
-            .map(|groups| groups.get(group).copied().unwrap_or(0))
-            .sum()
+        self.for_workload(workload, revision).map(|groups| groups.get(group).copied().unwrap_or(0)).sum()
     }
 
     /// Reservations per group for one workload; `revision: None` sums over revisions.
-    pub fn reserved_by_group(
-        &self,
-        workload: &WorkloadRef,
-        revision: Option<&str>,
-    ) -> BTreeMap<String, u32> {
+    pub fn reserved_by_group(&self, workload: &WorkloadRef, revision: Option<&str>) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();
         for groups in self.for_workload(workload, revision) {
             for (g, n) in groups {
@@ -170,10 +157,7 @@ impl Ledger {
     }
 
     pub fn state(&self) -> LedgerState {
-        LedgerState {
-            reservations: self.active.values().cloned().collect(),
-            confirmed: self.confirmed.clone(),
-        }
+        LedgerState { reservations: self.active.values().cloned().collect(), confirmed: self.confirmed.clone() }
     }
 
     pub fn from_state(state: LedgerState) -> Self {
@@ -183,12 +167,7 @@ impl Ledger {
     }
 
     fn bump(&mut self, r: &Reservation, delta: i64) {
-        let groups = self
-            .totals
-            .entry(r.workload.clone())
-            .or_default()
-            .entry(r.revision.clone())
-            .or_default();
+        let groups = self.totals.entry(r.workload.clone()).or_default().entry(r.revision.clone()).or_default();
         let n = groups.entry(r.group.clone()).or_insert(0);
         *n = u32::try_from((i64::from(*n) + delta).max(0)).unwrap_or(u32::MAX);
         if *n == 0 {
@@ -236,23 +215,14 @@ mod tests {
         assert_eq!(l.reserved(&w, None, "spot"), 2);
         assert!(l.confirm("a", ts(10)).is_some());
         assert_eq!(l.reserved(&w, Some("r1"), "spot"), 1);
-        assert!(
-            !l.add(res("a", "spot", 100)),
-            "confirmed ids never count again"
-        );
+        assert!(!l.add(res("a", "spot", 100)), "confirmed ids never count again");
         assert_eq!(l.expire(ts(50)).len(), 1, "b expires at 50");
-        assert_eq!(
-            l.reserved_by_group(&w, Some("r1")),
-            BTreeMap::from([("ondemand".to_string(), 1)])
-        );
+        assert_eq!(l.reserved_by_group(&w, Some("r1")), BTreeMap::from([("ondemand".to_string(), 1)]));
         assert!(l.release("c").is_some());
         assert!(l.is_empty());
         assert!(l.is_confirmed("a"));
         l.expire(ts(100));
-        assert!(
-            !l.is_confirmed("a"),
-            "tombstones expire with the reservation"
-        );
+        assert!(!l.is_confirmed("a"), "tombstones expire with the reservation");
     }
 
     #[test]
@@ -274,11 +244,7 @@ mod tests {
         b.add(res("2", "spot", 100));
         b.confirm("1", ts(100));
         a.merge(&b.state());
-        assert_eq!(
-            a.reserved(&w, None, "spot"),
-            1,
-            "1 confirmed by the peer, 2 not doubled"
-        );
+        assert_eq!(a.reserved(&w, None, "spot"), 1, "1 confirmed by the peer, 2 not doubled");
         let json = serde_json::to_string(&a.state()).unwrap();
         let back = Ledger::from_state(serde_json::from_str(&json).unwrap());
         assert_eq!(back.state(), a.state());

@@ -97,11 +97,7 @@ pub struct WorkloadRef {
 
 impl WorkloadRef {
     pub fn new(kind: WorkloadKind, namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        WorkloadRef {
-            kind,
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        WorkloadRef { kind, namespace: namespace.into(), name: name.into() }
     }
 
     pub fn deployment(namespace: impl Into<String>, name: impl Into<String>) -> Self {
@@ -198,10 +194,7 @@ pub struct Pod {
 
 impl Pod {
     pub fn key(&self) -> PodKey {
-        PodKey {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-        }
+        PodKey { namespace: self.namespace.clone(), name: self.name.clone() }
     }
 
     /// Succeeded or Failed.
@@ -224,24 +217,14 @@ impl Pod {
     }
 
     pub fn is_pinned(&self) -> bool {
-        self.annotations
-            .get(PINNED_ANNOTATION)
-            .is_some_and(|v| v == "true")
+        self.annotations.get(PINNED_ANNOTATION).is_some_and(|v| v == "true")
     }
 
     /// Labels every node this pending pod may land on must carry: its nodeSelector plus the
     /// single-valued `In` expressions of a single required-affinity term.
     pub fn implied_node_labels(&self) -> Labels {
-        let mut labels = self
-            .required_affinity
-            .as_ref()
-            .map(NodeAffinity::implied_labels)
-            .unwrap_or_default();
-        labels.extend(
-            self.node_selector
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        let mut labels = self.required_affinity.as_ref().map(NodeAffinity::implied_labels).unwrap_or_default();
+        labels.extend(self.node_selector.iter().map(|(k, v)| (k.clone(), v.clone())));
         labels
     }
 }
@@ -309,12 +292,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Build a snapshot and fill each node's `requested` and `pod_count` from the pods bound to it.
     pub fn new(nodes: Vec<Node>, pods: Vec<Pod>, pdbs: Vec<Pdb>, workloads: Vec<Workload>) -> Self {
-        let mut s = Snapshot {
-            nodes,
-            pods,
-            pdbs,
-            workloads,
-        };
+        let mut s = Snapshot { nodes, pods, pdbs, workloads };
         s.recompute_requested();
         s
     }
@@ -442,37 +420,23 @@ impl PodBuilder {
         self
     }
     pub fn statefulset(mut self, name: impl Into<String>) -> Self {
-        self.0.workload = Some(WorkloadRef::new(
-            WorkloadKind::StatefulSet,
-            self.0.namespace.clone(),
-            name,
-        ));
+        self.0.workload = Some(WorkloadRef::new(WorkloadKind::StatefulSet, self.0.namespace.clone(), name));
         self.0.controller = ControllerKind::StatefulSet;
         self
     }
     pub fn daemonset(mut self, name: impl Into<String>) -> Self {
-        self.0.workload = Some(WorkloadRef::new(
-            WorkloadKind::DaemonSet,
-            self.0.namespace.clone(),
-            name,
-        ));
+        self.0.workload = Some(WorkloadRef::new(WorkloadKind::DaemonSet, self.0.namespace.clone(), name));
         self.0.controller = ControllerKind::DaemonSet;
         self
     }
     pub fn job(mut self, name: impl Into<String>) -> Self {
-        self.0.workload = Some(WorkloadRef::new(
-            WorkloadKind::Job,
-            self.0.namespace.clone(),
-            name,
-        ));
+        self.0.workload = Some(WorkloadRef::new(WorkloadKind::Job, self.0.namespace.clone(), name));
         self.0.controller = ControllerKind::Job;
         self
     }
     pub fn mirror(mut self) -> Self {
         self.0.controller = ControllerKind::Node;
-        self.0
-            .annotations
-            .insert(MIRROR_ANNOTATION.into(), "hash".into());
+        self.0.annotations.insert(MIRROR_ANNOTATION.into(), "hash".into());
         self
     }
     pub fn revision(mut self, r: impl Into<String>) -> Self {
@@ -554,31 +518,17 @@ mod tests {
         assert!(!base.clone().phase(PodPhase::Succeeded).build().counts());
         assert!(!base.clone().phase(PodPhase::Failed).build().counts());
         assert!(!base.clone().terminating().build().counts());
-        assert!(
-            !PodBuilder::new("ns", "bare").build().counts(),
-            "bare pods have no workload"
-        );
+        assert!(!PodBuilder::new("ns", "bare").build().counts(), "bare pods have no workload");
         assert!(base.terminating().build().holds_resources());
     }
 
     #[test]
     fn snapshot_fills_requested_from_bound_pods() {
         let s = Snapshot::new(
+            vec![NodeBuilder::new("n1").build(), NodeBuilder::new("n2").build()],
             vec![
-                NodeBuilder::new("n1").build(),
-                NodeBuilder::new("n2").build(),
-            ],
-            vec![
-                PodBuilder::new("ns", "a")
-                    .deployment("w")
-                    .on_node("n1")
-                    .requests(100, 10)
-                    .build(),
-                PodBuilder::new("ns", "b")
-                    .deployment("w")
-                    .on_node("n1")
-                    .requests(200, 20)
-                    .build(),
+                PodBuilder::new("ns", "a").deployment("w").on_node("n1").requests(100, 10).build(),
+                PodBuilder::new("ns", "b").deployment("w").on_node("n1").requests(200, 20).build(),
                 PodBuilder::new("ns", "c")
                     .deployment("w")
                     .on_node("n1")

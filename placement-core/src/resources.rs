@@ -19,16 +19,10 @@ pub struct Resources {
 }
 
 impl Resources {
-    pub const ZERO: Resources = Resources {
-        cpu_millis: 0,
-        memory_bytes: 0,
-    };
+    pub const ZERO: Resources = Resources { cpu_millis: 0, memory_bytes: 0 };
 
     pub const fn new(cpu_millis: u64, memory_bytes: u64) -> Self {
-        Resources {
-            cpu_millis,
-            memory_bytes,
-        }
+        Resources { cpu_millis, memory_bytes }
     }
 
     /// Component-wise `self - other`, never below zero.
@@ -77,12 +71,7 @@ impl std::iter::Sum for Resources {
 
 impl std::fmt::Display for Resources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "cpu {}m, memory {}Mi",
-            self.cpu_millis,
-            self.memory_bytes / (1024 * 1024)
-        )
+        write!(f, "cpu {}m, memory {}Mi", self.cpu_millis, self.memory_bytes / (1024 * 1024))
     }
 }
 
@@ -138,14 +127,8 @@ mod tests {
             overhead: Resources,
             want: Resources,
         }
-        let init = |cpu, mem| InitContainer {
-            requests: r(cpu, mem),
-            restartable: false,
-        };
-        let sidecar = |cpu, mem| InitContainer {
-            requests: r(cpu, mem),
-            restartable: true,
-        };
+        let init = |cpu, mem| InitContainer { requests: r(cpu, mem), restartable: false };
+        let sidecar = |cpu, mem| InitContainer { requests: r(cpu, mem), restartable: true };
         let cases = vec![
             Case {
                 name: "app only",
@@ -189,21 +172,10 @@ mod tests {
                 overhead: r(0, 0),
                 want: r(300, 15),
             },
-            Case {
-                name: "empty pod",
-                containers: vec![],
-                init: vec![],
-                overhead: r(0, 0),
-                want: r(0, 0),
-            },
+            Case { name: "empty pod", containers: vec![], init: vec![], overhead: r(0, 0), want: r(0, 0) },
         ];
         for c in cases {
-            assert_eq!(
-                effective_requests(&c.containers, &c.init, c.overhead),
-                c.want,
-                "{}",
-                c.name
-            );
+            assert_eq!(effective_requests(&c.containers, &c.init, c.overhead), c.want, "{}", c.name);
         }
     }
 

@@ -48,48 +48,23 @@ pub struct Requirement {
 /// Why a selector is malformed. `index` is the position of the expression in `matchExpressions`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
-    #[error(
-        "matchExpressions[{index}] (key {key:?}): operator {operator} needs at least one value"
-    )]
-    MissingValues {
-        index: usize,
-        key: String,
-        operator: Operator,
-    },
+    #[error("matchExpressions[{index}] (key {key:?}): operator {operator} needs at least one value")]
+    MissingValues { index: usize, key: String, operator: Operator },
     #[error("matchExpressions[{index}] (key {key:?}): operator {operator} takes no values")]
-    UnexpectedValues {
-        index: usize,
-        key: String,
-        operator: Operator,
-    },
+    UnexpectedValues { index: usize, key: String, operator: Operator },
     #[error(
         "matchExpressions[{index}] (key {key:?}): operator {operator} needs exactly one integer value, got {values:?}"
     )]
-    NotOneInteger {
-        index: usize,
-        key: String,
-        operator: Operator,
-        values: Vec<String>,
-    },
-    #[error(
-        "matchExpressions[{index}] (key {key:?}): operator {operator} is only allowed in node affinity"
-    )]
-    NodeOnlyOperator {
-        index: usize,
-        key: String,
-        operator: Operator,
-    },
+    NotOneInteger { index: usize, key: String, operator: Operator, values: Vec<String> },
+    #[error("matchExpressions[{index}] (key {key:?}): operator {operator} is only allowed in node affinity")]
+    NodeOnlyOperator { index: usize, key: String, operator: Operator },
     #[error("matchExpressions[{index}]: empty key")]
     EmptyKey { index: usize },
 }
 
 impl Requirement {
     pub fn new(key: impl Into<String>, operator: Operator, values: &[&str]) -> Self {
-        Requirement {
-            key: key.into(),
-            operator,
-            values: values.iter().map(|v| v.to_string()).collect(),
-        }
+        Requirement { key: key.into(), operator, values: values.iter().map(|v| v.to_string()).collect() }
     }
 
     /// Does this requirement hold for `labels`? A malformed requirement (see `validate`) never matches.
@@ -126,33 +101,16 @@ impl Requirement {
         }
         match self.operator {
             Operator::In | Operator::NotIn if self.values.is_empty() => {
-                Err(SelectorError::MissingValues {
-                    index,
-                    key,
-                    operator,
-                })
+                Err(SelectorError::MissingValues { index, key, operator })
             }
             Operator::Exists | Operator::DoesNotExist if !self.values.is_empty() => {
-                Err(SelectorError::UnexpectedValues {
-                    index,
-                    key,
-                    operator,
-                })
+                Err(SelectorError::UnexpectedValues { index, key, operator })
             }
-            Operator::Gt | Operator::Lt if !allow_numeric => Err(SelectorError::NodeOnlyOperator {
-                index,
-                key,
-                operator,
-            }),
-            Operator::Gt | Operator::Lt
-                if self.values.len() != 1 || self.values[0].parse::<i64>().is_err() =>
-            {
-                Err(SelectorError::NotOneInteger {
-                    index,
-                    key,
-                    operator,
-                    values: self.values.clone(),
-                })
+            Operator::Gt | Operator::Lt if !allow_numeric => {
+                Err(SelectorError::NodeOnlyOperator { index, key, operator })
+            }
+            Operator::Gt | Operator::Lt if self.values.len() != 1 || self.values[0].parse::<i64>().is_err() => {
+                Err(SelectorError::NotOneInteger { index, key, operator, values: self.values.clone() })
             }
             _ => Ok(()),
         }
@@ -184,14 +142,9 @@ pub struct LabelSelector {
 
 impl LabelSelector {
     /// A selector of `key=value` pairs.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
         LabelSelector {
-            match_labels: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+            match_labels: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
             match_expressions: Vec::new(),
         }
     }
@@ -206,9 +159,7 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, labels: &Labels) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|r| r.matches(labels))
     }
 
@@ -226,10 +177,7 @@ impl LabelSelector {
         if self.match_labels.keys().any(String::is_empty) {
             return Err(SelectorError::EmptyKey { index: 0 });
         }
-        self.match_expressions
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, r)| r.validate(i, allow_numeric))
+        self.match_expressions.iter().enumerate().try_for_each(|(i, r)| r.validate(i, allow_numeric))
     }
 }
 
@@ -308,10 +256,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -326,10 +271,7 @@ mod tests {
             (Requirement::new("missing", Operator::NotIn, &["a"]), true),
             (Requirement::new("spot", Operator::Exists, &[]), true),
             (Requirement::new("missing", Operator::Exists, &[]), false),
-            (
-                Requirement::new("missing", Operator::DoesNotExist, &[]),
-                true,
-            ),
+            (Requirement::new("missing", Operator::DoesNotExist, &[]), true),
             (Requirement::new("spot", Operator::DoesNotExist, &[]), false),
             (Requirement::new("gen", Operator::Gt, &["4"]), true),
             (Requirement::new("gen", Operator::Gt, &["5"]), false),
@@ -354,10 +296,7 @@ mod tests {
         assert!(s.matches(&l));
         let s = LabelSelector::from_pairs([("zone", "b")]);
         assert!(!s.matches(&l));
-        assert!(
-            LabelSelector::default().matches(&l),
-            "empty selector matches everything"
-        );
+        assert!(LabelSelector::default().matches(&l), "empty selector matches everything");
     }
 
     #[test]
@@ -369,27 +308,12 @@ mod tests {
             s.validate().unwrap_err().to_string(),
             "matchExpressions[1] (key \"b\"): operator In needs at least one value"
         );
-        let s =
-            LabelSelector::default().with_expression(Requirement::new("gen", Operator::Gt, &["x"]));
-        assert!(matches!(
-            s.validate_for_nodes(),
-            Err(SelectorError::NotOneInteger { index: 0, .. })
-        ));
-        assert!(matches!(
-            s.validate(),
-            Err(SelectorError::NodeOnlyOperator { .. })
-        ));
-        let s = LabelSelector::default().with_expression(Requirement::new(
-            "x",
-            Operator::DoesNotExist,
-            &["v"],
-        ));
-        assert!(matches!(
-            s.validate(),
-            Err(SelectorError::UnexpectedValues { .. })
-        ));
-        let ok =
-            LabelSelector::default().with_expression(Requirement::new("gen", Operator::Lt, &["3"]));
+        let s = LabelSelector::default().with_expression(Requirement::new("gen", Operator::Gt, &["x"]));
+        assert!(matches!(s.validate_for_nodes(), Err(SelectorError::NotOneInteger { index: 0, .. })));
+        assert!(matches!(s.validate(), Err(SelectorError::NodeOnlyOperator { .. })));
+        let s = LabelSelector::default().with_expression(Requirement::new("x", Operator::DoesNotExist, &["v"]));
+        assert!(matches!(s.validate(), Err(SelectorError::UnexpectedValues { .. })));
+        let ok = LabelSelector::default().with_expression(Requirement::new("gen", Operator::Lt, &["3"]));
         assert!(ok.validate_for_nodes().is_ok());
     }
 
@@ -411,12 +335,7 @@ mod tests {
         assert!(aff.matches("n1", &l));
         assert!(!aff.matches("n2", &l));
         assert!(!NodeAffinity::default().matches("n1", &l));
-        assert!(
-            !NodeAffinity {
-                terms: vec![NodeSelectorTerm::default()]
-            }
-            .matches("n1", &l)
-        );
+        assert!(!NodeAffinity { terms: vec![NodeSelectorTerm::default()] }.matches("n1", &l));
     }
 
     #[test]
@@ -428,13 +347,9 @@ mod tests {
             ],
             match_fields: vec![],
         };
-        let one = NodeAffinity {
-            terms: vec![term.clone()],
-        };
+        let one = NodeAffinity { terms: vec![term.clone()] };
         assert_eq!(one.implied_labels(), labels(&[("zone", "a")]));
-        let two = NodeAffinity {
-            terms: vec![term.clone(), term],
-        };
+        let two = NodeAffinity { terms: vec![term.clone(), term] };
         assert!(two.implied_labels().is_empty());
     }
 }

@@ -84,10 +84,7 @@ impl Strategy {
     pub fn from_annotations(
         annotations: &std::collections::BTreeMap<String, String>,
     ) -> Option<Result<Strategy, StrategyError>> {
-        annotations
-            .get(STRATEGY_ANNOTATION)
-            .or_else(|| annotations.get(LEGACY_STRATEGY_ANNOTATION))
-            .map(|s| s.parse())
+        annotations.get(STRATEGY_ANNOTATION).or_else(|| annotations.get(LEGACY_STRATEGY_ANNOTATION)).map(|s| s.parse())
     }
 
     /// The node groups, in rule order, named by their selector (`node-type=spot`).
@@ -95,16 +92,8 @@ impl Strategy {
         self.rules
             .iter()
             .map(|r| {
-                let name = r
-                    .node_selector
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                NodeGroup::new(
-                    name,
-                    LabelSelector::from_pairs(r.node_selector.iter().cloned()),
-                )
+                let name = r.node_selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+                NodeGroup::new(name, LabelSelector::from_pairs(r.node_selector.iter().cloned()))
             })
             .collect()
     }
@@ -112,19 +101,8 @@ impl Strategy {
     /// The apportionment of these rules.
     pub fn apportionment(&self) -> Result<Apportionment, crate::apportion::ApportionError> {
         let groups = self.groups();
-        let base = self
-            .rules
-            .first()
-            .and_then(|r| r.base)
-            .map(|count| Base { group: 0, count });
-        Apportionment::new(
-            groups
-                .into_iter()
-                .zip(&self.rules)
-                .map(|(g, r)| (g.name, r.weight))
-                .collect(),
-            base,
-        )
+        let base = self.rules.first().and_then(|r| r.base).map(|count| Base { group: 0, count });
+        Apportionment::new(groups.into_iter().zip(&self.rules).map(|(g, r)| (g.name, r.weight)).collect(), base)
     }
 }
 
@@ -145,18 +123,10 @@ impl FromStr for Strategy {
             offset += piece.len() + 1;
         }
         if rules.len() == 1 && rules[0].node_selector.is_empty() && s.trim().is_empty() {
-            return Err(StrategyError {
-                offset: 0,
-                rule: 1,
-                kind: StrategyErrorKind::Empty,
-            });
+            return Err(StrategyError { offset: 0, rule: 1, kind: StrategyErrorKind::Empty });
         }
         if rules.iter().all(|r| r.weight == 0) {
-            return Err(StrategyError {
-                offset: 0,
-                rule: 1,
-                kind: StrategyErrorKind::AllWeightsZero,
-            });
+            return Err(StrategyError { offset: 0, rule: 1, kind: StrategyErrorKind::AllWeightsZero });
         }
         Ok(Strategy { rules })
     }
@@ -165,17 +135,9 @@ impl FromStr for Strategy {
 fn parse_number(name: &str, value: &str, offset: usize, rule: usize) -> Result<u32, StrategyError> {
     let err = |kind| StrategyError { offset, rule, kind };
     if value.starts_with('-') {
-        return Err(err(StrategyErrorKind::Negative {
-            name: name.into(),
-            value: value.into(),
-        }));
+        return Err(err(StrategyErrorKind::Negative { name: name.into(), value: value.into() }));
     }
-    value.parse().map_err(|_| {
-        err(StrategyErrorKind::NotANumber {
-            name: name.into(),
-            value: value.into(),
-        })
-    })
+    value.parse().map_err(|_| err(StrategyErrorKind::NotANumber { name: name.into(), value: value.into() }))
 }
 
 fn parse_pair(item: &str, offset: usize, rule: usize) -> Result<(String, String), StrategyError> {
@@ -183,25 +145,14 @@ fn parse_pair(item: &str, offset: usize, rule: usize) -> Result<(String, String)
         Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() && !v.contains(':') => {
             Ok((k.trim().to_string(), v.trim().to_string()))
         }
-        _ => Err(StrategyError {
-            offset,
-            rule,
-            kind: StrategyErrorKind::BadPair(item.trim().to_string()),
-        }),
+        _ => Err(StrategyError { offset, rule, kind: StrategyErrorKind::BadPair(item.trim().to_string()) }),
     }
 }
 
 fn parse_rule(text: &str, start: usize, rule: usize) -> Result<Rule, StrategyError> {
     let err = |offset, kind| StrategyError { offset, rule, kind };
     if text.trim().is_empty() {
-        return Err(err(
-            start,
-            if rule == 1 {
-                StrategyErrorKind::Empty
-            } else {
-                StrategyErrorKind::EmptyRule
-            },
-        ));
+        return Err(err(start, if rule == 1 { StrategyErrorKind::Empty } else { StrategyErrorKind::EmptyRule }));
     }
     let mut base: Option<u32> = None;
     let mut weight: Option<u32> = None;
@@ -241,10 +192,7 @@ fn parse_rule(text: &str, start: usize, rule: usize) -> Result<Rule, StrategyErr
                 }
             }
             "weight" => {
-                if weight
-                    .replace(parse_number(name, value, at, rule)?)
-                    .is_some()
-                {
+                if weight.replace(parse_number(name, value, at, rule)?).is_some() {
                     return Err(duplicate());
                 }
             }
@@ -252,26 +200,18 @@ fn parse_rule(text: &str, start: usize, rule: usize) -> Result<Rule, StrategyErr
                 if selector.is_some() {
                     return Err(duplicate());
                 }
-                selector = Some(vec![parse_pair(
-                    value,
-                    at + trimmed.len() - value.len(),
-                    rule,
-                )?]);
+                selector = Some(vec![parse_pair(value, at + trimmed.len() - value.len(), rule)?]);
                 in_selector = true;
             }
             other => {
-                return Err(err(
-                    at,
-                    StrategyErrorKind::UnknownParameter(other.to_string()),
-                ));
+                return Err(err(at, StrategyErrorKind::UnknownParameter(other.to_string())));
             }
         }
     }
     Ok(Rule {
         base,
         weight: weight.ok_or_else(|| err(start, StrategyErrorKind::Missing("weight")))?,
-        node_selector: selector
-            .ok_or_else(|| err(start, StrategyErrorKind::Missing("nodeSelector")))?,
+        node_selector: selector.ok_or_else(|| err(start, StrategyErrorKind::Missing("nodeSelector")))?,
     })
 }
 
@@ -285,11 +225,7 @@ impl fmt::Display for Strategy {
                 write!(f, "base={b},")?;
             }
             write!(f, "weight={},nodeSelector=", r.weight)?;
-            let pairs: Vec<String> = r
-                .node_selector
-                .iter()
-                .map(|(k, v)| format!("{k}:{v}"))
-                .collect();
+            let pairs: Vec<String> = r.node_selector.iter().map(|(k, v)| format!("{k}:{v}")).collect();
             f.write_str(&pairs.join(","))?;
         }
         Ok(())
@@ -301,153 +237,68 @@ mod tests {
     use super::*;
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn parses_the_readme_examples() {
         let s: Strategy =
-            "base=1,weight=1,nodeSelector=node-type:ondemand;weight=2,nodeSelector=node-type:spot"
-                .parse()
-                .unwrap();
+            "base=1,weight=1,nodeSelector=node-type:ondemand;weight=2,nodeSelector=node-type:spot".parse().unwrap();
         assert_eq!(
             s.rules,
             vec![
-                Rule {
-                    base: Some(1),
-                    weight: 1,
-                    node_selector: pairs(&[("node-type", "ondemand")])
-                },
-                Rule {
-                    base: None,
-                    weight: 2,
-                    node_selector: pairs(&[("node-type", "spot")])
-                },
+                Rule { base: Some(1), weight: 1, node_selector: pairs(&[("node-type", "ondemand")]) },
+                Rule { base: None, weight: 2, node_selector: pairs(&[("node-type", "spot")]) },
             ]
         );
         // Example 2: two pairs in each nodeSelector (the original dropped the second).
         let s: Strategy = "base=1,weight=2,nodeSelector=zone:us-west-1a,node-type:ondemand;weight=1,nodeSelector=zone:us-west-1b,node-type:spot"
             .parse()
             .unwrap();
-        assert_eq!(
-            s.rules[0].node_selector,
-            pairs(&[("zone", "us-west-1a"), ("node-type", "ondemand")])
-        );
-        assert_eq!(
-            s.rules[1].node_selector,
-            pairs(&[("zone", "us-west-1b"), ("node-type", "spot")])
-        );
+        assert_eq!(s.rules[0].node_selector, pairs(&[("zone", "us-west-1a"), ("node-type", "ondemand")]));
+        assert_eq!(s.rules[1].node_selector, pairs(&[("zone", "us-west-1b"), ("node-type", "spot")]));
         assert_eq!(s.groups()[1].name, "zone=us-west-1b,node-type=spot");
     }
 
     #[test]
     fn tolerates_whitespace_and_a_trailing_semicolon() {
-        let s: Strategy = " weight = 3 , nodeSelector = a:b ; weight=1,nodeSelector=a:c ;"
-            .parse()
-            .unwrap();
-        assert_eq!(
-            s.to_string(),
-            "weight=3,nodeSelector=a:b;weight=1,nodeSelector=a:c"
-        );
+        let s: Strategy = " weight = 3 , nodeSelector = a:b ; weight=1,nodeSelector=a:c ;".parse().unwrap();
+        assert_eq!(s.to_string(), "weight=3,nodeSelector=a:b;weight=1,nodeSelector=a:c");
     }
 
     #[test]
     fn errors_name_the_problem_and_position() {
         let cases: &[(&str, usize, usize, StrategyErrorKind)] = &[
             ("", 0, 1, StrategyErrorKind::Empty),
-            (
-                "weight=1,nodeSelector=a:b;;weight=1,nodeSelector=a:c",
-                26,
-                2,
-                StrategyErrorKind::EmptyRule,
-            ),
-            (
-                "weight=1,nodeSelector=a:b,color=red",
-                26,
-                1,
-                StrategyErrorKind::UnknownParameter("color".into()),
-            ),
+            ("weight=1,nodeSelector=a:b;;weight=1,nodeSelector=a:c", 26, 2, StrategyErrorKind::EmptyRule),
+            ("weight=1,nodeSelector=a:b,color=red", 26, 1, StrategyErrorKind::UnknownParameter("color".into())),
             (
                 "weight=-1,nodeSelector=a:b",
                 0,
                 1,
-                StrategyErrorKind::Negative {
-                    name: "weight".into(),
-                    value: "-1".into(),
-                },
+                StrategyErrorKind::Negative { name: "weight".into(), value: "-1".into() },
             ),
             (
                 "weight=x,nodeSelector=a:b",
                 0,
                 1,
-                StrategyErrorKind::NotANumber {
-                    name: "weight".into(),
-                    value: "x".into(),
-                },
+                StrategyErrorKind::NotANumber { name: "weight".into(), value: "x".into() },
             ),
-            (
-                "weight=1,nodeSelector=a:b;base=1,weight=1,nodeSelector=a:c",
-                26,
-                2,
-                StrategyErrorKind::BaseNotFirst,
-            ),
-            (
-                "weight=1,weight=2,nodeSelector=a:b",
-                9,
-                1,
-                StrategyErrorKind::DuplicateParameter("weight".into()),
-            ),
-            (
-                "weight=1,nodeSelector=a:b,a:c",
-                26,
-                1,
-                StrategyErrorKind::DuplicateKey("a".into()),
-            ),
-            (
-                "weight=1,nodeSelector=ab",
-                22,
-                1,
-                StrategyErrorKind::BadPair("ab".into()),
-            ),
-            (
-                "nodeSelector=a:b",
-                0,
-                1,
-                StrategyErrorKind::Missing("weight"),
-            ),
+            ("weight=1,nodeSelector=a:b;base=1,weight=1,nodeSelector=a:c", 26, 2, StrategyErrorKind::BaseNotFirst),
+            ("weight=1,weight=2,nodeSelector=a:b", 9, 1, StrategyErrorKind::DuplicateParameter("weight".into())),
+            ("weight=1,nodeSelector=a:b,a:c", 26, 1, StrategyErrorKind::DuplicateKey("a".into())),
+            ("weight=1,nodeSelector=ab", 22, 1, StrategyErrorKind::BadPair("ab".into())),
+            ("nodeSelector=a:b", 0, 1, StrategyErrorKind::Missing("weight")),
             ("weight=1", 0, 1, StrategyErrorKind::Missing("nodeSelector")),
-            (
-                "weight=1,junk,nodeSelector=a:b",
-                9,
-                1,
-                StrategyErrorKind::Dangling("junk".into()),
-            ),
-            (
-                "weight=1,,nodeSelector=a:b",
-                9,
-                1,
-                StrategyErrorKind::EmptyParameter,
-            ),
-            (
-                "weight=0,nodeSelector=a:b",
-                0,
-                1,
-                StrategyErrorKind::AllWeightsZero,
-            ),
+            ("weight=1,junk,nodeSelector=a:b", 9, 1, StrategyErrorKind::Dangling("junk".into())),
+            ("weight=1,,nodeSelector=a:b", 9, 1, StrategyErrorKind::EmptyParameter),
+            ("weight=0,nodeSelector=a:b", 0, 1, StrategyErrorKind::AllWeightsZero),
         ];
         for (input, offset, rule, kind) in cases {
             let e = input.parse::<Strategy>().unwrap_err();
-            assert_eq!(
-                (e.offset, e.rule, &e.kind),
-                (*offset, *rule, kind),
-                "{input:?}: {e}"
-            );
+            assert_eq!((e.offset, e.rule, &e.kind), (*offset, *rule, kind), "{input:?}: {e}");
         }
-        let e = "weight=1,nodeSelector=a:b,color=red"
-            .parse::<Strategy>()
-            .unwrap_err();
+        let e = "weight=1,nodeSelector=a:b,color=red".parse::<Strategy>().unwrap_err();
         assert_eq!(
             e.to_string(),
             "strategy: at byte 26 (rule 1): unknown parameter \"color\" (expected base, weight or nodeSelector)"
@@ -457,25 +308,17 @@ mod tests {
     #[test]
     fn legacy_annotation_is_accepted() {
         let mut a = std::collections::BTreeMap::new();
-        a.insert(
-            LEGACY_STRATEGY_ANNOTATION.to_string(),
-            "weight=1,nodeSelector=a:b".to_string(),
-        );
+        a.insert(LEGACY_STRATEGY_ANNOTATION.to_string(), "weight=1,nodeSelector=a:b".to_string());
         assert!(Strategy::from_annotations(&a).unwrap().is_ok());
         a.insert(STRATEGY_ANNOTATION.to_string(), "bogus".to_string());
-        assert!(
-            Strategy::from_annotations(&a).unwrap().is_err(),
-            "the new key wins"
-        );
+        assert!(Strategy::from_annotations(&a).unwrap().is_err(), "the new key wins");
         assert!(Strategy::from_annotations(&Default::default()).is_none());
     }
 
     #[test]
     fn apportionment_of_the_readme_example() {
         let s: Strategy =
-            "base=1,weight=1,nodeSelector=node-type:ondemand;weight=2,nodeSelector=node-type:spot"
-                .parse()
-                .unwrap();
+            "base=1,weight=1,nodeSelector=node-type:ondemand;weight=2,nodeSelector=node-type:spot".parse().unwrap();
         assert_eq!(s.apportionment().unwrap().target(6), vec![3, 3]);
     }
 }

@@ -22,11 +22,7 @@ pub struct Taint {
 
 impl Taint {
     pub fn new(key: impl Into<String>, value: impl Into<String>, effect: Effect) -> Self {
-        Taint {
-            key: key.into(),
-            value: value.into(),
-            effect,
-        }
+        Taint { key: key.into(), value: value.into(), effect }
     }
 }
 
@@ -64,22 +60,12 @@ pub struct Toleration {
 impl Toleration {
     /// `key=value:effect` with operator `Equal`.
     pub fn equal(key: impl Into<String>, value: impl Into<String>, effect: Option<Effect>) -> Self {
-        Toleration {
-            key: key.into(),
-            operator: TolerationOperator::Equal,
-            value: value.into(),
-            effect,
-        }
+        Toleration { key: key.into(), operator: TolerationOperator::Equal, value: value.into(), effect }
     }
 
     /// `key` with operator `Exists`; an empty key tolerates every taint.
     pub fn exists(key: impl Into<String>, effect: Option<Effect>) -> Self {
-        Toleration {
-            key: key.into(),
-            operator: TolerationOperator::Exists,
-            value: String::new(),
-            effect,
-        }
+        Toleration { key: key.into(), operator: TolerationOperator::Exists, value: String::new(), effect }
     }
 
     pub fn tolerates(&self, taint: &Taint) -> bool {
@@ -109,40 +95,16 @@ mod tests {
     fn toleration_table() {
         let spot = Taint::new("spot", "true", Effect::NoSchedule);
         let cases: &[(Toleration, bool, &str)] = &[
-            (
-                Toleration::equal("spot", "true", Some(Effect::NoSchedule)),
-                true,
-                "exact",
-            ),
+            (Toleration::equal("spot", "true", Some(Effect::NoSchedule)), true, "exact"),
             (Toleration::equal("spot", "true", None), true, "any effect"),
-            (
-                Toleration::equal("spot", "false", None),
-                false,
-                "wrong value",
-            ),
-            (
-                Toleration::equal("spot", "true", Some(Effect::NoExecute)),
-                false,
-                "wrong effect",
-            ),
+            (Toleration::equal("spot", "false", None), false, "wrong value"),
+            (Toleration::equal("spot", "true", Some(Effect::NoExecute)), false, "wrong effect"),
             (Toleration::exists("spot", None), true, "exists key"),
             (Toleration::exists("other", None), false, "exists other key"),
             (Toleration::exists("", None), true, "wildcard"),
-            (
-                Toleration::exists("", Some(Effect::NoSchedule)),
-                true,
-                "wildcard same effect",
-            ),
-            (
-                Toleration::exists("", Some(Effect::NoExecute)),
-                false,
-                "wildcard other effect",
-            ),
-            (
-                Toleration::equal("", "", None),
-                false,
-                "empty key with Equal is not a wildcard",
-            ),
+            (Toleration::exists("", Some(Effect::NoSchedule)), true, "wildcard same effect"),
+            (Toleration::exists("", Some(Effect::NoExecute)), false, "wildcard other effect"),
+            (Toleration::equal("", "", None), false, "empty key with Equal is not a wildcard"),
         ];
         for (tol, want, name) in cases {
             assert_eq!(tol.tolerates(&spot), *want, "{name}");
@@ -151,17 +113,8 @@ mod tests {
 
     #[test]
     fn prefer_no_schedule_never_blocks() {
-        let taints = vec![
-            Taint::new("soft", "", Effect::PreferNoSchedule),
-            Taint::new("hard", "", Effect::NoExecute),
-        ];
-        assert_eq!(
-            untolerated(&taints, &[]).map(|t| t.key.as_str()),
-            Some("hard")
-        );
-        assert_eq!(
-            untolerated(&taints, &[Toleration::exists("hard", None)]),
-            None
-        );
+        let taints = vec![Taint::new("soft", "", Effect::PreferNoSchedule), Taint::new("hard", "", Effect::NoExecute)];
+        assert_eq!(untolerated(&taints, &[]).map(|t| t.key.as_str()), Some("hard"));
+        assert_eq!(untolerated(&taints, &[Toleration::exists("hard", None)]), None);
     }
 }

@@ -43,19 +43,8 @@ pub fn zone_feasibility<'a>(
     declared: &[String],
     pod: &Pod,
 ) -> BTreeMap<String, Feasibility> {
-    let mut out: BTreeMap<String, Feasibility> = zones
-        .iter()
-        .map(|z| {
-            (
-                z.clone(),
-                Feasibility {
-                    node: None,
-                    nodes: 0,
-                    why_not: None,
-                },
-            )
-        })
-        .collect();
+    let mut out: BTreeMap<String, Feasibility> =
+        zones.iter().map(|z| (z.clone(), Feasibility { node: None, nodes: 0, why_not: None })).collect();
     for node in nodes {
         let Some(f) = node.labels.get(topology_key).and_then(|z| out.get_mut(z)) else {
             continue;
@@ -122,11 +111,7 @@ pub fn choose_zone(loads: &[ZoneLoad]) -> ZoneChoice {
     };
     match best {
         Some(b) => {
-            let others: Vec<String> = loads
-                .iter()
-                .filter(|l| l.zone != b.zone)
-                .map(describe)
-                .collect();
+            let others: Vec<String> = loads.iter().filter(|l| l.zone != b.zone).map(describe).collect();
             let mut reason = format!("zone {}: fewest pods ({})", b.zone, b.total());
             if !b.feasibility.feasible() || b.feasibility.nodes == 0 {
                 reason.push_str(", no node yet (declared zone, assumed autoscaled)");
@@ -134,21 +119,14 @@ pub fn choose_zone(loads: &[ZoneLoad]) -> ZoneChoice {
             if !others.is_empty() {
                 reason.push_str(&format!("; {}", others.join(", ")));
             }
-            ZoneChoice {
-                zone: Some(b.zone.clone()),
-                reason,
-            }
+            ZoneChoice { zone: Some(b.zone.clone()), reason }
         }
-        None if loads.is_empty() => ZoneChoice {
-            zone: None,
-            reason: "no zones: no Ready node carries the topology key".into(),
-        },
+        None if loads.is_empty() => {
+            ZoneChoice { zone: None, reason: "no zones: no Ready node carries the topology key".into() }
+        }
         None => ZoneChoice {
             zone: None,
-            reason: format!(
-                "no feasible zone: {}",
-                loads.iter().map(describe).collect::<Vec<_>>().join(", ")
-            ),
+            reason: format!("no feasible zone: {}", loads.iter().map(describe).collect::<Vec<_>>().join(", ")),
         },
     }
 }
@@ -169,17 +147,9 @@ mod tests {
             pods,
             reserved,
             feasibility: if feasible {
-                Feasibility {
-                    node: Some(format!("{zone}-1")),
-                    nodes: 1,
-                    why_not: None,
-                }
+                Feasibility { node: Some(format!("{zone}-1")), nodes: 1, why_not: None }
             } else {
-                Feasibility {
-                    node: None,
-                    nodes: 0,
-                    why_not: None,
-                }
+                Feasibility { node: None, nodes: 0, why_not: None }
             },
         }
     }
@@ -188,34 +158,18 @@ mod tests {
     fn choose_table() {
         let cases: &[(&[ZoneLoad], Option<&str>, &str)] = &[
             (
-                &[
-                    load("a", 3, 0, true),
-                    load("b", 2, 0, true),
-                    load("c", 0, 0, false),
-                ],
+                &[load("a", 3, 0, true), load("b", 2, 0, true), load("c", 0, 0, false)],
                 Some("b"),
                 "zone b: fewest pods (2); a has 3, c no node",
             ),
-            (
-                &[load("b", 1, 0, true), load("a", 1, 0, true)],
-                Some("a"),
-                "zone a: fewest pods (1); b has 1",
-            ),
+            (&[load("b", 1, 0, true), load("a", 1, 0, true)], Some("a"), "zone a: fewest pods (1); b has 1"),
             (
                 &[load("a", 0, 2, true), load("b", 1, 0, true)],
                 Some("b"),
                 "zone b: fewest pods (1); a has 2 (2 in flight)",
             ),
-            (
-                &[load("a", 0, 0, false)],
-                None,
-                "no feasible zone: a no node",
-            ),
-            (
-                &[],
-                None,
-                "no zones: no Ready node carries the topology key",
-            ),
+            (&[load("a", 0, 0, false)], None, "no feasible zone: a no node"),
+            (&[], None, "no zones: no Ready node carries the topology key"),
         ];
         for (loads, zone, reason) in cases {
             let c = choose_zone(loads);
@@ -232,10 +186,7 @@ mod tests {
             NodeBuilder::new("n3").zone("c").unschedulable().build(),
             NodeBuilder::new("n4").build(),
         ];
-        assert_eq!(
-            zone_domains(&nodes, crate::ZONE_LABEL, &["d".to_string()]),
-            vec!["b", "d"]
-        );
+        assert_eq!(zone_domains(&nodes, crate::ZONE_LABEL, &["d".to_string()]), vec!["b", "d"]);
     }
 
     #[test]
@@ -246,18 +197,10 @@ mod tests {
             NodeBuilder::new("b2").zone("b").build(),
         ];
         let pod = PodBuilder::new("ns", "p").deployment("w").pending().build();
-        let zones = vec![
-            "a".to_string(),
-            "b".to_string(),
-            "d".to_string(),
-            "e".to_string(),
-        ];
+        let zones = vec!["a".to_string(), "b".to_string(), "d".to_string(), "e".to_string()];
         let f = zone_feasibility(&nodes, crate::ZONE_LABEL, &zones, &["d".to_string()], &pod);
         assert!(!f["a"].feasible());
-        assert_eq!(
-            f["a"].to_string(),
-            "no node fits (1 nodes; e.g. a1: node not Ready)"
-        );
+        assert_eq!(f["a"].to_string(), "no node fits (1 nodes; e.g. a1: node not Ready)");
         assert_eq!(f["b"].node.as_deref(), Some("b1"));
         assert_eq!(f["b"].nodes, 2);
         assert!(f["d"].feasible(), "declared, no node: assumed");
@@ -266,10 +209,7 @@ mod tests {
 
     #[test]
     fn pinned_zone_from_selector() {
-        let p = PodBuilder::new("ns", "p")
-            .pending()
-            .node_selector(crate::ZONE_LABEL, "b")
-            .build();
+        let p = PodBuilder::new("ns", "p").pending().node_selector(crate::ZONE_LABEL, "b").build();
         assert_eq!(pinned_zone(&p, crate::ZONE_LABEL).as_deref(), Some("b"));
         let p = PodBuilder::new("ns", "p").pending().build();
         assert_eq!(pinned_zone(&p, crate::ZONE_LABEL), None);

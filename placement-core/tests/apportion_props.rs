@@ -7,11 +7,7 @@ use proptest::prelude::*;
 
 fn build(weights: &[u32], base: Option<(usize, u32)>) -> Apportionment {
     Apportionment::new(
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (format!("g{i}"), *w))
-            .collect(),
+        weights.iter().enumerate().map(|(i, w)| (format!("g{i}"), *w)).collect(),
         base.map(|(group, count)| Base { group, count }),
     )
     .expect("valid by construction")
@@ -32,11 +28,7 @@ fn feasible(k: usize) -> Vec<Feasibility> {
 }
 
 fn infeasible() -> Feasibility {
-    Feasibility {
-        node: None,
-        nodes: 1,
-        why_not: Some("full".into()),
-    }
+    Feasibility { node: None, nodes: 1, why_not: Some("full".into()) }
 }
 
 /// `|beyond * W - w * weighted| <= W`, i.e. within one pod of the exact share.

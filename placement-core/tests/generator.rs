@@ -5,9 +5,9 @@ use placement_core::model::{ControllerKind, PodPhase, Snapshot, WorkloadKind};
 use placement_core::resources::Resources;
 use placement_core::taints::untolerated;
 use placement_core::testing::{
-    ClusterSpec, arb_cluster, arb_label_selector, arb_node, arb_pod_on, arb_weights,
-    arb_workload_counts, cluster_shape, generate, hot_nodes, inconsistencies, largest_workload,
-    overcommitted_nodes, pick_pending_pod, single_replica_workloads,
+    ClusterSpec, arb_cluster, arb_label_selector, arb_node, arb_pod_on, arb_weights, arb_workload_counts,
+    cluster_shape, generate, hot_nodes, inconsistencies, largest_workload, overcommitted_nodes, pick_pending_pod,
+    single_replica_workloads,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,23 +35,11 @@ fn sums_by_node(s: &Snapshot) -> BTreeMap<&str, (Resources, u32)> {
 fn assert_never_overcommitted(s: &Snapshot) {
     let sums = sums_by_node(s);
     let names: BTreeSet<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
-    assert!(
-        sums.keys().all(|n| names.contains(n)),
-        "pods bound to unknown nodes"
-    );
+    assert!(sums.keys().all(|n| names.contains(n)), "pods bound to unknown nodes");
     for node in &s.nodes {
         let (req, count) = sums.get(node.name.as_str()).copied().unwrap_or_default();
-        assert!(
-            req.fits_in(node.allocatable),
-            "node {} overcommitted: {req} of {}",
-            node.name,
-            node.allocatable
-        );
-        assert!(
-            count <= node.max_pods,
-            "node {} runs {count} pods",
-            node.name
-        );
+        assert!(req.fits_in(node.allocatable), "node {} overcommitted: {req} of {}", node.name, node.allocatable);
+        assert!(count <= node.max_pods, "node {} runs {count} pods", node.name);
         assert_eq!(node.requested, req, "node {} requested", node.name);
         assert_eq!(node.pod_count, count, "node {} pod_count", node.name);
     }
@@ -62,17 +50,11 @@ fn assert_never_overcommitted(s: &Snapshot) {
 #[test]
 fn presets_have_the_documented_scale() {
     let large = ClusterSpec::large();
-    assert_eq!(
-        (large.nodes, large.pods, large.zones, large.workloads),
-        (5_000, 150_000, 3, 10_000)
-    );
+    assert_eq!((large.nodes, large.pods, large.zones, large.workloads), (5_000, 150_000, 3, 10_000));
     let medium = ClusterSpec::medium();
     assert_eq!((medium.nodes, medium.pods), (1_000, 30_000));
     let small = ClusterSpec::small();
-    assert_eq!(
-        (small.nodes, small.pods, small.workloads),
-        (500, 15_000, 1_000)
-    );
+    assert_eq!((small.nodes, small.pods, small.workloads), (500, 15_000, 1_000));
 }
 
 #[test]
@@ -84,9 +66,7 @@ fn same_seed_same_snapshot_other_seed_other_snapshot() {
     let c = generate(&spec.clone().with_seed(8));
     assert_ne!(a, c);
     // Not just a renaming: the placement differs too.
-    let bound = |s: &Snapshot| -> Vec<Option<String>> {
-        s.pods.iter().map(|p| p.node_name.clone()).collect()
-    };
+    let bound = |s: &Snapshot| -> Vec<Option<String>> { s.pods.iter().map(|p| p.node_name.clone()).collect() };
     assert_ne!(bound(&a), bound(&c));
 }
 
@@ -95,10 +75,7 @@ fn never_overcommits() {
     assert_never_overcommitted(small());
     for seed in 0..4 {
         // A crowded variant too: 60 pods per node of mostly the same sizes, most nodes nearly full.
-        let spec = ClusterSpec {
-            pods: 60 * 80,
-            ..ClusterSpec::scaled(80).with_seed(seed)
-        };
+        let spec = ClusterSpec { pods: 60 * 80, ..ClusterSpec::scaled(80).with_seed(seed) };
         assert_never_overcommitted(&generate(&spec));
     }
 }
@@ -123,19 +100,13 @@ fn three_balanced_zones_and_thirty_percent_spot() {
     let zones: Vec<_> = shape.nodes_per_zone.keys().map(String::as_str).collect();
     assert_eq!(zones, ["zone-a", "zone-b", "zone-c"]);
     // Round-robin: 500 = 167 + 167 + 166.
-    assert_eq!(
-        shape.nodes_per_zone.values().copied().collect::<Vec<_>>(),
-        [167, 167, 166]
-    );
+    assert_eq!(shape.nodes_per_zone.values().copied().collect::<Vec<_>>(), [167, 167, 166]);
     // 0.3 x 500.
     assert_eq!(shape.nodes_per_type.get("spot"), Some(&150));
     assert_eq!(shape.nodes_per_type.get("ondemand"), Some(&350));
     for node in &small().nodes {
         let spot = node.label("node-type") == Some("spot");
-        let tainted = node
-            .taints
-            .iter()
-            .any(|t| t.key == "spot" && t.value == "true");
+        let tainted = node.taints.iter().any(|t| t.key == "spot" && t.value == "true");
         assert_eq!(spot, tainted, "node {}", node.name);
     }
 }
@@ -154,13 +125,7 @@ fn spot_pods_tolerate_the_taint_except_static_pods() {
         }
         on_spot += 1;
         if p.controller != ControllerKind::Node {
-            assert!(
-                untolerated(&node.taints, &p.tolerations).is_none(),
-                "{}/{} on {}",
-                p.namespace,
-                p.name,
-                node.name
-            );
+            assert!(untolerated(&node.taints, &p.tolerations).is_none(), "{}/{} on {}", p.namespace, p.name, node.name);
         }
     }
     // Spot nodes are 30 % of the nodes and carry a comparable share of the pods.
@@ -173,33 +138,19 @@ fn workload_mix_is_realistic() {
     let shape = cluster_shape(s);
     let kinds = &shape.workloads_per_kind;
     assert_eq!(kinds.get("DaemonSet"), Some(&2));
-    assert!(
-        kinds.get("Deployment").copied().unwrap_or(0) > 900,
-        "{kinds:?}"
-    );
-    assert!(
-        kinds.get("StatefulSet").copied().unwrap_or(0) > 10,
-        "{kinds:?}"
-    );
+    assert!(kinds.get("Deployment").copied().unwrap_or(0) > 900, "{kinds:?}");
+    assert!(kinds.get("StatefulSet").copied().unwrap_or(0) > 10, "{kinds:?}");
     assert!(kinds.get("Job").copied().unwrap_or(0) > 5, "{kinds:?}");
     // ~30 % single replica.
     let single = shape.single_replica_workloads as f64 / shape.workloads as f64;
     assert!((0.27..=0.33).contains(&single), "single-replica {single}");
     assert!(!single_replica_workloads(s).is_empty());
     // DaemonSets: one pod per node each.
-    let ds_pods = s
-        .pods
-        .iter()
-        .filter(|p| p.controller == ControllerKind::DaemonSet)
-        .count();
+    let ds_pods = s.pods.iter().filter(|p| p.controller == ControllerKind::DaemonSet).count();
     assert_eq!(ds_pods, 2 * 500);
     // Heavy tail: the largest workload is far above the median.
-    let mut replicas: Vec<u32> = s
-        .workloads
-        .iter()
-        .filter(|w| w.workload.kind != WorkloadKind::DaemonSet)
-        .map(|w| w.replicas)
-        .collect();
+    let mut replicas: Vec<u32> =
+        s.workloads.iter().filter(|w| w.workload.kind != WorkloadKind::DaemonSet).map(|w| w.replicas).collect();
     replicas.sort_unstable();
     let median = replicas[replicas.len() / 2];
     let max = replicas[replicas.len() - 1];
@@ -212,12 +163,7 @@ fn workload_mix_is_realistic() {
         }
     }
     for w in &s.workloads {
-        assert_eq!(
-            owned.get(&w.workload).copied(),
-            Some(w.replicas),
-            "{}",
-            w.workload
-        );
+        assert_eq!(owned.get(&w.workload).copied(), Some(w.replicas), "{}", w.workload);
     }
     // Odd pods exist for the filters to meet.
     assert!(s.pods.iter().any(|p| p.is_mirror()));
@@ -233,11 +179,7 @@ fn workload_mix_is_realistic() {
 fn requests_are_in_range() {
     for p in &small().pods {
         assert!((50..=4000).contains(&p.requests.cpu_millis), "{}", p.name);
-        assert!(
-            (64 << 20..=8 << 30).contains(&p.requests.memory_bytes),
-            "{}",
-            p.name
-        );
+        assert!((64 << 20..=8 << 30).contains(&p.requests.memory_bytes), "{}", p.name);
     }
 }
 
@@ -259,17 +201,9 @@ fn a_few_hot_nodes_some_cold_some_without_metrics() {
         }
     }
     // Pods on nodes with metrics have usage, others none.
-    let with_metrics: BTreeSet<&str> = s
-        .nodes
-        .iter()
-        .filter(|n| n.usage.is_some())
-        .map(|n| n.name.as_str())
-        .collect();
+    let with_metrics: BTreeSet<&str> = s.nodes.iter().filter(|n| n.usage.is_some()).map(|n| n.name.as_str()).collect();
     for p in s.pods.iter().filter(|p| p.phase == PodPhase::Running) {
-        let metrics = p
-            .node_name
-            .as_deref()
-            .is_some_and(|n| with_metrics.contains(n));
+        let metrics = p.node_name.as_deref().is_some_and(|n| with_metrics.contains(n));
         assert_eq!(p.usage.is_some(), metrics, "{}", p.name);
     }
 }
@@ -278,10 +212,7 @@ fn a_few_hot_nodes_some_cold_some_without_metrics() {
 fn pending_pods_have_a_node_selector() {
     let s = small();
     let pending: Vec<_> = s.pods.iter().filter(|p| p.node_name.is_none()).collect();
-    let with_selector = pending
-        .iter()
-        .filter(|p| !p.node_selector.is_empty())
-        .count();
+    let with_selector = pending.iter().filter(|p| !p.node_selector.is_empty()).count();
     // 15,000 / 1,000 = 15 asked; placement may leave a few more that fit nowhere, never many.
     assert_eq!(with_selector, 15);
     assert!(pending.len() < 15 + 150, "{} pending", pending.len());
@@ -387,10 +318,7 @@ fn large_cluster_shape_and_speed() {
         assert!(elapsed.as_secs_f64() < 2.0, "took {elapsed:?}");
     }
     let shape = cluster_shape(&s);
-    assert_eq!(
-        (shape.nodes, shape.pods, shape.workloads),
-        (5_000, 150_000, 10_000)
-    );
+    assert_eq!((shape.nodes, shape.pods, shape.workloads), (5_000, 150_000, 10_000));
     assert_eq!(shape.nodes_per_zone.len(), 3);
     assert_eq!(shape.nodes_per_type.get("spot"), Some(&1_500));
     // 4 % of 5,000 hot, 10 % cold.

@@ -10,52 +10,27 @@ use std::collections::BTreeMap;
 
 #[derive(Clone, Debug)]
 enum Event {
-    Node {
-        id: u8,
-        spot: bool,
-        zone: u8,
-    },
-    DeleteNode {
-        id: u8,
-    },
-    Pod {
-        id: u8,
-        workload: u8,
-        revision: u8,
-        node: Option<u8>,
-        pending_spot: bool,
-        phase: u8,
-        tools: bool,
-    },
-    DeletePod {
-        id: u8,
-    },
+    Node { id: u8, spot: bool, zone: u8 },
+    DeleteNode { id: u8 },
+    Pod { id: u8, workload: u8, revision: u8, node: Option<u8>, pending_spot: bool, phase: u8, tools: bool },
+    DeletePod { id: u8 },
 }
 
 fn arb_event() -> impl Strategy<Value = Event> {
     prop_oneof![
         (0u8..5, any::<bool>(), 0u8..3).prop_map(|(id, spot, zone)| Event::Node { id, spot, zone }),
         (0u8..5).prop_map(|id| Event::DeleteNode { id }),
-        (
-            0u8..20,
-            0u8..3,
-            0u8..2,
-            prop::option::of(0u8..6),
-            any::<bool>(),
-            0u8..6,
-            any::<bool>()
-        )
-            .prop_map(
-                |(id, workload, revision, node, pending_spot, phase, tools)| Event::Pod {
-                    id,
-                    workload,
-                    revision,
-                    node,
-                    pending_spot,
-                    phase,
-                    tools
-                }
-            ),
+        (0u8..20, 0u8..3, 0u8..2, prop::option::of(0u8..6), any::<bool>(), 0u8..6, any::<bool>()).prop_map(
+            |(id, workload, revision, node, pending_spot, phase, tools)| Event::Pod {
+                id,
+                workload,
+                revision,
+                node,
+                pending_spot,
+                phase,
+                tools
+            }
+        ),
         (0u8..20).prop_map(|id| Event::DeletePod { id }),
     ]
 }
@@ -68,23 +43,12 @@ fn node(id: u8, spot: bool, zone: u8) -> Node {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn pod(
-    id: u8,
-    workload: u8,
-    revision: u8,
-    node: Option<u8>,
-    pending_spot: bool,
-    phase: u8,
-    tools: bool,
-) -> Pod {
-    let mut b = PodBuilder::new("tools", format!("p{id}"))
-        .deployment(format!("w{workload}"))
-        .revision(format!("r{revision}"));
+fn pod(id: u8, workload: u8, revision: u8, node: Option<u8>, pending_spot: bool, phase: u8, tools: bool) -> Pod {
+    let mut b =
+        PodBuilder::new("tools", format!("p{id}")).deployment(format!("w{workload}")).revision(format!("r{revision}"));
     b = match node {
         Some(n) => b.on_node(format!("n{n}")),
-        None => b
-            .pending()
-            .node_selector("type", if pending_spot { "spot" } else { "ondemand" }),
+        None => b.pending().node_selector("type", if pending_spot { "spot" } else { "ondemand" }),
     };
     b = match phase {
         0 => b.phase(PodPhase::Succeeded),
@@ -130,6 +94,8 @@ proptest! {
                     if let Some(g) = group_of_pod(&groups, p, lookup) { naive[g] += 1; }
                 }
                 prop_assert_eq!(inc.group_counts(&wr, rev, &groups), naive.clone());
+                let membership = inc.group_membership(&groups);
+                prop_assert_eq!(inc.group_counts_with(&wr, rev, &groups, &membership), naive.clone());
                 prop_assert_eq!(rebuilt.group_counts(&wr, rev, &groups), naive);
             }
         }

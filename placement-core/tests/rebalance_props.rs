@@ -3,12 +3,9 @@
 use jiff::Timestamp;
 use placement_core::fit;
 use placement_core::model::{
-    LocalVolume, Node, NodeBuilder, Pdb, Pod, PodBuilder, SYSTEM_CLUSTER_CRITICAL, Snapshot,
-    Workload, WorkloadRef,
+    LocalVolume, Node, NodeBuilder, Pdb, Pod, PodBuilder, SYSTEM_CLUSTER_CRITICAL, Snapshot, Workload, WorkloadRef,
 };
-use placement_core::rebalance::{
-    PlanInput, RebalancePolicy, RebalanceState, never_evict, observe, plan,
-};
+use placement_core::rebalance::{PlanInput, RebalancePolicy, RebalanceState, never_evict, observe, plan};
 use placement_core::selector::LabelSelector;
 use placement_core::taints::{Effect, Taint, Toleration};
 use proptest::prelude::*;
@@ -27,25 +24,8 @@ struct PodSeed {
 }
 
 fn arb_cluster() -> impl Strategy<Value = Snapshot> {
-    let nodes = prop::collection::vec(
-        (
-            prop::sample::select(vec![4000u64, 8000, 16000]),
-            any::<bool>(),
-            0u8..10,
-        ),
-        2..9,
-    );
-    let pods = prop::collection::vec(
-        (
-            0usize..9,
-            0u8..4,
-            0u8..12,
-            100u64..3000,
-            1u64..6,
-            any::<bool>(),
-        ),
-        0..40,
-    );
+    let nodes = prop::collection::vec((prop::sample::select(vec![4000u64, 8000, 16000]), any::<bool>(), 0u8..10), 2..9);
+    let pods = prop::collection::vec((0usize..9, 0u8..4, 0u8..12, 100u64..3000, 1u64..6, any::<bool>()), 0..40);
     let pdbs = prop::collection::vec((0u8..4, 0u32..3), 0..3);
     (nodes, pods, pdbs).prop_map(|(nodes, pods, pdbs)| {
         let k = nodes.len();
@@ -53,8 +33,7 @@ fn arb_cluster() -> impl Strategy<Value = Snapshot> {
             .iter()
             .enumerate()
             .map(|(i, (cpu, tainted, flag))| {
-                let mut b =
-                    NodeBuilder::new(format!("n{i}")).allocatable(*cpu, cpu / 1000 * 4 * GI);
+                let mut b = NodeBuilder::new(format!("n{i}")).allocatable(*cpu, cpu / 1000 * 4 * GI);
                 if *tainted {
                     b = b.taint(Taint::new("spot", "true", Effect::NoSchedule));
                 }
@@ -105,10 +84,7 @@ fn arb_cluster() -> impl Strategy<Value = Snapshot> {
                 5 => b.deployment(&w).priority(SYSTEM_CLUSTER_CRITICAL),
                 6 => b.deployment(&w).annotation("placement.dev/pinned", "true"),
                 7 => b.deployment(&w).volume(LocalVolume::HostPath),
-                8 => b.deployment(&w).volume(LocalVolume::EmptyDir {
-                    size_limit: None,
-                    used: None,
-                }),
+                8 => b.deployment(&w).volume(LocalVolume::EmptyDir { size_limit: None, used: None }),
                 _ => b.deployment(&w),
             };
             if s.tolerates {
@@ -122,12 +98,7 @@ fn arb_cluster() -> impl Strategy<Value = Snapshot> {
             let (c, m) = pod_objs
                 .iter()
                 .filter(|p| p.node_name.as_deref() == Some(&n.name))
-                .fold((200u64, GI), |(c, m), p| {
-                    (
-                        c + p.usage.unwrap().cpu_millis,
-                        m + p.usage.unwrap().memory_bytes,
-                    )
-                });
+                .fold((200u64, GI), |(c, m), p| (c + p.usage.unwrap().cpu_millis, m + p.usage.unwrap().memory_bytes));
             n.usage = Some(placement_core::resources::Resources::new(
                 c.min(n.allocatable.cpu_millis),
                 m.min(n.allocatable.memory_bytes),
@@ -156,27 +127,20 @@ fn arb_cluster() -> impl Strategy<Value = Snapshot> {
 }
 
 fn arb_policy() -> impl Strategy<Value = RebalancePolicy> {
-    (
-        0.5f64..0.9,
-        1u32..6,
-        1u32..8,
-        prop::option::of(1u32..4),
-        0.0f64..0.1,
+    (0.5f64..0.9, 1u32..6, 1u32..8, prop::option::of(1u32..4), 0.0f64..0.1).prop_map(
+        |(hot, per_minute, per_plan, per_ns, target_sigma)| RebalancePolicy {
+            hot_threshold: hot,
+            cold_threshold: hot / 2.0,
+            observations_to_enter: 1,
+            max_evictions_per_minute: per_minute,
+            max_evictions_per_plan: per_plan,
+            max_evictions_per_namespace_per_hour: per_ns,
+            target_sigma,
+            workload_backoff_seconds: 0,
+            node_backoff_seconds: 0,
+            ..RebalancePolicy::default()
+        },
     )
-        .prop_map(
-            |(hot, per_minute, per_plan, per_ns, target_sigma)| RebalancePolicy {
-                hot_threshold: hot,
-                cold_threshold: hot / 2.0,
-                observations_to_enter: 1,
-                max_evictions_per_minute: per_minute,
-                max_evictions_per_plan: per_plan,
-                max_evictions_per_namespace_per_hour: per_ns,
-                target_sigma,
-                workload_backoff_seconds: 0,
-                node_backoff_seconds: 0,
-                ..RebalancePolicy::default()
-            },
-        )
 }
 
 proptest! {

@@ -16,10 +16,7 @@ fn cluster(label: &str, values: &[&str]) -> Snapshot {
         .iter()
         .flat_map(|v| {
             (0..3).map(move |i| {
-                NodeBuilder::new(format!("{v}-{i}"))
-                    .label(label, *v)
-                    .allocatable(64_000, 256 << 30)
-                    .build()
+                NodeBuilder::new(format!("{v}-{i}")).label(label, *v).allocatable(64_000, 256 << 30).build()
             })
         })
         .collect();
@@ -27,21 +24,12 @@ fn cluster(label: &str, values: &[&str]) -> Snapshot {
 }
 
 fn new_pod(i: usize) -> Pod {
-    PodBuilder::new("default", format!("web-{i}"))
-        .deployment("web")
-        .revision("r1")
-        .pending()
-        .build()
+    PodBuilder::new("default", format!("web-{i}")).deployment("web").revision("r1").pending().build()
 }
 
 /// Scale 0 -> sum(bursts): each burst is admitted entirely before its pods reach the index, as the
 /// API server does for a ReplicaSet. Returns the final counts per group.
-fn scale(
-    snapshot: &Snapshot,
-    rule: &DistributionRule,
-    bursts: &[usize],
-    use_ledger: bool,
-) -> Vec<u32> {
+fn scale(snapshot: &Snapshot, rule: &DistributionRule, bursts: &[usize], use_ledger: bool) -> Vec<u32> {
     let mut index = CountIndex::from_snapshot(snapshot);
     let mut ledger = Ledger::new();
     let now = Timestamp::from_second(1_000).unwrap();
@@ -73,12 +61,7 @@ fn scale(
             ledger.confirm(&pod.name, now);
         }
     }
-    rule.counts(
-        &index,
-        &ledger,
-        &WorkloadRef::deployment("default", "web"),
-        Some("r1"),
-    )
+    rule.counts(&index, &ledger, &WorkloadRef::deployment("default", "web"), Some("r1"))
 }
 
 #[test]
@@ -86,14 +69,8 @@ fn versprei_80_20_scales_to_exact_target_in_bursts() {
     let snap = cluster("type", &["default", "spot"]);
     let rule = DistributionRule::new(
         vec![
-            (
-                NodeGroup::new("default", LabelSelector::from_pairs([("type", "default")])),
-                80,
-            ),
-            (
-                NodeGroup::new("spot", LabelSelector::from_pairs([("type", "spot")])),
-                20,
-            ),
+            (NodeGroup::new("default", LabelSelector::from_pairs([("type", "default")])), 80),
+            (NodeGroup::new("spot", LabelSelector::from_pairs([("type", "spot")])), 20),
         ],
         None,
         Fallback::Next,
@@ -110,14 +87,8 @@ fn without_reservations_a_burst_lands_in_one_group() {
     let snap = cluster("type", &["default", "spot"]);
     let rule = DistributionRule::new(
         vec![
-            (
-                NodeGroup::new("default", LabelSelector::from_pairs([("type", "default")])),
-                80,
-            ),
-            (
-                NodeGroup::new("spot", LabelSelector::from_pairs([("type", "spot")])),
-                20,
-            ),
+            (NodeGroup::new("default", LabelSelector::from_pairs([("type", "default")])), 80),
+            (NodeGroup::new("spot", LabelSelector::from_pairs([("type", "spot")])), 20),
         ],
         None,
         Fallback::Next,
@@ -134,9 +105,7 @@ fn strategy(s: &str) -> DistributionRule {
 fn smart_scheduler_readme_usage_example() {
     // "Result: 1 base + 2 ondemand + 3 spot = 6 total pods"
     let snap = cluster("node-type", &["ondemand", "spot"]);
-    let rule = strategy(
-        "base=1,weight=1,nodeSelector=node-type:ondemand;weight=2,nodeSelector=node-type:spot",
-    );
+    let rule = strategy("base=1,weight=1,nodeSelector=node-type:ondemand;weight=2,nodeSelector=node-type:spot");
     assert_eq!(scale(&snap, &rule, &[6], true), vec![3, 3]);
     assert_eq!(scale(&snap, &rule, &[1, 1, 1, 1, 1, 1], true), vec![3, 3]);
 }
@@ -144,16 +113,10 @@ fn smart_scheduler_readme_usage_example() {
 #[test]
 fn smart_scheduler_example_1_base_two_then_one_to_three() {
     let snap = cluster("node-type", &["ondemand", "spot"]);
-    let rule = strategy(
-        "base=2,weight=1,nodeSelector=node-type:ondemand;weight=3,nodeSelector=node-type:spot",
-    );
+    let rule = strategy("base=2,weight=1,nodeSelector=node-type:ondemand;weight=3,nodeSelector=node-type:spot");
     // 2 base + 8 weighted at 1:3 = 2 + 6.
     assert_eq!(scale(&snap, &rule, &[10], true), vec![4, 6]);
-    assert_eq!(
-        scale(&snap, &rule, &[2], true),
-        vec![2, 0],
-        "the base comes first"
-    );
+    assert_eq!(scale(&snap, &rule, &[2], true), vec![2, 0], "the base comes first");
 }
 
 #[test]
@@ -161,24 +124,11 @@ fn smart_scheduler_example_2_multi_zone_keeps_both_pairs() {
     let rule = strategy(
         "base=1,weight=2,nodeSelector=zone:us-west-1a,node-type:ondemand;weight=1,nodeSelector=zone:us-west-1b,node-type:spot",
     );
-    assert_eq!(
-        rule.groups[0].selector.match_labels.len(),
-        2,
-        "the original dropped the second pair"
-    );
+    assert_eq!(rule.groups[0].selector.match_labels.len(), 2, "the original dropped the second pair");
     let nodes = vec![
-        NodeBuilder::new("a-od")
-            .label("zone", "us-west-1a")
-            .label("node-type", "ondemand")
-            .build(),
-        NodeBuilder::new("a-spot")
-            .label("zone", "us-west-1a")
-            .label("node-type", "spot")
-            .build(),
-        NodeBuilder::new("b-spot")
-            .label("zone", "us-west-1b")
-            .label("node-type", "spot")
-            .build(),
+        NodeBuilder::new("a-od").label("zone", "us-west-1a").label("node-type", "ondemand").build(),
+        NodeBuilder::new("a-spot").label("zone", "us-west-1a").label("node-type", "spot").build(),
+        NodeBuilder::new("b-spot").label("zone", "us-west-1b").label("node-type", "spot").build(),
     ];
     let snap = Snapshot::new(nodes, vec![], vec![], vec![]);
     // 1 base + 6 weighted at 2:1 = 1 + 4, and 2.

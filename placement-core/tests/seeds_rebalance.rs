@@ -6,8 +6,7 @@ use placement_core::model::{
     NodeBuilder, Pdb, Pod, PodBuilder, SYSTEM_CLUSTER_CRITICAL, Snapshot, Workload, WorkloadRef,
 };
 use placement_core::rebalance::{
-    NodeClass, Plan, PlanInput, RebalancePolicy, RebalanceState, SkipReason, WorkloadSlo, observe,
-    plan,
+    NodeClass, Plan, PlanInput, RebalancePolicy, RebalanceState, SkipReason, WorkloadSlo, observe, plan,
 };
 use placement_core::selector::LabelSelector;
 
@@ -21,19 +20,9 @@ fn now() -> Timestamp {
 fn cluster(pods: Vec<Pod>, extra_nodes: Vec<placement_core::model::Node>) -> Snapshot {
     let usage: u64 = pods.iter().map(|p| p.usage.unwrap().cpu_millis).sum();
     let mem: u64 = pods.iter().map(|p| p.usage.unwrap().memory_bytes).sum();
-    let mut nodes = vec![
-        NodeBuilder::new("hot")
-            .allocatable(8000, 32 * GI)
-            .usage(usage + 500, mem + 2 * GI)
-            .build(),
-    ];
+    let mut nodes = vec![NodeBuilder::new("hot").allocatable(8000, 32 * GI).usage(usage + 500, mem + 2 * GI).build()];
     for i in 1..=3 {
-        nodes.push(
-            NodeBuilder::new(format!("idle-{i}"))
-                .allocatable(8000, 32 * GI)
-                .usage(800, 3 * GI)
-                .build(),
-        );
+        nodes.push(NodeBuilder::new(format!("idle-{i}")).allocatable(8000, 32 * GI).usage(800, 3 * GI).build());
     }
     nodes.extend(extra_nodes);
     let workloads = ["web", "api"]
@@ -59,40 +48,21 @@ fn busy(name: &str, workload: &str) -> Pod {
         .build()
 }
 
-fn run(
-    snapshot: &Snapshot,
-    policy: &RebalancePolicy,
-    slos: &[WorkloadSlo],
-    classes: &[NodeClass],
-) -> Plan {
+fn run(snapshot: &Snapshot, policy: &RebalancePolicy, slos: &[WorkloadSlo], classes: &[NodeClass]) -> Plan {
     let mut state = RebalanceState::default();
     for _ in 0..policy.observations_to_enter {
         state = observe(policy, &state, snapshot, now());
     }
-    plan(&PlanInput {
-        snapshot,
-        policy,
-        state: &state,
-        slos,
-        classes,
-        now: now(),
-    })
+    plan(&PlanInput { snapshot, policy, state: &state, slos, classes, now: now() })
 }
 
 fn policy() -> RebalancePolicy {
-    RebalancePolicy {
-        target_sigma: 0.01,
-        workload_backoff_seconds: 0,
-        ..RebalancePolicy::default()
-    }
+    RebalancePolicy { target_sigma: 0.01, workload_backoff_seconds: 0, ..RebalancePolicy::default() }
 }
 
 #[test]
 fn dry_run_is_the_default_and_the_plan_lowers_sigma() {
-    let snap = cluster(
-        (0..4).map(|i| busy(&format!("web-{i}"), "web")).collect(),
-        vec![],
-    );
+    let snap = cluster((0..4).map(|i| busy(&format!("web-{i}"), "web")).collect(), vec![]);
     let p = run(&snap, &policy(), &[], &[]);
     assert!(p.dry_run);
     assert!(!p.evictions.is_empty());
@@ -106,15 +76,8 @@ fn dry_run_is_the_default_and_the_plan_lowers_sigma() {
 
 #[test]
 fn budget_enforcement_workload_slo_one_per_hour() {
-    let snap = cluster(
-        vec![
-            busy("api-1", "api"),
-            busy("api-2", "api"),
-            busy("api-3", "api"),
-            busy("api-4", "api"),
-        ],
-        vec![],
-    );
+    let snap =
+        cluster(vec![busy("api-1", "api"), busy("api-2", "api"), busy("api-3", "api"), busy("api-4", "api")], vec![]);
     let slo = WorkloadSlo {
         name: "prod-api".into(),
         namespace: "apps".into(),
@@ -124,25 +87,14 @@ fn budget_enforcement_workload_slo_one_per_hour() {
     };
     let p = run(&snap, &policy(), &[slo], &[]);
     assert_eq!(p.evictions.len(), 1, "{:#?}", p.evictions);
-    let blocked: Vec<_> = p
-        .skipped
-        .iter()
-        .filter(|s| matches!(s.reason, SkipReason::SloBudget { .. }))
-        .collect();
+    let blocked: Vec<_> = p.skipped.iter().filter(|s| matches!(s.reason, SkipReason::SloBudget { .. })).collect();
     assert!(!blocked.is_empty());
-    assert!(
-        blocked[0].why.contains("budget exhausted"),
-        "{}",
-        blocked[0].why
-    );
+    assert!(blocked[0].why.contains("budget exhausted"), "{}", blocked[0].why);
 }
 
 #[test]
 fn pdb_with_no_disruptions_allowed_is_respected() {
-    let mut snap = cluster(
-        (0..4).map(|i| busy(&format!("web-{i}"), "web")).collect(),
-        vec![],
-    );
+    let mut snap = cluster((0..4).map(|i| busy(&format!("web-{i}"), "web")).collect(), vec![]);
     snap.pdbs.push(Pdb {
         namespace: "apps".into(),
         name: "web".into(),
@@ -151,13 +103,7 @@ fn pdb_with_no_disruptions_allowed_is_respected() {
     });
     let p = run(&snap, &policy(), &[], &[]);
     assert!(p.evictions.is_empty());
-    assert!(
-        p.skipped
-            .iter()
-            .all(|s| matches!(s.reason, SkipReason::PdbExhausted { .. })),
-        "{:#?}",
-        p.skipped
-    );
+    assert!(p.skipped.iter().all(|s| matches!(s.reason, SkipReason::PdbExhausted { .. })), "{:#?}", p.skipped);
     // One disruption allowed: exactly one eviction.
     snap.pdbs[0].disruptions_allowed = 1;
     assert_eq!(run(&snap, &policy(), &[], &[]).evictions.len(), 1);
@@ -172,39 +118,18 @@ fn node_class_preference_biases_the_destination() {
             .usage(800, 3 * GI)
             .build()
     };
-    let snap = cluster(
-        (0..4).map(|i| busy(&format!("web-{i}"), "web")).collect(),
-        vec![arm(1), arm(2), arm(3)],
-    );
+    let snap = cluster((0..4).map(|i| busy(&format!("web-{i}"), "web")).collect(), vec![arm(1), arm(2), arm(3)]);
     let prefer_arm = [
-        NodeClass {
-            name: "arm".into(),
-            selector: LabelSelector::from_pairs([("arch", "arm64")]),
-            weight: 100,
-        },
-        NodeClass {
-            name: "rest".into(),
-            selector: LabelSelector::default(),
-            weight: 40,
-        },
+        NodeClass { name: "arm".into(), selector: LabelSelector::from_pairs([("arch", "arm64")]), weight: 100 },
+        NodeClass { name: "rest".into(), selector: LabelSelector::default(), weight: 40 },
     ];
     let p = run(&snap, &policy(), &[], &prefer_arm);
     assert!(!p.evictions.is_empty());
-    assert!(
-        p.evictions.iter().all(|e| e.to.starts_with("arm-")),
-        "{:#?}",
-        p.evictions
-    );
-    let never_arm = [NodeClass {
-        name: "arm".into(),
-        selector: LabelSelector::from_pairs([("arch", "arm64")]),
-        weight: 0,
-    }];
+    assert!(p.evictions.iter().all(|e| e.to.starts_with("arm-")), "{:#?}", p.evictions);
+    let never_arm =
+        [NodeClass { name: "arm".into(), selector: LabelSelector::from_pairs([("arch", "arm64")]), weight: 0 }];
     let p = run(&snap, &policy(), &[], &never_arm);
-    assert!(
-        p.evictions.iter().all(|e| e.to.starts_with("idle-")),
-        "weight 0 is never a target"
-    );
+    assert!(p.evictions.iter().all(|e| e.to.starts_with("idle-")), "weight 0 is never a target");
 }
 
 #[test]
@@ -224,88 +149,39 @@ fn priority_guardrails_filter_system_critical_pods() {
 
 #[test]
 fn cluster_rate_is_a_time_window_across_passes() {
-    let snap = cluster(
-        (0..6).map(|i| busy(&format!("web-{i}"), "web")).collect(),
-        vec![],
-    );
-    let pol = RebalancePolicy {
-        max_evictions_per_minute: 2,
-        node_backoff_seconds: 0,
-        ..policy()
-    };
+    let snap = cluster((0..6).map(|i| busy(&format!("web-{i}"), "web")).collect(), vec![]);
+    let pol = RebalancePolicy { max_evictions_per_minute: 2, node_backoff_seconds: 0, ..policy() };
     let mut state = RebalanceState::default();
     for _ in 0..pol.observations_to_enter {
         state = observe(&pol, &state, &snap, now());
     }
-    let first = plan(&PlanInput {
-        snapshot: &snap,
-        policy: &pol,
-        state: &state,
-        slos: &[],
-        classes: &[],
-        now: now(),
-    });
+    let first = plan(&PlanInput { snapshot: &snap, policy: &pol, state: &state, slos: &[], classes: &[], now: now() });
     assert_eq!(first.evictions.len(), 2);
     state.record(first.records());
     // 30 s later (a new reconcile), the window still holds both evictions.
     let later = now() + jiff::SignedDuration::from_secs(30);
-    let second = plan(&PlanInput {
-        snapshot: &snap,
-        policy: &pol,
-        state: &state,
-        slos: &[],
-        classes: &[],
-        now: later,
-    });
+    let second = plan(&PlanInput { snapshot: &snap, policy: &pol, state: &state, slos: &[], classes: &[], now: later });
     assert!(second.evictions.is_empty());
-    assert!(matches!(
-        second.stop,
-        placement_core::rebalance::StopReason::Budget { .. }
-    ));
+    assert!(matches!(second.stop, placement_core::rebalance::StopReason::Budget { .. }));
 }
 
 #[test]
 fn backoff_is_keyed_by_workload_not_pod_name() {
-    let snap = cluster(
-        (0..4)
-            .map(|i| busy(&format!("web-new-{i}"), "web"))
-            .collect(),
-        vec![],
-    );
-    let pol = RebalancePolicy {
-        workload_backoff_seconds: 600,
-        node_backoff_seconds: 0,
-        ..policy()
-    };
+    let snap = cluster((0..4).map(|i| busy(&format!("web-new-{i}"), "web")).collect(), vec![]);
+    let pol = RebalancePolicy { workload_backoff_seconds: 600, node_backoff_seconds: 0, ..policy() };
     let mut state = RebalanceState::default();
     for _ in 0..pol.observations_to_enter {
         state = observe(&pol, &state, &snap, now());
     }
     state.record([placement_core::rebalance::EvictionRecord {
         at: now() - jiff::SignedDuration::from_secs(60),
-        pod: placement_core::model::PodKey {
-            namespace: "apps".into(),
-            name: "web-old-name".into(),
-        },
+        pod: placement_core::model::PodKey { namespace: "apps".into(), name: "web-old-name".into() },
         workload: Some(WorkloadRef::deployment("apps", "web")),
         from: "elsewhere".into(),
         to: "hot".into(),
         slo: None,
     }]);
-    let p = plan(&PlanInput {
-        snapshot: &snap,
-        policy: &pol,
-        state: &state,
-        slos: &[],
-        classes: &[],
-        now: now(),
-    });
+    let p = plan(&PlanInput { snapshot: &snap, policy: &pol, state: &state, slos: &[], classes: &[], now: now() });
     assert!(p.evictions.is_empty());
-    assert!(
-        p.skipped
-            .iter()
-            .all(|s| s.reason.metric_label() == "workload_backoff"),
-        "{:#?}",
-        p.skipped
-    );
+    assert!(p.skipped.iter().all(|s| s.reason.metric_label() == "workload_backoff"), "{:#?}", p.skipped);
 }

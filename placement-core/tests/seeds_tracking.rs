@@ -20,20 +20,9 @@ fn seed_004_readme_example_3000_per_minute_gives_16() {
     .compile()
     .unwrap();
     let now: Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
-    let d = step(
-        &policy,
-        &TrackingState::default(),
-        parse_metric("3000").unwrap(),
-        8,
-        now,
-    );
+    let d = step(&policy, &TrackingState::default(), parse_metric("3000").unwrap(), 8, now);
     assert_eq!(d.apply, Some(16));
     // The original computed the law in floats: (10, 1000, 1100) gave 2. It is 1.
-    let d = placement_core::tracking::desired_weight(
-        10,
-        Decimal::from(1000),
-        parse_metric("1100").unwrap(),
-        255,
-    );
+    let d = placement_core::tracking::desired_weight(10, Decimal::from(1000), parse_metric("1100").unwrap(), 255);
     assert_eq!(d, 1);
 }

@@ -22,10 +22,7 @@ fn setup(snapshot: &Snapshot) -> (CountIndex, ScopeId) {
 }
 
 fn three_zones() -> Snapshot {
-    let nodes = ["a", "b", "c"]
-        .iter()
-        .map(|z| NodeBuilder::new(format!("n-{z}")).zone(*z).build())
-        .collect();
+    let nodes = ["a", "b", "c"].iter().map(|z| NodeBuilder::new(format!("n-{z}")).zone(*z).build()).collect();
     Snapshot::new(nodes, vec![], vec![], vec![])
 }
 
@@ -36,17 +33,11 @@ fn place(index: &mut CountIndex, scope: ScopeId, names: &[&str]) -> Vec<String> 
     names
         .iter()
         .map(|name| {
-            let pod = PodBuilder::new("tools", format!("{name}-x"))
-                .deployment(*name)
-                .pending()
-                .build();
+            let pod = PodBuilder::new("tools", format!("{name}-x")).deployment(*name).pending().build();
             let d = decide_zone(index, &ledger, scope, &key, &[], &pod);
             let zone = d.zone.expect("a zone");
             index.apply_pod(
-                &PodBuilder::new("tools", format!("{name}-x"))
-                    .deployment(*name)
-                    .on_node(format!("n-{zone}"))
-                    .build(),
+                &PodBuilder::new("tools", format!("{name}-x")).deployment(*name).on_node(format!("n-{zone}")).build(),
             );
             zone
         })
@@ -56,10 +47,7 @@ fn place(index: &mut CountIndex, scope: ScopeId, names: &[&str]) -> Vec<String> 
 #[test]
 fn single_replica_deployments_spread_over_zones() {
     let (mut index, scope) = setup(&three_zones());
-    assert_eq!(
-        place(&mut index, scope, &["a1", "a2", "a3", "a4", "a5"]),
-        vec!["a", "b", "c", "a", "b"]
-    );
+    assert_eq!(place(&mut index, scope, &["a1", "a2", "a3", "a4", "a5"]), vec!["a", "b", "c", "a", "b"]);
 }
 
 #[test]
@@ -74,43 +62,18 @@ fn a_new_zone_gets_the_next_pod() {
 fn zones_come_from_nodes_not_pods() {
     // A pod pending with a selector for a zone that has no node does not create a domain.
     let mut snap = three_zones();
-    snap.pods.push(
-        PodBuilder::new("tools", "ghost")
-            .deployment("ghost")
-            .pending()
-            .node_selector(ZONE, "zz")
-            .build(),
-    );
+    snap.pods.push(PodBuilder::new("tools", "ghost").deployment("ghost").pending().node_selector(ZONE, "zz").build());
     let (mut index, scope) = setup(&snap);
-    assert_eq!(
-        place(&mut index, scope, &["y1", "y2", "y3"]),
-        vec!["a", "b", "c"]
-    );
+    assert_eq!(place(&mut index, scope, &["y1", "y2", "y3"]), vec!["a", "b", "c"]);
 }
 
 #[test]
 fn terminated_pods_and_other_namespaces_do_not_count() {
     let mut snap = three_zones();
-    snap.pods.push(
-        PodBuilder::new("tools", "done")
-            .deployment("done")
-            .on_node("n-a")
-            .phase(PodPhase::Succeeded)
-            .build(),
-    );
-    snap.pods.push(
-        PodBuilder::new("tools", "leaving")
-            .deployment("leaving")
-            .on_node("n-a")
-            .terminating()
-            .build(),
-    );
-    snap.pods.push(
-        PodBuilder::new("other", "busy")
-            .deployment("busy")
-            .on_node("n-a")
-            .build(),
-    );
+    snap.pods
+        .push(PodBuilder::new("tools", "done").deployment("done").on_node("n-a").phase(PodPhase::Succeeded).build());
+    snap.pods.push(PodBuilder::new("tools", "leaving").deployment("leaving").on_node("n-a").terminating().build());
+    snap.pods.push(PodBuilder::new("other", "busy").deployment("busy").on_node("n-a").build());
     snap.recompute_requested();
     let (mut index, scope) = setup(&snap);
     assert_eq!(place(&mut index, scope, &["z1"]), vec!["a"]);
@@ -135,19 +98,8 @@ fn a_zone_without_a_ready_node_is_skipped() {
 #[test]
 fn a_pod_that_pins_its_zone_is_left_alone() {
     let (index, scope) = setup(&three_zones());
-    let pod = PodBuilder::new("tools", "j")
-        .deployment("j")
-        .pending()
-        .node_selector(ZONE, "c")
-        .build();
-    let d = decide_zone(
-        &index,
-        &Ledger::new(),
-        scope,
-        &zone_scope_key("tools", "b"),
-        &[],
-        &pod,
-    );
+    let pod = PodBuilder::new("tools", "j").deployment("j").pending().node_selector(ZONE, "c").build();
+    let d = decide_zone(&index, &Ledger::new(), scope, &zone_scope_key("tools", "b"), &[], &pod);
     assert_eq!(d.zone, None);
     assert!(d.reason.contains("already pins zone c"));
 }

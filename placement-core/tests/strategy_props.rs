@@ -9,17 +9,9 @@ fn arb_word() -> impl Generate<Value = String> {
 }
 
 fn arb_strategy() -> impl Generate<Value = Strategy> {
-    let rule = (
-        0u32..100,
-        prop::collection::btree_map(arb_word(), arb_word(), 1..4),
-    );
-    (
-        prop::option::of(0u32..10),
-        prop::collection::vec(rule, 1..5),
-    )
-        .prop_filter("a positive weight", |(_, rules)| {
-            rules.iter().any(|(w, _)| *w > 0)
-        })
+    let rule = (0u32..100, prop::collection::btree_map(arb_word(), arb_word(), 1..4));
+    (prop::option::of(0u32..10), prop::collection::vec(rule, 1..5))
+        .prop_filter("a positive weight", |(_, rules)| rules.iter().any(|(w, _)| *w > 0))
         .prop_map(|(base, rules)| Strategy {
             rules: rules
                 .into_iter()

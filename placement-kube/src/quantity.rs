@@ -42,9 +42,7 @@ fn parse_exact(input: &str) -> Result<Exact, QuantityError> {
         b'+' => (false, &s[1..]),
         _ => (false, s),
     };
-    let number_end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
+    let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
     let (number, suffix) = rest.split_at(number_end);
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
     if (whole.is_empty() && frac.is_empty()) || frac.contains('.') {
@@ -57,8 +55,7 @@ fn parse_exact(input: &str) -> Result<Exact, QuantityError> {
             .and_then(|d| d.checked_add(u128::from(c - b'0')))
             .ok_or_else(|| QuantityError::Overflow(input.to_string()))?;
     }
-    let frac_len =
-        i32::try_from(frac.len()).map_err(|_| QuantityError::Overflow(input.to_string()))?;
+    let frac_len = i32::try_from(frac.len()).map_err(|_| QuantityError::Overflow(input.to_string()))?;
     let (exp10, exp2) = match suffix {
         "" => (0, 0),
         "n" => (-9, 0),
@@ -77,24 +74,14 @@ fn parse_exact(input: &str) -> Result<Exact, QuantityError> {
         "Pi" => (0, 50),
         "Ei" => (0, 60),
         s if s.starts_with(['e', 'E']) => {
-            let e: i32 = s[1..]
-                .parse()
-                .map_err(|_| QuantityError::UnknownSuffix(input.to_string(), s.to_string()))?;
+            let e: i32 = s[1..].parse().map_err(|_| QuantityError::UnknownSuffix(input.to_string(), s.to_string()))?;
             (e, 0)
         }
         s => {
-            return Err(QuantityError::UnknownSuffix(
-                input.to_string(),
-                s.to_string(),
-            ));
+            return Err(QuantityError::UnknownSuffix(input.to_string(), s.to_string()));
         }
     };
-    Ok(Exact {
-        negative: negative && digits != 0,
-        digits,
-        exp10: exp10 - frac_len,
-        exp2,
-    })
+    Ok(Exact { negative: negative && digits != 0, digits, exp10: exp10 - frac_len, exp2 })
 }
 
 /// `ceil(q × 10^scale)` as an unsigned integer.
@@ -104,16 +91,10 @@ fn to_units(input: &str, scale: i32) -> Result<u64, QuantityError> {
         return Err(QuantityError::Negative(input.to_string()));
     }
     let overflow = || QuantityError::Overflow(input.to_string());
-    let scaled = q
-        .digits
-        .checked_mul(1u128.checked_shl(q.exp2).ok_or_else(overflow)?)
-        .ok_or_else(overflow)?;
+    let scaled = q.digits.checked_mul(1u128.checked_shl(q.exp2).ok_or_else(overflow)?).ok_or_else(overflow)?;
     let exp = q.exp10 + scale;
     let value = if exp >= 0 {
-        10u128
-            .checked_pow(exp as u32)
-            .and_then(|p| scaled.checked_mul(p))
-            .ok_or_else(overflow)?
+        10u128.checked_pow(exp as u32).and_then(|p| scaled.checked_mul(p)).ok_or_else(overflow)?
     } else {
         match 10u128.checked_pow((-exp) as u32) {
             Some(p) => scaled.div_ceil(p),
@@ -144,11 +125,7 @@ pub struct Millis(pub u64);
 
 impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
-            write!(f, "{}", self.0 / 1000)
-        } else {
-            write!(f, "{}m", self.0)
-        }
+        if self.0 % 1000 == 0 { write!(f, "{}", self.0 / 1000) } else { write!(f, "{}m", self.0) }
     }
 }
 
@@ -202,21 +179,12 @@ mod tests {
         assert!(matches!(bytes("abc"), Err(QuantityError::NotANumber(_))));
         assert!(matches!(bytes("."), Err(QuantityError::NotANumber(_))));
         assert!(matches!(bytes("1.2.3"), Err(QuantityError::NotANumber(_))));
-        assert!(matches!(
-            bytes("5Qi"),
-            Err(QuantityError::UnknownSuffix(_, _))
-        ));
-        assert!(matches!(
-            bytes("5ex"),
-            Err(QuantityError::UnknownSuffix(_, _))
-        ));
+        assert!(matches!(bytes("5Qi"), Err(QuantityError::UnknownSuffix(_, _))));
+        assert!(matches!(bytes("5ex"), Err(QuantityError::UnknownSuffix(_, _))));
         assert!(matches!(bytes("-1"), Err(QuantityError::Negative(_))));
         assert!(matches!(bytes("16Ei"), Err(QuantityError::Overflow(_))));
         assert!(matches!(bytes("1e40"), Err(QuantityError::Overflow(_))));
-        assert!(matches!(
-            bytes("1".repeat(50).as_str()),
-            Err(QuantityError::Overflow(_))
-        ));
+        assert!(matches!(bytes("1".repeat(50).as_str()), Err(QuantityError::Overflow(_))));
         assert_eq!(
             cpu_millis("5Qi").unwrap_err().to_string(),
             "quantity \"5Qi\": unknown suffix \"Qi\" (expected one of n u m k M G T P E Ki Mi Gi Ti Pi Ei or an exponent like e3)"

@@ -6,11 +6,7 @@ use placement_operator::simulate;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "placement-operator",
-    version,
-    about = "Keeps pod placement true and utilization balanced"
-)]
+#[command(name = "placement-operator", version, about = "Keeps pod placement true and utilization balanced")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,12 +36,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Simulate { scenario, format } => {
             let loaded = match &scenario {
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))
-                    .and_then(|text| {
-                        simulate::Scenario::parse(&path.display().to_string(), &text)
-                            .map_err(|e| e.to_string())
-                    }),
+                Some(path) => {
+                    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())).and_then(|text| {
+                        simulate::Scenario::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
+                    })
+                }
                 None => simulate::Scenario::demo().map_err(|e| e.to_string()),
             };
             let scenario = match loaded {

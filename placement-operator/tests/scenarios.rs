@@ -21,28 +21,12 @@ fn the_demo_runs_and_lands_every_burst_on_target() {
     assert!(plan.dry_run);
     assert!(!plan.evictions.is_empty());
     assert!(plan.sigma_after < plan.sigma_before);
-    assert!(
-        plan.skipped
-            .iter()
-            .any(|s| s.reason.metric_label() == "pdb")
-    );
-    assert!(
-        plan.skipped
-            .iter()
-            .any(|s| s.reason.metric_label() == "slo_budget")
-    );
+    assert!(plan.skipped.iter().any(|s| s.reason.metric_label() == "pdb"));
+    assert!(plan.skipped.iter().any(|s| s.reason.metric_label() == "slo_budget"));
     let zones = report.zones.as_ref().unwrap();
-    assert!(
-        zones
-            .decisions
-            .iter()
-            .any(|d| d.reason.contains("already pins"))
-    );
+    assert!(zones.decisions.iter().any(|d| d.reason.contains("already pins")));
     let weights: Vec<u32> = report.traffic[0].steps.iter().map(|s| s.weight).collect();
-    assert_eq!(
-        weights[1], 16,
-        "seed 004: 3000 req/min, target 1000, base 8"
-    );
+    assert_eq!(weights[1], 16, "seed 004: 3000 req/min, target 1000, base 8");
     let text = report.render();
     assert!(text.contains("Eviction plan (dry run)"));
     assert!(serde_json::to_string(&report).is_ok());

@@ -26,10 +26,7 @@ pub(crate) struct Budgets<'a> {
 }
 
 fn since(now: Timestamp, secs: u64) -> Timestamp {
-    now.checked_sub(SignedDuration::from_secs(
-        i64::try_from(secs).unwrap_or(i64::MAX),
-    ))
-    .unwrap_or(Timestamp::MIN)
+    now.checked_sub(SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))).unwrap_or(Timestamp::MIN)
 }
 
 impl<'a> Budgets<'a> {
@@ -48,16 +45,9 @@ impl<'a> Budgets<'a> {
         }
         let mut pdbs_by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, pdb) in snapshot.pdbs.iter().enumerate() {
-            pdbs_by_namespace
-                .entry(pdb.namespace.as_str())
-                .or_default()
-                .push(i);
+            pdbs_by_namespace.entry(pdb.namespace.as_str()).or_default().push(i);
         }
-        let max_unavailable = snapshot
-            .workloads
-            .iter()
-            .map(|w| (&w.workload, w.max_unavailable))
-            .collect();
+        let max_unavailable = snapshot.workloads.iter().map(|w| (&w.workload, w.max_unavailable)).collect();
         Budgets {
             policy,
             slos,
@@ -88,14 +78,10 @@ impl<'a> Budgets<'a> {
     /// Does the plan-wide budget still allow an eviction?
     pub(crate) fn plan_allows(&self) -> Result<(), SkipReason> {
         if self.planned.len() as u32 >= self.policy.max_evictions_per_plan {
-            return Err(SkipReason::PlanLimit {
-                limit: self.policy.max_evictions_per_plan,
-            });
+            return Err(SkipReason::PlanLimit { limit: self.policy.max_evictions_per_plan });
         }
         if self.count_since(60, |_| true) >= self.policy.max_evictions_per_minute {
-            return Err(SkipReason::ClusterRateLimit {
-                limit: self.policy.max_evictions_per_minute,
-            });
+            return Err(SkipReason::ClusterRateLimit { limit: self.policy.max_evictions_per_minute });
         }
         Ok(())
     }
@@ -106,75 +92,42 @@ impl<'a> Budgets<'a> {
         if let Some(limit) = self.policy.max_evictions_per_namespace_per_hour
             && self.count_since(3600, |r| r.pod.namespace == pod.namespace) >= limit
         {
-            return Err(SkipReason::NamespaceBudget {
-                namespace: pod.namespace.clone(),
-                limit,
-            });
+            return Err(SkipReason::NamespaceBudget { namespace: pod.namespace.clone(), limit });
         }
         if let Some(slo) = self.slo_of(pod)
-            && self.count_since(3600, |r| {
-                r.slo.as_deref() == Some(&slo.name) && r.pod.namespace == slo.namespace
-            }) >= slo.max_disruptions_per_hour
+            && self.count_since(3600, |r| r.slo.as_deref() == Some(&slo.name) && r.pod.namespace == slo.namespace)
+                >= slo.max_disruptions_per_hour
         {
-            return Err(SkipReason::SloBudget {
-                slo: slo.name.clone(),
-                limit: slo.max_disruptions_per_hour,
-            });
+            return Err(SkipReason::SloBudget { slo: slo.name.clone(), limit: slo.max_disruptions_per_hour });
         }
         for (i, pdb) in self.pdbs_of(pod) {
             if self.pdb_used.get(&i).copied().unwrap_or(0) >= pdb.disruptions_allowed {
-                return Err(SkipReason::PdbExhausted {
-                    pdb: format!("{}/{}", pdb.namespace, pdb.name),
-                });
+                return Err(SkipReason::PdbExhausted { pdb: format!("{}/{}", pdb.namespace, pdb.name) });
             }
         }
         if let Some(w) = &pod.workload {
             let max = self.max_unavailable.get(w).copied().unwrap_or(1);
-            let planned = self
-                .planned
-                .iter()
-                .filter(|r| r.workload.as_ref() == Some(w))
-                .count() as u32;
+            let planned = self.planned.iter().filter(|r| r.workload.as_ref() == Some(w)).count() as u32;
             if self.unready.get(w).copied().unwrap_or(0) + planned >= max {
-                return Err(SkipReason::WorkloadMaxUnavailable {
-                    max_unavailable: max,
-                });
+                return Err(SkipReason::WorkloadMaxUnavailable { max_unavailable: max });
             }
             let from = since(self.now, self.policy.workload_backoff_seconds);
-            if let Some(last) = self
-                .history
-                .iter()
-                .filter(|r| r.workload.as_ref() == Some(w) && r.at > from)
-                .map(|r| r.at)
-                .max()
+            if let Some(last) =
+                self.history.iter().filter(|r| r.workload.as_ref() == Some(w) && r.at > from).map(|r| r.at).max()
             {
-                let until =
-                    last + SignedDuration::from_secs(self.policy.workload_backoff_seconds as i64);
-                return Err(SkipReason::WorkloadBackoff {
-                    until: until.to_string(),
-                });
+                let until = last + SignedDuration::from_secs(self.policy.workload_backoff_seconds as i64);
+                return Err(SkipReason::WorkloadBackoff { until: until.to_string() });
             }
         }
         let from = since(self.now, self.policy.node_backoff_seconds);
-        if let Some(last) = self
-            .history
-            .iter()
-            .filter(|r| r.from == node && r.at > from)
-            .map(|r| r.at)
-            .max()
-        {
+        if let Some(last) = self.history.iter().filter(|r| r.from == node && r.at > from).map(|r| r.at).max() {
             let until = last + SignedDuration::from_secs(self.policy.node_backoff_seconds as i64);
-            return Err(SkipReason::NodeBackoff {
-                until: until.to_string(),
-            });
+            return Err(SkipReason::NodeBackoff { until: until.to_string() });
         }
         Ok(())
     }
 
-    fn pdbs_of<'p>(
-        &'p self,
-        pod: &'p Pod,
-    ) -> impl Iterator<Item = (usize, &'a crate::model::Pdb)> + 'p {
+    fn pdbs_of<'p>(&'p self, pod: &'p Pod) -> impl Iterator<Item = (usize, &'a crate::model::Pdb)> + 'p {
         self.pdbs_by_namespace
             .get(pod.namespace.as_str())
             .into_iter()

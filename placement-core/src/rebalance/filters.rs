@@ -119,17 +119,12 @@ impl fmt::Display for SkipReason {
             SkipReason::HostPath => f.write_str("uses hostPath"),
             SkipReason::EmptyDir { detail } => write!(f, "emptyDir {detail}"),
             SkipReason::StatefulSet => f.write_str("StatefulSet pod (no WorkloadSLO allows it)"),
-            SkipReason::OutOfScope => {
-                f.write_str("outside the policy's namespaces or pod selector")
-            }
+            SkipReason::OutOfScope => f.write_str("outside the policy's namespaces or pod selector"),
             SkipReason::ClusterRateLimit { limit } => {
                 write!(f, "cluster budget exhausted ({limit} evictions per minute)")
             }
             SkipReason::NamespaceBudget { namespace, limit } => {
-                write!(
-                    f,
-                    "namespace budget exhausted ({limit} per hour in {namespace})"
-                )
+                write!(f, "namespace budget exhausted ({limit} per hour in {namespace})")
             }
             SkipReason::SloBudget { slo, limit } => {
                 write!(f, "WorkloadSLO {slo} budget exhausted ({limit} per hour)")
@@ -152,11 +147,7 @@ impl fmt::Display for SkipReason {
 }
 
 /// The first filter that forbids evicting `pod`, if any.
-pub fn never_evict(
-    pod: &Pod,
-    policy: &RebalancePolicy,
-    slos: &[WorkloadSlo],
-) -> Option<SkipReason> {
+pub fn never_evict(pod: &Pod, policy: &RebalancePolicy, slos: &[WorkloadSlo]) -> Option<SkipReason> {
     if pod.is_terminal() || pod.terminating {
         return Some(SkipReason::Terminating);
     }
@@ -170,9 +161,7 @@ pub fn never_evict(
         _ => {}
     }
     if pod.priority >= SYSTEM_CLUSTER_CRITICAL {
-        return Some(SkipReason::Critical {
-            priority: pod.priority,
-        });
+        return Some(SkipReason::Critical { priority: pod.priority });
     }
     if pod.is_pinned() {
         return Some(SkipReason::Pinned);
@@ -180,27 +169,16 @@ pub fn never_evict(
     for v in &pod.volumes {
         match v {
             LocalVolume::HostPath => return Some(SkipReason::HostPath),
-            LocalVolume::EmptyDir {
-                size_limit: None, ..
-            } => {
-                return Some(SkipReason::EmptyDir {
-                    detail: "without sizeLimit".into(),
-                });
+            LocalVolume::EmptyDir { size_limit: None, .. } => {
+                return Some(SkipReason::EmptyDir { detail: "without sizeLimit".into() });
             }
-            LocalVolume::EmptyDir {
-                size_limit: Some(limit),
-                used: Some(used),
-            } if used > limit => {
-                return Some(SkipReason::EmptyDir {
-                    detail: format!("uses {used} bytes, above its limit {limit}"),
-                });
+            LocalVolume::EmptyDir { size_limit: Some(limit), used: Some(used) } if used > limit => {
+                return Some(SkipReason::EmptyDir { detail: format!("uses {used} bytes, above its limit {limit}") });
             }
             LocalVolume::EmptyDir { .. } => {}
         }
     }
-    if pod.controller == ControllerKind::StatefulSet
-        && !slos.iter().any(|s| s.allow_stateful && s.covers(pod))
-    {
+    if pod.controller == ControllerKind::StatefulSet && !slos.iter().any(|s| s.allow_stateful && s.covers(pod)) {
         return Some(SkipReason::StatefulSet);
     }
     if !policy.in_scope(pod) {
@@ -228,131 +206,43 @@ mod tests {
         };
         let cases: Vec<(&str, Pod, Option<&str>)> = vec![
             ("plain deployment pod", base().build(), None),
-            (
-                "terminating",
-                base().terminating().build(),
-                Some("terminating"),
-            ),
-            (
-                "succeeded",
-                base().phase(PodPhase::Succeeded).build(),
-                Some("terminating"),
-            ),
-            (
-                "mirror",
-                PodBuilder::new("kube-system", "p")
-                    .on_node("n1")
-                    .mirror()
-                    .build(),
-                Some("mirror"),
-            ),
-            (
-                "daemonset",
-                PodBuilder::new("apps", "p")
-                    .daemonset("ds")
-                    .on_node("n1")
-                    .build(),
-                Some("daemonset"),
-            ),
-            (
-                "bare",
-                PodBuilder::new("apps", "p").on_node("n1").build(),
-                Some("bare"),
-            ),
-            (
-                "job",
-                PodBuilder::new("apps", "p").job("j").on_node("n1").build(),
-                Some("job"),
-            ),
-            (
-                "critical",
-                base().priority(SYSTEM_CLUSTER_CRITICAL).build(),
-                Some("critical"),
-            ),
-            (
-                "pinned",
-                base().annotation("placement.dev/pinned", "true").build(),
-                Some("pinned"),
-            ),
-            (
-                "hostPath",
-                base().volume(LocalVolume::HostPath).build(),
-                Some("host_path"),
-            ),
+            ("terminating", base().terminating().build(), Some("terminating")),
+            ("succeeded", base().phase(PodPhase::Succeeded).build(), Some("terminating")),
+            ("mirror", PodBuilder::new("kube-system", "p").on_node("n1").mirror().build(), Some("mirror")),
+            ("daemonset", PodBuilder::new("apps", "p").daemonset("ds").on_node("n1").build(), Some("daemonset")),
+            ("bare", PodBuilder::new("apps", "p").on_node("n1").build(), Some("bare")),
+            ("job", PodBuilder::new("apps", "p").job("j").on_node("n1").build(), Some("job")),
+            ("critical", base().priority(SYSTEM_CLUSTER_CRITICAL).build(), Some("critical")),
+            ("pinned", base().annotation("placement.dev/pinned", "true").build(), Some("pinned")),
+            ("hostPath", base().volume(LocalVolume::HostPath).build(), Some("host_path")),
             (
                 "emptyDir unbounded",
-                base()
-                    .volume(LocalVolume::EmptyDir {
-                        size_limit: None,
-                        used: None,
-                    })
-                    .build(),
+                base().volume(LocalVolume::EmptyDir { size_limit: None, used: None }).build(),
                 Some("empty_dir"),
             ),
             (
                 "emptyDir over",
-                base()
-                    .volume(LocalVolume::EmptyDir {
-                        size_limit: Some(10),
-                        used: Some(11),
-                    })
-                    .build(),
+                base().volume(LocalVolume::EmptyDir { size_limit: Some(10), used: Some(11) }).build(),
                 Some("empty_dir"),
             ),
             (
                 "emptyDir within",
-                base()
-                    .volume(LocalVolume::EmptyDir {
-                        size_limit: Some(10),
-                        used: Some(9),
-                    })
-                    .build(),
+                base().volume(LocalVolume::EmptyDir { size_limit: Some(10), used: Some(9) }).build(),
                 None,
             ),
-            (
-                "statefulset",
-                PodBuilder::new("apps", "p")
-                    .statefulset("db")
-                    .on_node("n1")
-                    .build(),
-                Some("statefulset"),
-            ),
+            ("statefulset", PodBuilder::new("apps", "p").statefulset("db").on_node("n1").build(), Some("statefulset")),
             (
                 "statefulset allowed",
-                PodBuilder::new("apps", "p")
-                    .statefulset("db")
-                    .label("app", "db")
-                    .on_node("n1")
-                    .build(),
+                PodBuilder::new("apps", "p").statefulset("db").label("app", "db").on_node("n1").build(),
                 None,
             ),
         ];
         for (name, pod, want) in cases {
-            assert_eq!(
-                never_evict(&pod, &p, std::slice::from_ref(&slo)).map(|r| r.metric_label()),
-                want,
-                "{name}"
-            );
+            assert_eq!(never_evict(&pod, &p, std::slice::from_ref(&slo)).map(|r| r.metric_label()), want, "{name}");
         }
-        let scoped = RebalancePolicy {
-            exclude_namespaces: vec!["apps".into()],
-            ..RebalancePolicy::default()
-        };
-        assert_eq!(
-            never_evict(&base().build(), &scoped, &[]),
-            Some(SkipReason::OutOfScope)
-        );
-        let jobs = RebalancePolicy {
-            allow_jobs: true,
-            ..RebalancePolicy::default()
-        };
-        assert_eq!(
-            never_evict(
-                &PodBuilder::new("apps", "p").job("j").on_node("n1").build(),
-                &jobs,
-                &[]
-            ),
-            None
-        );
+        let scoped = RebalancePolicy { exclude_namespaces: vec!["apps".into()], ..RebalancePolicy::default() };
+        assert_eq!(never_evict(&base().build(), &scoped, &[]), Some(SkipReason::OutOfScope));
+        let jobs = RebalancePolicy { allow_jobs: true, ..RebalancePolicy::default() };
+        assert_eq!(never_evict(&PodBuilder::new("apps", "p").job("j").on_node("n1").build(), &jobs, &[]), None);
     }
 }

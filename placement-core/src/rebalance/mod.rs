@@ -19,9 +19,7 @@ mod score;
 
 pub use filters::{SkipReason, never_evict};
 pub use observe::{EvictionRecord, NodeState, RebalanceState, observe};
-pub use planner::{
-    NodeScore, Plan, PlanInput, PlannedEviction, SkippedCandidate, StopReason, plan,
-};
+pub use planner::{NodeScore, Plan, PlanInput, PlannedEviction, SkippedCandidate, StopReason, plan};
 pub use policy::{NodeClass, RebalancePolicy, UtilizationSource, WorkloadSlo};
 pub use score::{node_score, sigma};
 

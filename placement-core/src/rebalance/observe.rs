@@ -65,11 +65,7 @@ pub fn observe(
     snapshot: &Snapshot,
     now: Timestamp,
 ) -> RebalanceState {
-    let mut next = RebalanceState {
-        nodes: BTreeMap::new(),
-        history: Vec::new(),
-        last_observed: Some(now),
-    };
+    let mut next = RebalanceState { nodes: BTreeMap::new(), history: Vec::new(), last_observed: Some(now) };
     for node in &snapshot.nodes {
         let previous = state.nodes.get(&node.name);
         let Some(raw) = node_score(policy, node) else {
@@ -86,38 +82,21 @@ pub fn observe(
         step_hysteresis(policy, &mut s);
         next.nodes.insert(node.name.clone(), s);
     }
-    let keep = policy
-        .workload_backoff_seconds
-        .max(policy.node_backoff_seconds)
-        .max(3600);
-    let horizon = now
-        .checked_sub(jiff::SignedDuration::from_secs(keep as i64))
-        .unwrap_or(Timestamp::MIN);
-    next.history = state
-        .history
-        .iter()
-        .filter(|r| r.at > horizon)
-        .cloned()
-        .collect();
+    let keep = policy.workload_backoff_seconds.max(policy.node_backoff_seconds).max(3600);
+    let horizon = now.checked_sub(jiff::SignedDuration::from_secs(keep as i64)).unwrap_or(Timestamp::MIN);
+    next.history = state.history.iter().filter(|r| r.at > horizon).cloned().collect();
     next
 }
 
 fn streak(counter: &mut u32, condition: bool) {
-    *counter = if condition {
-        counter.saturating_add(1)
-    } else {
-        0
-    };
+    *counter = if condition { counter.saturating_add(1) } else { 0 };
 }
 
 fn step_hysteresis(p: &RebalancePolicy, s: &mut NodeState) {
     streak(&mut s.hot_streak, s.score >= p.hot_threshold);
     streak(&mut s.cool_streak, s.score < p.hot_threshold - p.hysteresis);
     streak(&mut s.cold_streak, s.score <= p.cold_threshold);
-    streak(
-        &mut s.warm_streak,
-        s.score > p.cold_threshold + p.hysteresis,
-    );
+    streak(&mut s.warm_streak, s.score > p.cold_threshold + p.hysteresis);
     if !s.hot && s.hot_streak >= p.observations_to_enter {
         s.hot = true;
     } else if s.hot && s.cool_streak >= p.observations_to_leave {
@@ -152,12 +131,7 @@ mod tests {
             .iter()
             .map(|s| {
                 let snap = Snapshot::new(
-                    vec![
-                        NodeBuilder::new("n")
-                            .allocatable(100, 100)
-                            .usage(*s, *s)
-                            .build(),
-                    ],
+                    vec![NodeBuilder::new("n").allocatable(100, 100).usage(*s, *s).build()],
                     vec![],
                     vec![],
                     vec![],
@@ -171,34 +145,21 @@ mod tests {
 
     #[test]
     fn hot_needs_k_in_a_row_and_m_to_leave() {
-        let hot: Vec<bool> = run(&[90, 50, 90, 90, 75, 75, 60, 60, 60], &policy())
-            .iter()
-            .map(|x| x.0)
-            .collect();
+        let hot: Vec<bool> = run(&[90, 50, 90, 90, 75, 75, 60, 60, 60], &policy()).iter().map(|x| x.0).collect();
         // 90 (1), 50 resets, 90 90 -> hot; 75 is inside the band (not < 0.7): stays hot and does not count;
         // three times 60 -> not hot.
-        assert_eq!(
-            hot,
-            vec![false, false, false, true, true, true, true, true, false]
-        );
+        assert_eq!(hot, vec![false, false, false, true, true, true, true, true, false]);
     }
 
     #[test]
     fn cold_is_mirrored() {
-        let cold: Vec<bool> = run(&[10, 20, 35, 45, 45, 45], &policy())
-            .iter()
-            .map(|x| x.1)
-            .collect();
+        let cold: Vec<bool> = run(&[10, 20, 35, 45, 45, 45], &policy()).iter().map(|x| x.1).collect();
         assert_eq!(cold, vec![false, true, true, true, true, false]);
     }
 
     #[test]
     fn ewma_smooths_a_spike() {
-        let p = RebalancePolicy {
-            ewma_alpha: 0.5,
-            observations_to_enter: 1,
-            ..policy()
-        };
+        let p = RebalancePolicy { ewma_alpha: 0.5, observations_to_enter: 1, ..policy() };
         // 20, then one spike to 100: smoothed 60, not hot.
         let hot: Vec<bool> = run(&[20, 100], &p).iter().map(|x| x.0).collect();
         assert_eq!(hot, vec![false, false]);
@@ -208,20 +169,10 @@ mod tests {
     fn nodes_without_metrics_keep_state_and_history_is_pruned() {
         let p = policy();
         let mut state = RebalanceState::default();
-        state.nodes.insert(
-            "n".into(),
-            NodeState {
-                score: 0.9,
-                hot: true,
-                ..NodeState::default()
-            },
-        );
+        state.nodes.insert("n".into(), NodeState { score: 0.9, hot: true, ..NodeState::default() });
         state.history.push(EvictionRecord {
             at: Timestamp::from_second(0).unwrap(),
-            pod: PodKey {
-                namespace: "a".into(),
-                name: "b".into(),
-            },
+            pod: PodKey { namespace: "a".into(), name: "b".into() },
             workload: None,
             from: "n".into(),
             to: "m".into(),

@@ -159,9 +159,7 @@ impl<'a> Search<'a> {
         if n < 2.0 {
             return 0.0;
         }
-        (self.sum_sq / n - (self.sum / n) * (self.sum / n))
-            .max(0.0)
-            .sqrt()
+        (self.sum_sq / n - (self.sum / n) * (self.sum / n)).max(0.0).sqrt()
     }
 
     fn recompute_sums(&mut self) {
@@ -174,8 +172,7 @@ impl<'a> Search<'a> {
         let (sa, sb) = (self.slots[a].score, self.slots[b].score);
         let n = self.slots.len() as f64;
         let sum = self.sum - da + db;
-        let sum_sq =
-            self.sum_sq - sa * sa + (sa - da) * (sa - da) - sb * sb + (sb + db) * (sb + db);
+        let sum_sq = self.sum_sq - sa * sa + (sa - da) * (sa - da) - sb * sb + (sb + db) * (sb + db);
         (sum_sq / n - (sum / n) * (sum / n)).max(0.0).sqrt()
     }
 
@@ -249,9 +246,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         let remembered = input.state.nodes.get(&node.name);
         let weight = NodeClass::weight_of(input.classes, &node.labels);
         let next = shape_ids.len();
-        let shape = *shape_ids
-            .entry((node.allocatable, weight, node.taints.clone()))
-            .or_insert(next);
+        let shape = *shape_ids.entry((node.allocatable, weight, node.taints.clone())).or_insert(next);
         slots.push(Slot {
             node,
             score: remembered.map_or(raw, |r| r.score),
@@ -266,31 +261,16 @@ pub fn plan(input: &PlanInput) -> Plan {
     for (i, s) in slots.iter().enumerate() {
         shapes[s.shape].insert((key(s.score), i));
     }
-    let mut search = Search {
-        policy,
-        slots,
-        shapes,
-        sum: 0.0,
-        sum_sq: 0.0,
-    };
+    let mut search = Search { policy, slots, shapes, sum: 0.0, sum_sq: 0.0 };
     search.recompute_sums();
     let before: Vec<f64> = search.slots.iter().map(|s| s.score).collect();
     let sigma_before = search.sigma();
 
-    let slot_of: HashMap<&str, usize> = search
-        .slots
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.node.name.as_str(), i))
-        .collect();
+    let slot_of: HashMap<&str, usize> =
+        search.slots.iter().enumerate().map(|(i, s)| (s.node.name.as_str(), i)).collect();
     let mut skipped = Vec::new();
     let skip = |skipped: &mut Vec<SkippedCandidate>, pod: &Pod, node: &str, reason: SkipReason| {
-        skipped.push(SkippedCandidate {
-            pod: pod.key(),
-            node: node.to_string(),
-            why: reason.to_string(),
-            reason,
-        });
+        skipped.push(SkippedCandidate { pod: pod.key(), node: node.to_string(), why: reason.to_string(), reason });
     };
     let mut candidates = Vec::new();
     for pod in &input.snapshot.pods {
@@ -311,13 +291,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         candidates.push(Candidate { pod, slot, amount });
     }
 
-    let mut budgets = Budgets::new(
-        policy,
-        input.slos,
-        input.snapshot,
-        &input.state.history,
-        input.now,
-    );
+    let mut budgets = Budgets::new(policy, input.slos, input.snapshot, &input.state.history, input.now);
     let mut evictions = Vec::new();
     let stop = if !search.slots.iter().any(|s| s.hot) {
         StopReason::NoHotNodes
@@ -327,10 +301,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         loop {
             let sigma = search.sigma();
             if sigma <= policy.target_sigma {
-                break StopReason::Balanced {
-                    sigma,
-                    target: policy.target_sigma,
-                };
+                break StopReason::Balanced { sigma, target: policy.target_sigma };
             }
             if let Err(reason) = budgets.plan_allows() {
                 break StopReason::Budget { reason };
@@ -342,12 +313,7 @@ pub fn plan(input: &PlanInput) -> Plan {
                 let node = &search.slots[c.slot].node.name;
                 let outcome = budgets.allows(c.pod, node).map_err(Some).and_then(|()| {
                     search.best_target(c).map_err(|detail| {
-                        skip(
-                            &mut skipped,
-                            c.pod,
-                            node,
-                            SkipReason::NoFeasibleTarget { detail },
-                        );
+                        skip(&mut skipped, c.pod, node, SkipReason::NoFeasibleTarget { detail });
                         None
                     })
                 });
@@ -367,15 +333,10 @@ pub fn plan(input: &PlanInput) -> Plan {
                 }
             }
             let Some((_, ci, to, after)) = best.filter(|b| b.0 >= policy.min_improvement) else {
-                break StopReason::NoImprovingMove {
-                    min_improvement: policy.min_improvement,
-                };
+                break StopReason::NoImprovingMove { min_improvement: policy.min_improvement };
             };
             let c = candidates.swap_remove(ci);
-            let (from_name, to_name) = (
-                search.slots[c.slot].node.name.clone(),
-                search.slots[to].node.name.clone(),
-            );
+            let (from_name, to_name) = (search.slots[c.slot].node.name.clone(), search.slots[to].node.name.clone());
             let (from_score, to_score) = (search.slots[c.slot].score, search.slots[to].score);
             search.apply(&c, to);
             let record = EvictionRecord {
@@ -414,9 +375,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     for c in &candidates {
         let reason = match &stop {
             StopReason::Budget { reason } => reason.clone(),
-            other => SkipReason::NotNeeded {
-                detail: other.to_string(),
-            },
+            other => SkipReason::NotNeeded { detail: other.to_string() },
         };
         skip(&mut skipped, c.pod, &search.slots[c.slot].node.name, reason);
     }
@@ -435,13 +394,5 @@ pub fn plan(input: &PlanInput) -> Plan {
             }
         })
         .collect();
-    Plan {
-        dry_run: policy.dry_run,
-        sigma_before,
-        sigma_after: search.sigma(),
-        nodes,
-        evictions,
-        skipped,
-        stop,
-    }
+    Plan { dry_run: policy.dry_run, sigma_before, sigma_after: search.sigma(), nodes, evictions, skipped, stop }
 }

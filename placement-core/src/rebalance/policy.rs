@@ -138,25 +138,12 @@ fn serde_json_default() -> RebalancePolicy {
     }
 }
 
-fn check(
-    ok: bool,
-    field: &'static str,
-    message: impl FnOnce() -> String,
-) -> Result<(), PolicyError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(PolicyError {
-            field,
-            message: message(),
-        })
-    }
+fn check(ok: bool, field: &'static str, message: impl FnOnce() -> String) -> Result<(), PolicyError> {
+    if ok { Ok(()) } else { Err(PolicyError { field, message: message() }) }
 }
 
 fn fraction(v: f64, field: &'static str) -> Result<(), PolicyError> {
-    check(v.is_finite() && (0.0..=1.0).contains(&v), field, || {
-        format!("{v} must be between 0 and 1")
-    })
+    check(v.is_finite() && (0.0..=1.0).contains(&v), field, || format!("{v} must be between 0 and 1"))
 }
 
 impl RebalancePolicy {
@@ -165,53 +152,24 @@ impl RebalancePolicy {
         fraction(self.cold_threshold, "coldThreshold")?;
         fraction(self.hysteresis, "hysteresis")?;
         fraction(self.target_sigma, "targetSigma")?;
-        check(
-            self.cold_threshold < self.hot_threshold,
-            "coldThreshold",
-            || {
-                format!(
-                    "{} must be below hotThreshold ({})",
-                    self.cold_threshold, self.hot_threshold
-                )
-            },
-        )?;
-        check(
-            self.observations_to_enter >= 1,
-            "observationsToEnter",
-            || "must be at least 1".into(),
-        )?;
-        check(
-            self.observations_to_leave >= 1,
-            "observationsToLeave",
-            || "must be at least 1".into(),
-        )?;
-        check(
-            self.ewma_alpha.is_finite() && self.ewma_alpha > 0.0 && self.ewma_alpha <= 1.0,
-            "ewmaAlpha",
-            || format!("{} must be in (0, 1]", self.ewma_alpha),
-        )?;
-        for (v, field) in [
-            (self.cpu_weight, "cpuWeight"),
-            (self.memory_weight, "memoryWeight"),
-        ] {
-            check(v.is_finite() && v >= 0.0, field, || {
-                format!("{v} must be 0 or more")
-            })?;
+        check(self.cold_threshold < self.hot_threshold, "coldThreshold", || {
+            format!("{} must be below hotThreshold ({})", self.cold_threshold, self.hot_threshold)
+        })?;
+        check(self.observations_to_enter >= 1, "observationsToEnter", || "must be at least 1".into())?;
+        check(self.observations_to_leave >= 1, "observationsToLeave", || "must be at least 1".into())?;
+        check(self.ewma_alpha.is_finite() && self.ewma_alpha > 0.0 && self.ewma_alpha <= 1.0, "ewmaAlpha", || {
+            format!("{} must be in (0, 1]", self.ewma_alpha)
+        })?;
+        for (v, field) in [(self.cpu_weight, "cpuWeight"), (self.memory_weight, "memoryWeight")] {
+            check(v.is_finite() && v >= 0.0, field, || format!("{v} must be 0 or more"))?;
         }
-        check(
-            self.cpu_weight + self.memory_weight > 0.0,
-            "cpuWeight",
-            || "cpuWeight + memoryWeight must be above 0".into(),
-        )?;
-        check(
-            self.min_improvement.is_finite() && self.min_improvement > 0.0,
-            "minImprovement",
-            || format!("{} must be above 0", self.min_improvement),
-        )?;
-        self.pod_selector.validate().map_err(|e| PolicyError {
-            field: "podSelector",
-            message: e.to_string(),
-        })
+        check(self.cpu_weight + self.memory_weight > 0.0, "cpuWeight", || {
+            "cpuWeight + memoryWeight must be above 0".into()
+        })?;
+        check(self.min_improvement.is_finite() && self.min_improvement > 0.0, "minImprovement", || {
+            format!("{} must be above 0", self.min_improvement)
+        })?;
+        self.pod_selector.validate().map_err(|e| PolicyError { field: "podSelector", message: e.to_string() })
     }
 
     /// Is the pod's namespace and labels in this policy's scope?
@@ -256,10 +214,7 @@ pub struct NodeClass {
 impl NodeClass {
     /// The weight of a node: its first matching class's, else 100.
     pub fn weight_of(classes: &[NodeClass], labels: &Labels) -> u32 {
-        classes
-            .iter()
-            .find(|c| c.selector.matches(labels))
-            .map_or(100, |c| c.weight.min(100))
+        classes.iter().find(|c| c.selector.matches(labels)).map_or(100, |c| c.weight.min(100))
     }
 }
 
@@ -278,35 +233,17 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         let cases: Vec<(&str, &str)> = vec![
-            (
-                r#"{"coldThreshold": 0.9}"#,
-                "coldThreshold: 0.9 must be below hotThreshold (0.8)",
-            ),
-            (
-                r#"{"hotThreshold": 1.5}"#,
-                "hotThreshold: 1.5 must be between 0 and 1",
-            ),
+            (r#"{"coldThreshold": 0.9}"#, "coldThreshold: 0.9 must be below hotThreshold (0.8)"),
+            (r#"{"hotThreshold": 1.5}"#, "hotThreshold: 1.5 must be between 0 and 1"),
             (r#"{"ewmaAlpha": 0}"#, "ewmaAlpha: 0 must be in (0, 1]"),
-            (
-                r#"{"observationsToEnter": 0}"#,
-                "observationsToEnter: must be at least 1",
-            ),
-            (
-                r#"{"cpuWeight": 0, "memoryWeight": 0}"#,
-                "cpuWeight: cpuWeight + memoryWeight must be above 0",
-            ),
-            (
-                r#"{"minImprovement": 0}"#,
-                "minImprovement: 0 must be above 0",
-            ),
+            (r#"{"observationsToEnter": 0}"#, "observationsToEnter: must be at least 1"),
+            (r#"{"cpuWeight": 0, "memoryWeight": 0}"#, "cpuWeight: cpuWeight + memoryWeight must be above 0"),
+            (r#"{"minImprovement": 0}"#, "minImprovement: 0 must be above 0"),
         ];
         for (json, want) in cases {
             let p: RebalancePolicy = serde_json::from_str(json).unwrap();
             assert_eq!(p.validate().unwrap_err().to_string(), want, "{json}");
         }
-        assert!(
-            serde_json::from_str::<RebalancePolicy>(r#"{"hotThreshhold": 0.5}"#).is_err(),
-            "typos are rejected"
-        );
+        assert!(serde_json::from_str::<RebalancePolicy>(r#"{"hotThreshhold": 0.5}"#).is_err(), "typos are rejected");
     }
 }

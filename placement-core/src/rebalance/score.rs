@@ -7,18 +7,13 @@ use crate::model::Node;
 use crate::resources::Resources;
 
 fn ratio(used: u64, total: u64) -> f64 {
-    if total == 0 {
-        0.0
-    } else {
-        used as f64 / total as f64
-    }
+    if total == 0 { 0.0 } else { used as f64 / total as f64 }
 }
 
 /// The score `amount` contributes on a node with `allocatable` under the policy's weights.
 pub(crate) fn weighted(policy: &RebalancePolicy, amount: Resources, allocatable: Resources) -> f64 {
     let (wc, wm) = (policy.cpu_weight, policy.memory_weight);
-    (wc * ratio(amount.cpu_millis, allocatable.cpu_millis)
-        + wm * ratio(amount.memory_bytes, allocatable.memory_bytes))
+    (wc * ratio(amount.cpu_millis, allocatable.cpu_millis) + wm * ratio(amount.memory_bytes, allocatable.memory_bytes))
         / (wc + wm)
 }
 
@@ -49,21 +44,11 @@ mod tests {
     #[test]
     fn score_table() {
         let p = RebalancePolicy::default();
-        let n = NodeBuilder::new("n")
-            .allocatable(1000, 1000)
-            .usage(800, 400)
-            .requested(100, 100)
-            .build();
+        let n = NodeBuilder::new("n").allocatable(1000, 1000).usage(800, 400).requested(100, 100).build();
         assert!((node_score(&p, &n).unwrap() - 0.6).abs() < 1e-12);
-        let cpu_only = RebalancePolicy {
-            memory_weight: 0.0,
-            ..RebalancePolicy::default()
-        };
+        let cpu_only = RebalancePolicy { memory_weight: 0.0, ..RebalancePolicy::default() };
         assert!((node_score(&cpu_only, &n).unwrap() - 0.8).abs() < 1e-12);
-        let requests = RebalancePolicy {
-            source: UtilizationSource::Requests,
-            ..RebalancePolicy::default()
-        };
+        let requests = RebalancePolicy { source: UtilizationSource::Requests, ..RebalancePolicy::default() };
         assert!((node_score(&requests, &n).unwrap() - 0.1).abs() < 1e-12);
         let no_metrics = NodeBuilder::new("m").build();
         assert_eq!(node_score(&p, &no_metrics), None);

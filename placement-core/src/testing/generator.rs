@@ -25,8 +25,8 @@
 
 use crate::Labels;
 use crate::model::{
-    ControllerKind, LocalVolume, MIRROR_ANNOTATION, Node, PINNED_ANNOTATION, Pdb, Pod, PodPhase,
-    Snapshot, Workload, WorkloadKind, WorkloadRef,
+    ControllerKind, LocalVolume, MIRROR_ANNOTATION, Node, PINNED_ANNOTATION, Pdb, Pod, PodPhase, Snapshot, Workload,
+    WorkloadKind, WorkloadRef,
 };
 use crate::resources::Resources;
 use crate::selector::LabelSelector;
@@ -85,56 +85,24 @@ impl InstanceShape {
         let memory = self.memory_gib * GIB;
         let reserved_cpu = 70 + 10 * self.cpu_cores;
         let reserved_memory = (255 + 11 * u64::from(max_pods) + 100) * MIB;
-        Resources::new(
-            cpu.saturating_sub(reserved_cpu),
-            memory.saturating_sub(reserved_memory),
-        )
+        Resources::new(cpu.saturating_sub(reserved_cpu), memory.saturating_sub(reserved_memory))
     }
 }
 
 /// The instance shapes nodes are drawn from.
 pub const INSTANCE_SHAPES: [InstanceShape; 4] = [
-    InstanceShape {
-        name: "m5.xlarge",
-        cpu_cores: 4,
-        memory_gib: 16,
-        weight: 20,
-    },
-    InstanceShape {
-        name: "m5.2xlarge",
-        cpu_cores: 8,
-        memory_gib: 32,
-        weight: 40,
-    },
-    InstanceShape {
-        name: "m5.4xlarge",
-        cpu_cores: 16,
-        memory_gib: 64,
-        weight: 30,
-    },
-    InstanceShape {
-        name: "m5.8xlarge",
-        cpu_cores: 32,
-        memory_gib: 128,
-        weight: 10,
-    },
+    InstanceShape { name: "m5.xlarge", cpu_cores: 4, memory_gib: 16, weight: 20 },
+    InstanceShape { name: "m5.2xlarge", cpu_cores: 8, memory_gib: 32, weight: 40 },
+    InstanceShape { name: "m5.4xlarge", cpu_cores: 16, memory_gib: 64, weight: 30 },
+    InstanceShape { name: "m5.8xlarge", cpu_cores: 32, memory_gib: 128, weight: 10 },
 ];
 
 /// Per-pod requests of a workload, before jitter: (cpu millis, memory MiB, relative frequency).
-const REQUEST_PROFILES: [(u64, u64, u32); 7] = [
-    (50, 96, 26),
-    (100, 256, 30),
-    (250, 768, 22),
-    (500, 1536, 12),
-    (1000, 3072, 7),
-    (2000, 6144, 2),
-    (4000, 8192, 1),
-];
+const REQUEST_PROFILES: [(u64, u64, u32); 7] =
+    [(50, 96, 26), (100, 256, 30), (250, 768, 22), (500, 1536, 12), (1000, 3072, 7), (2000, 6144, 2), (4000, 8192, 1)];
 
-const WORKLOAD_PREFIXES: [&str; 12] = [
-    "web", "api", "worker", "cache", "auth", "search", "billing", "ingest", "report", "gateway",
-    "notify", "media",
-];
+const WORKLOAD_PREFIXES: [&str; 12] =
+    ["web", "api", "worker", "cache", "auth", "search", "billing", "ingest", "report", "gateway", "notify", "media"];
 
 /// What cluster to generate. Every field is public: start from a preset and change what you need,
 /// `ClusterSpec { seed: 7, spot_fraction: 0.5, ..ClusterSpec::small() }`. Out-of-range values are
@@ -289,9 +257,8 @@ impl Counts {
     fn of(spec: &ClusterSpec) -> Self {
         let nodes = spec.nodes;
         // No node, no DaemonSet pod; and never more DaemonSet pods than the pod total.
-        let daemonsets = spec.pods.checked_div(nodes).map_or(0, |per_node| {
-            spec.daemonsets.min(per_node).min(spec.workloads)
-        });
+        let daemonsets =
+            spec.pods.checked_div(nodes).map_or(0, |per_node| spec.daemonsets.min(per_node).min(spec.workloads));
         let mut remaining = spec.pods - daemonsets * nodes;
         let mirror = spec.mirror_pods.min(remaining).min(nodes);
         remaining -= mirror;
@@ -303,11 +270,7 @@ impl Counts {
             bare += controlled;
             controlled = 0;
         }
-        let single_replica = Self::single_replica(
-            spec.single_replica_fraction,
-            controlled,
-            controlled_workloads,
-        );
+        let single_replica = Self::single_replica(spec.single_replica_fraction, controlled, controlled_workloads);
         Counts {
             nodes,
             zones: spec.zones.max(1),
@@ -353,8 +316,7 @@ impl Load {
     /// The larger of the cpu and memory fractions allocated once `requests` is added.
     fn allocated_after(&self, requests: Resources) -> f64 {
         let used = self.used + requests;
-        ratio(used.cpu_millis, self.allocatable.cpu_millis)
-            .max(ratio(used.memory_bytes, self.allocatable.memory_bytes))
+        ratio(used.cpu_millis, self.allocatable.cpu_millis).max(ratio(used.memory_bytes, self.allocatable.memory_bytes))
     }
 }
 
@@ -416,10 +378,7 @@ impl Generator<'_> {
             let mut labels = Labels::new();
             labels.insert(HOSTNAME_LABEL.into(), name.clone());
             labels.insert(crate::ZONE_LABEL.into(), zones[i % zones.len()].clone());
-            labels.insert(
-                NODE_TYPE_LABEL.into(),
-                if spot { "spot" } else { "ondemand" }.into(),
-            );
+            labels.insert(NODE_TYPE_LABEL.into(), if spot { "spot" } else { "ondemand" }.into());
             labels.insert(INSTANCE_TYPE_LABEL.into(), shape.name.into());
             let max_pods = 110;
             let allocatable = shape.allocatable(max_pods);
@@ -427,28 +386,15 @@ impl Generator<'_> {
             // A node is a candidate once per 4 cores: random probes find nodes in proportion to
             // their size, so big and small nodes fill alike.
             let slots = (shape.cpu_cores / 4).max(1) as usize;
-            let (class, candidates) = if spot {
-                (NodeClass::Spot, &mut self.spot)
-            } else {
-                (NodeClass::OnDemand, &mut self.ondemand)
-            };
+            let (class, candidates) =
+                if spot { (NodeClass::Spot, &mut self.spot) } else { (NodeClass::OnDemand, &mut self.ondemand) };
             candidates.extend(std::iter::repeat_n(index, slots));
             self.class_cpu[class as usize].1 += allocatable.cpu_millis;
-            self.loads.push(Load {
-                allocatable,
-                used: Resources::ZERO,
-                pods: 0,
-                max_pods,
-                class,
-            });
+            self.loads.push(Load { allocatable, used: Resources::ZERO, pods: 0, max_pods, class });
             self.nodes.push(Node {
                 name,
                 labels,
-                taints: if spot {
-                    vec![spot_taint.clone()]
-                } else {
-                    Vec::new()
-                },
+                taints: if spot { vec![spot_taint.clone()] } else { Vec::new() },
                 allocatable,
                 max_pods,
                 requested: Resources::ZERO,
@@ -485,15 +431,9 @@ impl Generator<'_> {
         let metric_nodes = &order[not_ready..n - no_metrics];
         for (rank, &i) in metric_nodes.iter().enumerate() {
             let (cpu, memory) = if rank < hot {
-                (
-                    self.rng.random_range(0.82..0.97),
-                    self.rng.random_range(0.81..0.95),
-                )
+                (self.rng.random_range(0.82..0.97), self.rng.random_range(0.81..0.95))
             } else if rank < hot + cold {
-                (
-                    self.rng.random_range(0.02..0.15),
-                    self.rng.random_range(0.03..0.18),
-                )
+                (self.rng.random_range(0.02..0.15), self.rng.random_range(0.03..0.18))
             } else {
                 let cpu: f64 = self.rng.random_range(0.25..0.7);
                 let memory = (cpu * self.rng.random_range(0.6..1.1)).clamp(0.25, 0.75);
@@ -508,16 +448,11 @@ impl Generator<'_> {
             let Some((cpu, memory)) = utilization[i] else {
                 continue;
             };
-            let usage = Resources::new(
-                scale(node.allocatable.cpu_millis, cpu),
-                scale(node.allocatable.memory_bytes, memory),
-            );
+            let usage =
+                Resources::new(scale(node.allocatable.cpu_millis, cpu), scale(node.allocatable.memory_bytes, memory));
             node.usage = Some(usage);
             let used = self.loads[i].used;
-            factors[i] = Some((
-                ratio(usage.cpu_millis, used.cpu_millis),
-                ratio(usage.memory_bytes, used.memory_bytes),
-            ));
+            factors[i] = Some((ratio(usage.cpu_millis, used.cpu_millis), ratio(usage.memory_bytes, used.memory_bytes)));
         }
         for (pod, &node) in self.pods.iter_mut().zip(&self.pod_node) {
             let Some(Some((fc, fm))) = factors.get(node as usize) else {
@@ -568,20 +503,14 @@ impl Generator<'_> {
             return Some(i);
         }
         let start = self.rng.random_range(0..candidates.len());
-        candidates[start..]
-            .iter()
-            .chain(&candidates[..start])
-            .copied()
-            .find(|&i| self.loads[i as usize].fits(requests))
+        candidates[start..].iter().chain(&candidates[..start]).copied().find(|&i| self.loads[i as usize].fits(requests))
     }
 
     /// Place a pod that holds resources. A spot-tolerating pod goes to the class (spot or on-demand)
     /// with the smaller share of its cpu allocated so far, so that both fill evenly, and falls back to
     /// the other class. Returns `NO_NODE` when nothing fits.
     fn place(&mut self, requests: Resources, tolerates_spot: bool) -> u32 {
-        let first = if tolerates_spot
-            && self.class_fill(NodeClass::Spot) < self.class_fill(NodeClass::OnDemand)
-        {
+        let first = if tolerates_spot && self.class_fill(NodeClass::Spot) < self.class_fill(NodeClass::OnDemand) {
             NodeClass::Spot
         } else {
             NodeClass::OnDemand
@@ -614,11 +543,7 @@ impl Generator<'_> {
     /// Fraction of a class's allocatable cpu requested so far (1 for an empty class: never preferred).
     fn class_fill(&self, class: NodeClass) -> f64 {
         let (used, allocatable) = self.class_cpu[class as usize];
-        if allocatable == 0 {
-            1.0
-        } else {
-            used as f64 / allocatable as f64
-        }
+        if allocatable == 0 { 1.0 } else { used as f64 / allocatable as f64 }
     }
 
     fn push_pod(&mut self, mut pod: Pod, node: u32) {
@@ -636,19 +561,11 @@ impl Generator<'_> {
     // -- system pods ------------------------------------------------------------------------------
 
     fn make_daemonsets(&mut self) {
-        const DAEMONSETS: [(&str, u64, u64); 4] = [
-            ("kube-proxy", 100, 128),
-            ("node-exporter", 50, 64),
-            ("log-agent", 100, 256),
-            ("csi-node", 50, 128),
-        ];
+        const DAEMONSETS: [(&str, u64, u64); 4] =
+            [("kube-proxy", 100, 128), ("node-exporter", 50, 64), ("log-agent", 100, 256), ("csi-node", 50, 128)];
         for d in 0..self.counts.daemonsets {
             let (base, cpu, memory_mib) = DAEMONSETS[d % DAEMONSETS.len()];
-            let name = if d < DAEMONSETS.len() {
-                base.to_string()
-            } else {
-                format!("{base}-{d}")
-            };
+            let name = if d < DAEMONSETS.len() { base.to_string() } else { format!("{base}-{d}") };
             let workload = WorkloadRef::new(WorkloadKind::DaemonSet, SYSTEM_NAMESPACE, &name);
             let revision = random_name(&mut self.rng, 10);
             let requests = Resources::new(cpu, memory_mib * MIB);
@@ -704,10 +621,7 @@ impl Generator<'_> {
         for host in hosts {
             let node = u32::try_from(host).unwrap_or(NO_NODE);
             let mut annotations = BTreeMap::new();
-            annotations.insert(
-                MIRROR_ANNOTATION.to_string(),
-                random_name(&mut self.rng, 10),
-            );
+            annotations.insert(MIRROR_ANNOTATION.to_string(), random_name(&mut self.rng, 10));
             let pod = Pod {
                 namespace: SYSTEM_NAMESPACE.into(),
                 name: format!("etcd-proxy-{}", self.nodes[host].name),
@@ -780,8 +694,7 @@ impl Generator<'_> {
         for plan in plans {
             for ordinal in 0..plan.replicas {
                 // Selection sampling: exactly `pending` pods over the whole sequence.
-                let pending =
-                    pending_left > 0 && self.rng.random_range(0..pods_left) < pending_left;
+                let pending = pending_left > 0 && self.rng.random_range(0..pods_left) < pending_left;
                 pods_left -= 1;
                 if pending {
                     pending_left -= 1;
@@ -828,14 +741,9 @@ impl Generator<'_> {
                 _ => chance(&mut self.rng, tolerating),
             };
             let revision = random_name(&mut self.rng, 10);
-            let old_revision =
-                (kind == WorkloadKind::Deployment && replicas >= 3 && chance(&mut self.rng, 0.03))
-                    .then(|| (random_name(&mut self.rng, 10), replicas / 3));
-            let priority = if chance(&mut self.rng, 0.05) {
-                HIGH_PRIORITY
-            } else {
-                0
-            };
+            let old_revision = (kind == WorkloadKind::Deployment && replicas >= 3 && chance(&mut self.rng, 0.03))
+                .then(|| (random_name(&mut self.rng, 10), replicas / 3));
+            let priority = if chance(&mut self.rng, 0.05) { HIGH_PRIORITY } else { 0 };
             let pinned = chance(&mut self.rng, 0.01);
             let empty_dir = chance(&mut self.rng, 0.1).then(|| LocalVolume::EmptyDir {
                 size_limit: (self.rng.random_bool(0.5)).then_some(GIB),
@@ -874,21 +782,14 @@ impl Generator<'_> {
             })
             .collect();
         let total: f64 = draws.iter().sum();
-        let mut shares: Vec<usize> = draws
-            .iter()
-            .map(|d| ((d / total) * extra as f64).floor() as usize)
-            .collect();
+        let mut shares: Vec<usize> = draws.iter().map(|d| ((d / total) * extra as f64).floor() as usize).collect();
         let mut left = extra.saturating_sub(shares.iter().sum());
         while left > 0 {
             let i = self.rng.random_range(0..multi);
             shares[i] += 1;
             left -= 1;
         }
-        replicas.extend(
-            shares
-                .into_iter()
-                .map(|s| u32::try_from(s + 2).unwrap_or(u32::MAX)),
-        );
+        replicas.extend(shares.into_iter().map(|s| u32::try_from(s + 2).unwrap_or(u32::MAX)));
         replicas
     }
 
@@ -899,11 +800,9 @@ impl Generator<'_> {
             _ => plan.revision.clone(),
         };
         let (controller, name, hash_label) = match w.kind {
-            WorkloadKind::StatefulSet => (
-                ControllerKind::StatefulSet,
-                format!("{}-{ordinal}", w.name),
-                "controller-revision-hash",
-            ),
+            WorkloadKind::StatefulSet => {
+                (ControllerKind::StatefulSet, format!("{}-{ordinal}", w.name), "controller-revision-hash")
+            }
             WorkloadKind::Job => (
                 ControllerKind::Job,
                 format!("{}-{}", w.name, encode_suffix(u64::from(ordinal))),
@@ -911,11 +810,7 @@ impl Generator<'_> {
             ),
             _ => (
                 ControllerKind::ReplicaSet,
-                format!(
-                    "{}-{revision}-{}",
-                    w.name,
-                    encode_suffix(u64::from(ordinal))
-                ),
+                format!("{}-{revision}-{}", w.name, encode_suffix(u64::from(ordinal))),
                 "pod-template-hash",
             ),
         };
@@ -975,14 +870,9 @@ impl Generator<'_> {
     fn add_unsatisfiable_selector(&mut self, pod: &mut Pod) {
         match self.rng.random_range(0..3) {
             0 => {
-                pod.node_selector
-                    .insert(NODE_TYPE_LABEL.into(), "spot".into());
+                pod.node_selector.insert(NODE_TYPE_LABEL.into(), "spot".into());
                 if pod.tolerations.is_empty() {
-                    pod.tolerations.push(Toleration::equal(
-                        "spot",
-                        "true",
-                        Some(Effect::NoSchedule),
-                    ));
+                    pod.tolerations.push(Toleration::equal("spot", "true", Some(Effect::NoSchedule)));
                 }
             }
             1 => {
@@ -990,8 +880,7 @@ impl Generator<'_> {
                 pod.node_selector.insert(crate::ZONE_LABEL.into(), zone);
             }
             _ => {
-                pod.node_selector
-                    .insert(INSTANCE_TYPE_LABEL.into(), "p4d.24xlarge".into());
+                pod.node_selector.insert(INSTANCE_TYPE_LABEL.into(), "p4d.24xlarge".into());
             }
         }
     }
@@ -1018,11 +907,8 @@ impl Generator<'_> {
             && matches!(w.kind, WorkloadKind::Deployment | WorkloadKind::StatefulSet)
             && chance(&mut self.rng, self.spec.pdb_fraction);
         if wants_pdb {
-            let allowed = if self.rng.random_bool(0.1) {
-                0
-            } else {
-                self.rng.random_range(1..=(plan.replicas - 1).min(3))
-            };
+            let allowed =
+                if self.rng.random_bool(0.1) { 0 } else { self.rng.random_range(1..=(plan.replicas - 1).min(3)) };
             self.pdbs.push(Pdb {
                 namespace: w.namespace.clone(),
                 name: format!("{}-pdb", w.name),
@@ -1056,9 +942,7 @@ fn namespace_name(i: usize) -> String {
 
 /// A random name of `len` characters from Kubernetes' suffix alphabet.
 fn random_name(rng: &mut ChaCha8Rng, len: usize) -> String {
-    (0..len)
-        .map(|_| char::from(NAME_ALPHABET[rng.random_range(0..NAME_ALPHABET.len())]))
-        .collect()
+    (0..len).map(|_| char::from(NAME_ALPHABET[rng.random_range(0..NAME_ALPHABET.len())])).collect()
 }
 
 /// A 5-character suffix from the same alphabet, distinct for distinct `n` below 27^5.
@@ -1111,11 +995,7 @@ fn scale(value: u64, factor: f64) -> u64 {
 
 /// `numerator / denominator`, 0 when the denominator is 0.
 fn ratio(numerator: u64, denominator: u64) -> f64 {
-    if denominator == 0 {
-        0.0
-    } else {
-        numerator as f64 / denominator as f64
-    }
+    if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 }
 }
 
 #[cfg(test)]
@@ -1152,38 +1032,24 @@ mod tests {
         let base = ClusterSpec::scaled(10);
         let cases = [
             // 300 pods - 2x10 DaemonSet - 1 mirror - 0 bare = 279 over 18 workloads, 5 single (0.3 x 18).
-            Case {
-                spec: base.clone(),
-                controlled: 279,
-                controlled_workloads: 18,
-                single: 5,
-            },
+            Case { spec: base.clone(), controlled: 279, controlled_workloads: 18, single: 5 },
             // As many pods as workloads: all single.
             Case {
-                spec: ClusterSpec {
-                    pods: 20 + 1 + 18,
-                    ..base.clone()
-                },
+                spec: ClusterSpec { pods: 20 + 1 + 18, ..base.clone() },
                 controlled: 18,
                 controlled_workloads: 18,
                 single: 18,
             },
             // 20 controlled pods over 18 workloads: at most 2 multi-replica, so at least 16 single.
             Case {
-                spec: ClusterSpec {
-                    pods: 20 + 1 + 20,
-                    ..base.clone()
-                },
+                spec: ClusterSpec { pods: 20 + 1 + 20, ..base.clone() },
                 controlled: 20,
                 controlled_workloads: 18,
                 single: 16,
             },
             // No node: no DaemonSet or mirror pod, everything controlled.
             Case {
-                spec: ClusterSpec {
-                    nodes: 0,
-                    ..base.clone()
-                },
+                spec: ClusterSpec { nodes: 0, ..base.clone() },
                 controlled: 300,
                 controlled_workloads: 20,
                 single: 6,
@@ -1218,10 +1084,7 @@ mod tests {
             };
             let r = g.replica_counts();
             assert_eq!(r.len(), counts.controlled_workloads);
-            assert_eq!(
-                r.iter().map(|&x| x as usize).sum::<usize>(),
-                counts.controlled
-            );
+            assert_eq!(r.iter().map(|&x| x as usize).sum::<usize>(), counts.controlled);
             assert_eq!(r.iter().filter(|&&x| x == 1).count(), counts.single_replica);
         }
     }
@@ -1230,25 +1093,10 @@ mod tests {
     fn degenerate_specs_do_not_panic() {
         let specs = [
             ClusterSpec::scaled(0),
-            ClusterSpec {
-                zones: 0,
-                spot_fraction: f64::NAN,
-                hot_fraction: 2.0,
-                ..ClusterSpec::scaled(3)
-            },
-            ClusterSpec {
-                workloads: 0,
-                ..ClusterSpec::scaled(3)
-            },
-            ClusterSpec {
-                pods: 0,
-                ..ClusterSpec::scaled(3)
-            },
-            ClusterSpec {
-                spot_fraction: 1.0,
-                spot_tolerating_fraction: 0.0,
-                ..ClusterSpec::scaled(4)
-            },
+            ClusterSpec { zones: 0, spot_fraction: f64::NAN, hot_fraction: 2.0, ..ClusterSpec::scaled(3) },
+            ClusterSpec { workloads: 0, ..ClusterSpec::scaled(3) },
+            ClusterSpec { pods: 0, ..ClusterSpec::scaled(3) },
+            ClusterSpec { spot_fraction: 1.0, spot_tolerating_fraction: 0.0, ..ClusterSpec::scaled(4) },
         ];
         for spec in specs {
             let s = generate(&spec);

@@ -30,21 +30,13 @@ pub fn usage_score(node: &Node) -> Option<f64> {
 
 /// Nodes whose [`usage_score`] is above `threshold` (0.8 is "hot").
 pub fn hot_nodes(snapshot: &Snapshot, threshold: f64) -> usize {
-    snapshot
-        .nodes
-        .iter()
-        .filter(|n| usage_score(n).is_some_and(|s| s > threshold))
-        .count()
+    snapshot.nodes.iter().filter(|n| usage_score(n).is_some_and(|s| s > threshold)).count()
 }
 
 /// Nodes whose bound pods request more than allocatable, or that run more than `max_pods` pods,
 /// according to their `requested` and `pod_count` fields.
 pub fn overcommitted_nodes(snapshot: &Snapshot) -> Vec<&Node> {
-    snapshot
-        .nodes
-        .iter()
-        .filter(|n| !n.requested.fits_in(n.allocatable) || n.pod_count > n.max_pods)
-        .collect()
+    snapshot.nodes.iter().filter(|n| !n.requested.fits_in(n.allocatable) || n.pod_count > n.max_pods).collect()
 }
 
 /// Everything internally inconsistent in a snapshot, one sentence each (empty when consistent):
@@ -55,10 +47,7 @@ pub fn inconsistencies(snapshot: &Snapshot) -> Vec<String> {
     let mut problems = Vec::new();
     let mut totals: BTreeMap<&str, (Resources, u32)> = BTreeMap::new();
     for node in &snapshot.nodes {
-        if totals
-            .insert(node.name.as_str(), (Resources::ZERO, 0))
-            .is_some()
-        {
+        if totals.insert(node.name.as_str(), (Resources::ZERO, 0)).is_some() {
             problems.push(format!("node {} appears twice", node.name));
         }
     }
@@ -71,10 +60,8 @@ pub fn inconsistencies(snapshot: &Snapshot) -> Vec<String> {
             continue;
         };
         match totals.get_mut(node_name.as_str()) {
-            None => problems.push(format!(
-                "pod {}/{} is bound to node {node_name}, which does not exist",
-                pod.namespace, pod.name
-            )),
+            None => problems
+                .push(format!("pod {}/{} is bound to node {node_name}, which does not exist", pod.namespace, pod.name)),
             Some((requested, count)) if pod.holds_resources() => {
                 *requested += pod.requests;
                 *count += 1;
@@ -85,10 +72,8 @@ pub fn inconsistencies(snapshot: &Snapshot) -> Vec<String> {
     for node in &snapshot.nodes {
         let (requested, count) = totals.get(node.name.as_str()).copied().unwrap_or_default();
         if node.requested != requested {
-            problems.push(format!(
-                "node {}: requested says {}, its pods request {}",
-                node.name, node.requested, requested
-            ));
+            problems
+                .push(format!("node {}: requested says {}, its pods request {}", node.name, node.requested, requested));
         }
         if node.pod_count != count {
             problems.push(format!(
@@ -101,14 +86,8 @@ pub fn inconsistencies(snapshot: &Snapshot) -> Vec<String> {
 }
 
 /// The pods of `workload`, in snapshot order.
-pub fn workload_pods<'a>(
-    snapshot: &'a Snapshot,
-    workload: &'a WorkloadRef,
-) -> impl Iterator<Item = &'a Pod> + 'a {
-    snapshot
-        .pods
-        .iter()
-        .filter(move |p| p.workload.as_ref() == Some(workload))
+pub fn workload_pods<'a>(snapshot: &'a Snapshot, workload: &'a WorkloadRef) -> impl Iterator<Item = &'a Pod> + 'a {
+    snapshot.pods.iter().filter(move |p| p.workload.as_ref() == Some(workload))
 }
 
 /// A new pod of `workload`, ready for an admission decision: a copy of the workload's last counting
@@ -158,26 +137,19 @@ pub fn single_replica_workloads(snapshot: &Snapshot) -> Vec<&Workload> {
     snapshot
         .workloads
         .iter()
-        .filter(|w| {
-            w.replicas == 1
-                && matches!(
-                    w.workload.kind,
-                    WorkloadKind::Deployment | WorkloadKind::StatefulSet
-                )
-        })
+        .filter(|w| w.replicas == 1 && matches!(w.workload.kind, WorkloadKind::Deployment | WorkloadKind::StatefulSet))
         .collect()
 }
 
 /// The workload with the most replicas, DaemonSets excluded (the first of equals).
 pub fn largest_workload(snapshot: &Snapshot) -> Option<&Workload> {
-    snapshot
-        .workloads
-        .iter()
-        .filter(|w| w.workload.kind != WorkloadKind::DaemonSet)
-        .fold(None, |best: Option<&Workload>, w| match best {
+    snapshot.workloads.iter().filter(|w| w.workload.kind != WorkloadKind::DaemonSet).fold(
+        None,
+        |best: Option<&Workload>, w| match best {
             Some(b) if b.replicas >= w.replicas => Some(b),
             _ => Some(w),
-        })
+        },
+    )
 }
 
 /// What a cluster looks like, in counts: printable, and serializable for reports.
@@ -225,10 +197,7 @@ pub fn cluster_shape(snapshot: &Snapshot) -> ClusterShape {
         let kind = node.label(NODE_TYPE_LABEL).unwrap_or("<none>");
         *shape.nodes_per_zone.entry(zone.to_string()).or_default() += 1;
         *shape.nodes_per_type.entry(kind.to_string()).or_default() += 1;
-        *shape
-            .nodes_per_zone_and_type
-            .entry(format!("{zone}/{kind}"))
-            .or_default() += 1;
+        *shape.nodes_per_zone_and_type.entry(format!("{zone}/{kind}")).or_default() += 1;
         shape.not_ready_nodes += usize::from(!node.ready);
         shape.cordoned_nodes += usize::from(node.unschedulable);
         match usage_score(node) {
@@ -240,17 +209,10 @@ pub fn cluster_shape(snapshot: &Snapshot) -> ClusterShape {
         shape.requested += node.requested;
         shape.allocatable += node.allocatable;
     }
-    shape.bound_pods = snapshot
-        .pods
-        .iter()
-        .filter(|p| p.node_name.is_some())
-        .count();
+    shape.bound_pods = snapshot.pods.iter().filter(|p| p.node_name.is_some()).count();
     shape.pending_pods = shape.pods - shape.bound_pods;
     for w in &snapshot.workloads {
-        *shape
-            .workloads_per_kind
-            .entry(w.workload.kind.to_string())
-            .or_default() += 1;
+        *shape.workloads_per_kind.entry(w.workload.kind.to_string()).or_default() += 1;
         shape.single_replica_workloads += usize::from(w.replicas == 1);
     }
     shape
@@ -270,11 +232,7 @@ impl fmt::Display for ClusterShape {
         )?;
         writeln!(f, "  per zone:      {}", join_counts(&self.nodes_per_zone))?;
         writeln!(f, "  per node-type: {}", join_counts(&self.nodes_per_type))?;
-        writeln!(
-            f,
-            "  per zone/type: {}",
-            join_counts(&self.nodes_per_zone_and_type)
-        )?;
+        writeln!(f, "  per zone/type: {}", join_counts(&self.nodes_per_zone_and_type))?;
         writeln!(
             f,
             "{} pods ({} bound, {} pending); requested {} of allocatable {}",
@@ -292,19 +250,11 @@ impl fmt::Display for ClusterShape {
 }
 
 fn join_counts(counts: &BTreeMap<String, usize>) -> String {
-    counts
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    counts.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
 }
 
 fn ratio(numerator: u64, denominator: u64) -> f64 {
-    if denominator == 0 {
-        0.0
-    } else {
-        numerator as f64 / denominator as f64
-    }
+    if denominator == 0 { 0.0 } else { numerator as f64 / denominator as f64 }
 }
 
 #[cfg(test)]
@@ -315,10 +265,7 @@ mod tests {
     fn two_node_snapshot() -> Snapshot {
         Snapshot::new(
             vec![
-                NodeBuilder::new("n1")
-                    .allocatable(1000, 1000)
-                    .usage(900, 800)
-                    .build(),
+                NodeBuilder::new("n1").allocatable(1000, 1000).usage(900, 800).build(),
                 NodeBuilder::new("n2").allocatable(1000, 1000).build(),
             ],
             vec![
@@ -328,12 +275,7 @@ mod tests {
                     .on_node("n1")
                     .requests(600, 100)
                     .build(),
-                PodBuilder::new("ns", "web-b")
-                    .deployment("web")
-                    .revision("r1")
-                    .pending()
-                    .requests(600, 100)
-                    .build(),
+                PodBuilder::new("ns", "web-b").deployment("web").revision("r1").pending().requests(600, 100).build(),
             ],
             vec![],
             vec![],

@@ -15,15 +15,11 @@ pub mod generator;
 pub mod inspect;
 pub mod strategies;
 
-pub use generator::{
-    ClusterSpec, INSTANCE_SHAPES, InstanceShape, NODE_TYPE_LABEL, generate, zone_name,
-};
+pub use generator::{ClusterSpec, INSTANCE_SHAPES, InstanceShape, NODE_TYPE_LABEL, generate, zone_name};
 pub use inspect::{
-    ClusterShape, cluster_shape, hot_nodes, inconsistencies, largest_workload, overcommitted_nodes,
-    pending_pod_from, pick_pending_pod, single_replica_workloads, usage_fraction, usage_score,
-    workload_pods,
+    ClusterShape, cluster_shape, hot_nodes, inconsistencies, largest_workload, overcommitted_nodes, pending_pod_from,
+    pick_pending_pod, single_replica_workloads, usage_fraction, usage_score, workload_pods,
 };
 pub use strategies::{
-    ARB_ZONES, arb_cluster, arb_label_selector, arb_labels, arb_node, arb_pod_on, arb_weights,
-    arb_workload_counts,
+    ARB_ZONES, arb_cluster, arb_label_selector, arb_labels, arb_node, arb_pod_on, arb_weights, arb_workload_counts,
 };

@@ -41,14 +41,8 @@ pub fn arb_labels() -> impl Strategy<Value = Labels> {
 /// A valid label selector (passes [`LabelSelector::validate`]) over the domain of [`arb_labels`]:
 /// 0 to 2 `matchLabels` and 0 to 2 expressions (`In`, `NotIn`, `Exists`, `DoesNotExist`).
 pub fn arb_label_selector() -> impl Strategy<Value = LabelSelector> {
-    (
-        prop::collection::btree_map(label_key(), label_value(), 0..=2),
-        prop::collection::vec(arb_requirement(), 0..=2),
-    )
-        .prop_map(|(match_labels, match_expressions)| LabelSelector {
-            match_labels,
-            match_expressions,
-        })
+    (prop::collection::btree_map(label_key(), label_value(), 0..=2), prop::collection::vec(arb_requirement(), 0..=2))
+        .prop_map(|(match_labels, match_expressions)| LabelSelector { match_labels, match_expressions })
 }
 
 fn label_key() -> impl Strategy<Value = String> {
@@ -63,26 +57,10 @@ fn arb_requirement() -> impl Strategy<Value = Requirement> {
     let values = prop::sample::subsequence(&LABEL_VALUES[..], 1..=2)
         .prop_map(|v| v.into_iter().map(String::from).collect::<Vec<_>>());
     prop_oneof![
-        (label_key(), values.clone()).prop_map(|(key, values)| Requirement {
-            key,
-            operator: Operator::In,
-            values
-        }),
-        (label_key(), values).prop_map(|(key, values)| Requirement {
-            key,
-            operator: Operator::NotIn,
-            values
-        }),
-        label_key().prop_map(|key| Requirement {
-            key,
-            operator: Operator::Exists,
-            values: Vec::new()
-        }),
-        label_key().prop_map(|key| Requirement {
-            key,
-            operator: Operator::DoesNotExist,
-            values: Vec::new()
-        }),
+        (label_key(), values.clone()).prop_map(|(key, values)| Requirement { key, operator: Operator::In, values }),
+        (label_key(), values).prop_map(|(key, values)| Requirement { key, operator: Operator::NotIn, values }),
+        label_key().prop_map(|key| Requirement { key, operator: Operator::Exists, values: Vec::new() }),
+        label_key().prop_map(|key| Requirement { key, operator: Operator::DoesNotExist, values: Vec::new() }),
     ]
 }
 
@@ -94,18 +72,15 @@ pub fn arb_weights(max_groups: usize) -> impl Strategy<Value = Vec<u32>> {
         5 => 1..=10u32,
         3 => 1..=100u32,
     ];
-    (
-        prop::collection::vec(weight, 1..=max_groups.max(1)),
-        any::<Index>(),
-        1..=10u32,
-    )
-        .prop_map(|(mut weights, at, positive)| {
+    (prop::collection::vec(weight, 1..=max_groups.max(1)), any::<Index>(), 1..=10u32).prop_map(
+        |(mut weights, at, positive)| {
             if weights.iter().all(|&w| w == 0) {
                 let i = at.index(weights.len());
                 weights[i] = positive;
             }
             weights
-        })
+        },
+    )
 }
 
 /// Current pod counts of one workload over `groups` groups, each 0 to `max_per_group`: the state an
@@ -148,28 +123,18 @@ pub fn arb_node() -> impl Strategy<Value = Node> {
             let mut labels = Labels::new();
             labels.insert("kubernetes.io/hostname".into(), name.clone());
             labels.insert(crate::ZONE_LABEL.into(), zone_name(zone));
-            labels.insert(
-                NODE_TYPE_LABEL.into(),
-                if spot { "spot" } else { "ondemand" }.into(),
-            );
+            labels.insert(NODE_TYPE_LABEL.into(), if spot { "spot" } else { "ondemand" }.into());
             labels.insert("node.kubernetes.io/instance-type".into(), shape.name.into());
             Node {
                 name,
                 labels,
-                taints: if spot {
-                    vec![Taint::new("spot", "true", Effect::NoSchedule)]
-                } else {
-                    Vec::new()
-                },
+                taints: if spot { vec![Taint::new("spot", "true", Effect::NoSchedule)] } else { Vec::new() },
                 allocatable,
                 max_pods,
                 requested: Resources::ZERO,
                 pod_count: 0,
                 usage: usage.map(|(cpu, memory)| {
-                    Resources::new(
-                        allocatable.cpu_millis * cpu / 1000,
-                        allocatable.memory_bytes / 1000 * memory,
-                    )
+                    Resources::new(allocatable.cpu_millis * cpu / 1000, allocatable.memory_bytes / 1000 * memory)
                 }),
                 ready,
                 unschedulable: cordoned,
@@ -233,10 +198,7 @@ fn arb_owner() -> impl Strategy<Value = Owner> {
 fn arb_local_volume() -> impl Strategy<Value = LocalVolume> {
     prop_oneof![
         Just(LocalVolume::HostPath),
-        (
-            prop::option::of(Just(1u64 << 30)),
-            prop::option::of(0..=2u64 << 30)
-        )
+        (prop::option::of(Just(1u64 << 30)), prop::option::of(0..=2u64 << 30))
             .prop_map(|(size_limit, used)| LocalVolume::EmptyDir { size_limit, used }),
     ]
 }
@@ -316,9 +278,7 @@ impl PodDraft {
             None if self.owner == Owner::Mirror => ControllerKind::Node,
             None => ControllerKind::None,
         };
-        let revision = workload
-            .as_ref()
-            .map(|_| if self.new_revision { "rev2" } else { "rev1" }.to_string());
+        let revision = workload.as_ref().map(|_| if self.new_revision { "rev2" } else { "rev1" }.to_string());
         let mut labels = Labels::new();
         labels.insert("app".into(), base.into());
         if let Some(r) = &revision {
@@ -337,11 +297,8 @@ impl PodDraft {
         } else if self.tolerates_spot {
             tolerations.push(Toleration::equal("spot", "true", Some(Effect::NoSchedule)));
         }
-        let priority = if self.high_priority || controller == ControllerKind::DaemonSet {
-            SYSTEM_CLUSTER_CRITICAL
-        } else {
-            0
-        };
+        let priority =
+            if self.high_priority || controller == ControllerKind::DaemonSet { SYSTEM_CLUSTER_CRITICAL } else { 0 };
         Pod {
             namespace: namespace.into(),
             name: format!("{base}-{i}"),
@@ -374,10 +331,7 @@ struct Room {
 
 impl Room {
     fn of(node: &Node) -> Self {
-        Room {
-            free: node.free(),
-            pods_left: node.max_pods.saturating_sub(node.pod_count),
-        }
+        Room { free: node.free(), pods_left: node.max_pods.saturating_sub(node.pod_count) }
     }
 
     fn take(&mut self, requests: Resources) -> bool {
@@ -395,23 +349,16 @@ impl Room {
 /// finished pod takes no room. Otherwise it stays pending.
 fn realize(draft: &PodDraft, i: usize, nodes: &[Node], rooms: &mut [Room]) -> Pod {
     let mut pod = draft.to_pod(i);
-    let target = draft
-        .node
-        .filter(|_| !nodes.is_empty())
-        .map(|at| at.index(nodes.len()));
+    let target = draft.node.filter(|_| !nodes.is_empty()).map(|at| at.index(nodes.len()));
     let Some(n) = target else {
         if draft.spot_selector {
-            pod.node_selector
-                .insert(NODE_TYPE_LABEL.into(), "spot".into());
+            pod.node_selector.insert(NODE_TYPE_LABEL.into(), "spot".into());
         }
         return pod;
     };
     let node = &nodes[n];
-    if pod.controller != ControllerKind::Node
-        && crate::taints::untolerated(&node.taints, &pod.tolerations).is_some()
-    {
-        pod.tolerations
-            .push(Toleration::exists("spot", Some(Effect::NoSchedule)));
+    if pod.controller != ControllerKind::Node && crate::taints::untolerated(&node.taints, &pod.tolerations).is_some() {
+        pod.tolerations.push(Toleration::exists("spot", Some(Effect::NoSchedule)));
     }
     let finished = matches!(draft.phase, PodPhase::Succeeded | PodPhase::Failed);
     if !finished && !rooms[n].take(pod.requests) {
@@ -423,10 +370,7 @@ fn realize(draft: &PodDraft, i: usize, nodes: &[Node], rooms: &mut [Room]) -> Po
     pod.terminating = !finished && draft.terminating;
     if draft.phase == PodPhase::Running && node.usage.is_some() {
         pod.usage = draft.usage_permille.map(|permille| {
-            Resources::new(
-                pod.requests.cpu_millis * permille / 1000,
-                pod.requests.memory_bytes / 1000 * permille,
-            )
+            Resources::new(pod.requests.cpu_millis * permille / 1000, pod.requests.memory_bytes / 1000 * permille)
         });
     }
     pod
@@ -460,28 +404,16 @@ pub fn arb_cluster(max_nodes: usize, max_pods: usize) -> impl Strategy<Value = S
         1..=3u32,
         prop::option::of(0..=2u32),
     )
-        .prop_map(|(nodes, drafts, max_unavailable, web_pdb)| {
-            assemble(nodes, &drafts, max_unavailable, web_pdb)
-        })
+        .prop_map(|(nodes, drafts, max_unavailable, web_pdb)| assemble(nodes, &drafts, max_unavailable, web_pdb))
 }
 
-fn assemble(
-    mut nodes: Vec<Node>,
-    drafts: &[PodDraft],
-    max_unavailable: u32,
-    web_pdb: Option<u32>,
-) -> Snapshot {
+fn assemble(mut nodes: Vec<Node>, drafts: &[PodDraft], max_unavailable: u32, web_pdb: Option<u32>) -> Snapshot {
     for (i, node) in nodes.iter_mut().enumerate() {
         node.name = format!("node-{i}");
-        node.labels
-            .insert("kubernetes.io/hostname".into(), node.name.clone());
+        node.labels.insert("kubernetes.io/hostname".into(), node.name.clone());
     }
     let mut rooms: Vec<Room> = nodes.iter().map(Room::of).collect();
-    let pods: Vec<Pod> = drafts
-        .iter()
-        .enumerate()
-        .map(|(i, d)| realize(d, i, &nodes, &mut rooms))
-        .collect();
+    let pods: Vec<Pod> = drafts.iter().enumerate().map(|(i, d)| realize(d, i, &nodes, &mut rooms)).collect();
     let mut replicas: BTreeMap<WorkloadRef, u32> = BTreeMap::new();
     for pod in &pods {
         if let Some(w) = &pod.workload {
@@ -494,13 +426,7 @@ fn assemble(
         .map(|(workload, replicas)| {
             let mut labels = Labels::new();
             labels.insert("app".into(), workload.name.clone());
-            Workload {
-                workload,
-                replicas,
-                max_unavailable,
-                labels,
-                annotations: BTreeMap::new(),
-            }
+            Workload { workload, replicas, max_unavailable, labels, annotations: BTreeMap::new() }
         })
         .collect();
     let pdbs = web_pdb
@@ -525,9 +451,7 @@ mod tests {
     fn realize_respects_room_and_taints() {
         let spot = Node {
             taints: vec![Taint::new("spot", "true", Effect::NoSchedule)],
-            ..crate::model::NodeBuilder::new("n")
-                .allocatable(1000, 1 << 30)
-                .build()
+            ..crate::model::NodeBuilder::new("n").allocatable(1000, 1 << 30).build()
         };
         let nodes = vec![spot];
         let mut rooms = vec![Room::of(&nodes[0])];

@@ -11,26 +11,14 @@ pub fn parse_metric(text: &str) -> Result<Decimal, TrackingError> {
     let t = text.trim();
     let lower = t.to_ascii_lowercase();
     if lower.contains("nan") || lower.contains("inf") || t.is_empty() {
-        return Err(TrackingError::NotANumber {
-            value: text.to_string(),
-        });
+        return Err(TrackingError::NotANumber { value: text.to_string() });
     }
-    let parsed = if lower.contains('e') {
-        Decimal::from_scientific(t)
-    } else {
-        Decimal::from_str(t)
-    };
+    let parsed = if lower.contains('e') { Decimal::from_scientific(t) } else { Decimal::from_str(t) };
     parsed.map_err(|e| {
-        if e.to_string().contains("overflow")
-            || t.len() > 28 && t.chars().all(|c| c.is_ascii_digit() || c == '.')
-        {
-            TrackingError::OutOfRange {
-                value: text.to_string(),
-            }
+        if e.to_string().contains("overflow") || t.len() > 28 && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            TrackingError::OutOfRange { value: text.to_string() }
         } else {
-            TrackingError::NotANumber {
-                value: text.to_string(),
-            }
+            TrackingError::NotANumber { value: text.to_string() }
         }
     })
 }
@@ -38,13 +26,9 @@ pub fn parse_metric(text: &str) -> Result<Decimal, TrackingError> {
 /// A metric value from a float, through its shortest decimal form (so `0.1` is exactly 0.1).
 pub fn metric_from_f64(x: f64) -> Result<Decimal, TrackingError> {
     if !x.is_finite() {
-        return Err(TrackingError::NotANumber {
-            value: x.to_string(),
-        });
+        return Err(TrackingError::NotANumber { value: x.to_string() });
     }
-    parse_metric(&x.to_string()).map_err(|_| TrackingError::OutOfRange {
-        value: x.to_string(),
-    })
+    parse_metric(&x.to_string()).map_err(|_| TrackingError::OutOfRange { value: x.to_string() })
 }
 
 /// The smallest `w >= 0` with `w × target >= base × (current − target)`, capped at `cap`.
@@ -56,10 +40,7 @@ pub fn desired_weight(base: u32, target: Decimal, current: Decimal, cap: u32) ->
     if current <= target || base == 0 {
         return 0;
     }
-    let Some(need) = current
-        .checked_sub(target)
-        .and_then(|d| d.checked_mul(Decimal::from(base)))
-    else {
+    let Some(need) = current.checked_sub(target).and_then(|d| d.checked_mul(Decimal::from(base))) else {
         return cap;
     };
     let Some(quotient) = need.checked_div(target) else {
@@ -78,11 +59,7 @@ pub fn desired_weight(base: u32, target: Decimal, current: Decimal, cap: u32) ->
     while w > Decimal::ZERO && covers(w - Decimal::ONE) {
         w -= Decimal::ONE;
     }
-    if w > cap_dec {
-        cap
-    } else {
-        u32::try_from(w.mantissa() / 10i128.pow(w.scale())).unwrap_or(cap)
-    }
+    if w > cap_dec { cap } else { u32::try_from(w.mantissa() / 10i128.pow(w.scale())).unwrap_or(cap) }
 }
 
 #[cfg(test)]
@@ -96,13 +73,7 @@ mod tests {
     #[test]
     fn law_table() {
         let cases: &[(u32, &str, &str, u32, &str)] = &[
-            (
-                8,
-                "1000",
-                "3000",
-                16,
-                "seed 004 README: 3000 req/min, target 1000, base 8",
-            ),
+            (8, "1000", "3000", 16, "seed 004 README: 3000 req/min, target 1000, base 8"),
             (10, "1000", "1100", 1, "no float artefact"),
             (10, "1000", "1000", 0, "at target"),
             (10, "1000", "10", 0, "below target"),
@@ -114,11 +85,7 @@ mod tests {
             (7, "1000", "-5", 0, "negative metric"),
         ];
         for (base, target, current, want, name) in cases {
-            assert_eq!(
-                desired_weight(*base, d(target), d(current), 255),
-                *want,
-                "{name}"
-            );
+            assert_eq!(desired_weight(*base, d(target), d(current), 255), *want, "{name}");
         }
         assert_eq!(desired_weight(8, Decimal::ZERO, d("1"), 255), 255);
     }
@@ -135,10 +102,7 @@ mod tests {
         assert_eq!(d("1.5e3"), Decimal::from(1500));
         assert_eq!(d(" 42 "), Decimal::from(42));
         for bad in ["NaN", "+Inf", "-Inf", "", "abc", "1..2"] {
-            assert!(
-                matches!(parse_metric(bad), Err(TrackingError::NotANumber { .. })),
-                "{bad}"
-            );
+            assert!(matches!(parse_metric(bad), Err(TrackingError::NotANumber { .. })), "{bad}");
         }
         assert!(parse_metric("1e40").is_err());
         assert_eq!(metric_from_f64(0.1).unwrap(), d("0.1"));

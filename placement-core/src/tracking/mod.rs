@@ -25,9 +25,5 @@ pub enum TrackingError {
     #[error("range: min {min} is above max {max}")]
     BadRange { min: u32, max: u32 },
     #[error("schedules[{index}].{field}: {message}")]
-    Schedule {
-        index: usize,
-        field: &'static str,
-        message: String,
-    },
+    Schedule { index: usize, field: &'static str, message: String },
 }

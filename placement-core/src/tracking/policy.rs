@@ -65,25 +65,12 @@ pub struct CompiledPolicy {
 impl TrackingPolicy {
     pub fn compile(&self) -> Result<CompiledPolicy, TrackingError> {
         if self.target_value <= Decimal::ZERO {
-            return Err(TrackingError::TargetNotPositive(
-                self.target_value.to_string(),
-            ));
+            return Err(TrackingError::TargetNotPositive(self.target_value.to_string()));
         }
         if self.range.min > self.range.max {
-            return Err(TrackingError::BadRange {
-                min: self.range.min,
-                max: self.range.max,
-            });
+            return Err(TrackingError::BadRange { min: self.range.min, max: self.range.max });
         }
-        let schedules = self
-            .schedules
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.compile(i))
-            .collect::<Result<_, _>>()?;
-        Ok(CompiledPolicy {
-            policy: self.clone(),
-            schedules,
-        })
+        let schedules = self.schedules.iter().enumerate().map(|(i, s)| s.compile(i)).collect::<Result<_, _>>()?;
+        Ok(CompiledPolicy { policy: self.clone(), schedules })
     }
 }

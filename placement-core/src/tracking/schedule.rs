@@ -59,43 +59,23 @@ fn parse_day(s: &str) -> Option<Weekday> {
         ("saturday", Weekday::Saturday),
         ("sunday", Weekday::Sunday),
     ];
-    days.iter()
-        .find(|(name, _)| s.len() >= 3 && name.starts_with(&s))
-        .map(|(_, d)| *d)
+    days.iter().find(|(name, _)| s.len() >= 3 && name.starts_with(&s)).map(|(_, d)| *d)
 }
 
 impl Schedule {
     /// Validate; `index` is the schedule's position, for errors.
     pub fn compile(&self, index: usize) -> Result<CompiledSchedule, TrackingError> {
-        let err = |field, message: String| TrackingError::Schedule {
-            index,
-            field,
-            message,
-        };
-        let time_zone = TimeZone::get(&self.time_zone).map_err(|_| {
-            err(
-                "timeZone",
-                format!("unknown time zone {:?}", self.time_zone),
-            )
-        })?;
-        let start = parse_time(&self.start)
-            .ok_or_else(|| err("start", format!("{:?} is not HH:MM", self.start)))?;
-        let end = parse_time(&self.end)
-            .ok_or_else(|| err("end", format!("{:?} is not HH:MM", self.end)))?;
+        let err = |field, message: String| TrackingError::Schedule { index, field, message };
+        let time_zone = TimeZone::get(&self.time_zone)
+            .map_err(|_| err("timeZone", format!("unknown time zone {:?}", self.time_zone)))?;
+        let start = parse_time(&self.start).ok_or_else(|| err("start", format!("{:?} is not HH:MM", self.start)))?;
+        let end = parse_time(&self.end).ok_or_else(|| err("end", format!("{:?} is not HH:MM", self.end)))?;
         let days = self
             .days
             .iter()
-            .map(|d| {
-                parse_day(d).ok_or_else(|| err("days", format!("{d:?} is not a day of the week")))
-            })
+            .map(|d| parse_day(d).ok_or_else(|| err("days", format!("{d:?} is not a day of the week"))))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(CompiledSchedule {
-            time_zone,
-            start,
-            end,
-            days,
-            value: self.value,
-        })
+        Ok(CompiledSchedule { time_zone, start, end, days, value: self.value })
     }
 }
 
@@ -112,8 +92,7 @@ impl CompiledSchedule {
             return self.start <= t && t < self.end && self.day_allowed(day);
         }
         // Crosses midnight (or lasts a whole day when start == end).
-        (t >= self.start && self.day_allowed(day))
-            || (t < self.end && self.day_allowed(day.wrapping_sub(1)))
+        (t >= self.start && self.day_allowed(day)) || (t < self.end && self.day_allowed(day.wrapping_sub(1)))
     }
 }
 
@@ -152,18 +131,9 @@ mod tests {
         // Friday night 22:00 to Saturday 06:00 UTC; 2026-11-27 is a Friday.
         let s = sched("UTC", "22:00", "06:00", &["Fri"]);
         assert!(s.active_at(at("2026-11-27T23:00:00Z")));
-        assert!(
-            s.active_at(at("2026-11-28T05:00:00Z")),
-            "Saturday morning belongs to Friday's window"
-        );
-        assert!(
-            !s.active_at(at("2026-11-28T23:00:00Z")),
-            "Saturday night does not start a window"
-        );
-        assert!(
-            !s.active_at(at("2026-11-27T05:00:00Z")),
-            "Friday morning belongs to Thursday"
-        );
+        assert!(s.active_at(at("2026-11-28T05:00:00Z")), "Saturday morning belongs to Friday's window");
+        assert!(!s.active_at(at("2026-11-28T23:00:00Z")), "Saturday night does not start a window");
+        assert!(!s.active_at(at("2026-11-27T05:00:00Z")), "Friday morning belongs to Thursday");
     }
 
     #[test]
@@ -186,32 +156,17 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let bad = |tz: &str, start: &str, end: &str, day: &str| {
-            Schedule {
-                time_zone: tz.into(),
-                start: start.into(),
-                end: end.into(),
-                days: vec![day.into()],
-                value: 1,
-            }
-            .compile(2)
-            .unwrap_err()
-            .to_string()
+            Schedule { time_zone: tz.into(), start: start.into(), end: end.into(), days: vec![day.into()], value: 1 }
+                .compile(2)
+                .unwrap_err()
+                .to_string()
         };
         assert_eq!(
             bad("Mars/Olympus", "1:00", "2:00", "mon"),
             "schedules[2].timeZone: unknown time zone \"Mars/Olympus\""
         );
-        assert_eq!(
-            bad("UTC", "25:00", "2:00", "mon"),
-            "schedules[2].start: \"25:00\" is not HH:MM"
-        );
-        assert_eq!(
-            bad("UTC", "1:00", "x", "mon"),
-            "schedules[2].end: \"x\" is not HH:MM"
-        );
-        assert_eq!(
-            bad("UTC", "1:00", "2:00", "someday"),
-            "schedules[2].days: \"someday\" is not a day of the week"
-        );
+        assert_eq!(bad("UTC", "25:00", "2:00", "mon"), "schedules[2].start: \"25:00\" is not HH:MM");
+        assert_eq!(bad("UTC", "1:00", "x", "mon"), "schedules[2].end: \"x\" is not HH:MM");
+        assert_eq!(bad("UTC", "1:00", "2:00", "someday"), "schedules[2].days: \"someday\" is not a day of the week");
     }
 }

@@ -43,10 +43,7 @@ pub fn step(
     let p = &policy.policy;
     let law = desired_weight(p.base_value, p.target_value, current, p.range.max);
     let mut desired = law.max(p.minimum);
-    let mut why = format!(
-        "metric {current} vs target {}: law gives {law}",
-        p.target_value
-    );
+    let mut why = format!("metric {current} vs target {}: law gives {law}", p.target_value);
     if p.minimum > law {
         why.push_str(&format!(", minimum {}", p.minimum));
     }
@@ -62,10 +59,7 @@ pub fn step(
     }
     let clamped = p.range.clamp(desired);
     if clamped != desired {
-        why.push_str(&format!(
-            ", clamped to {clamped} (range {}..{})",
-            p.range.min, p.range.max
-        ));
+        why.push_str(&format!(", clamped to {clamped} (range {}..{})", p.range.min, p.range.max));
     }
     let desired = clamped;
     let hold = |reason: String| TrackingDecision {
@@ -82,9 +76,7 @@ pub fn step(
         apply: Some(desired),
         schedule,
         reason: format!("{why}; {reason}"),
-        state: TrackingState {
-            last_change: Some(now),
-        },
+        state: TrackingState { last_change: Some(now) },
     };
     if desired == actual {
         return hold(format!("weight {actual} already desired"));
@@ -93,23 +85,16 @@ pub fn step(
         return apply(format!("increase {actual} -> {desired} applied"));
     }
     if p.disable_scale_in {
-        return hold(format!(
-            "decrease {actual} -> {desired} held: scale-in disabled"
-        ));
+        return hold(format!("decrease {actual} -> {desired} held: scale-in disabled"));
     }
     if actual - desired <= p.deadband {
-        return hold(format!(
-            "decrease {actual} -> {desired} held: within deadband {}",
-            p.deadband
-        ));
+        return hold(format!("decrease {actual} -> {desired} held: within deadband {}", p.deadband));
     }
     let cooldown = SignedDuration::from_secs(i64::try_from(p.cooldown_seconds).unwrap_or(i64::MAX));
     if let Some(last) = state.last_change {
         let until = last.checked_add(cooldown).unwrap_or(Timestamp::MAX);
         if now < until {
-            return hold(format!(
-                "decrease {actual} -> {desired} held: cooldown until {until}"
-            ));
+            return hold(format!("decrease {actual} -> {desired} held: cooldown until {until}"));
         }
     }
     apply(format!("decrease {actual} -> {desired} applied"))
@@ -140,27 +125,13 @@ mod tests {
     #[test]
     fn increases_apply_at_once_decreases_wait_for_cooldown() {
         let p = policy().compile().unwrap();
-        let d = step(
-            &p,
-            &TrackingState::default(),
-            Decimal::from(3000),
-            8,
-            at("2026-11-24T12:00:00Z"),
-        );
+        let d = step(&p, &TrackingState::default(), Decimal::from(3000), 8, at("2026-11-24T12:00:00Z"));
         assert_eq!(d.apply, Some(16));
-        assert_eq!(
-            d.reason,
-            "metric 3000 vs target 1000: law gives 16; increase 8 -> 16 applied"
-        );
+        assert_eq!(d.reason, "metric 3000 vs target 1000: law gives 16; increase 8 -> 16 applied");
         let s = d.state;
         let d = step(&p, &s, Decimal::from(1200), 16, at("2026-11-24T12:01:00Z"));
         assert_eq!((d.desired, d.apply), (2, None));
-        assert!(
-            d.reason
-                .ends_with("held: cooldown until 2026-11-24T12:03:00Z"),
-            "{}",
-            d.reason
-        );
+        assert!(d.reason.ends_with("held: cooldown until 2026-11-24T12:03:00Z"), "{}", d.reason);
         let d = step(&p, &s, Decimal::from(1200), 16, at("2026-11-24T12:03:00Z"));
         assert_eq!(d.apply, Some(2));
     }
@@ -170,49 +141,21 @@ mod tests {
         let mut raw = policy();
         raw.deadband = 2;
         let p = raw.compile().unwrap();
-        let d = step(
-            &p,
-            &TrackingState::default(),
-            Decimal::from(1250),
-            4,
-            at("2026-11-24T12:00:00Z"),
-        );
-        assert_eq!(
-            (d.desired, d.apply),
-            (2, None),
-            "4 -> 2 is within the deadband"
-        );
+        let d = step(&p, &TrackingState::default(), Decimal::from(1250), 4, at("2026-11-24T12:00:00Z"));
+        assert_eq!((d.desired, d.apply), (2, None), "4 -> 2 is within the deadband");
         raw.deadband = 0;
         raw.disable_scale_in = true;
         let p = raw.compile().unwrap();
-        let d = step(
-            &p,
-            &TrackingState::default(),
-            Decimal::from(0),
-            40,
-            at("2026-11-24T12:00:00Z"),
-        );
+        let d = step(&p, &TrackingState::default(), Decimal::from(0), 40, at("2026-11-24T12:00:00Z"));
         assert_eq!(d.apply, None);
         assert!(d.reason.contains("scale-in disabled"));
         raw.disable_scale_in = false;
         raw.minimum = 3;
         raw.range = WeightRange { min: 0, max: 10 };
         let p = raw.compile().unwrap();
-        let d = step(
-            &p,
-            &TrackingState::default(),
-            Decimal::from(0),
-            0,
-            at("2026-11-24T12:00:00Z"),
-        );
+        let d = step(&p, &TrackingState::default(), Decimal::from(0), 0, at("2026-11-24T12:00:00Z"));
         assert_eq!(d.apply, Some(3));
-        let d = step(
-            &p,
-            &TrackingState::default(),
-            Decimal::from(100_000),
-            0,
-            at("2026-11-24T12:00:00Z"),
-        );
+        let d = step(&p, &TrackingState::default(), Decimal::from(100_000), 0, at("2026-11-24T12:00:00Z"));
         assert_eq!(d.apply, Some(10));
     }
 
@@ -227,21 +170,9 @@ mod tests {
             value: 5,
         });
         let p = raw.compile().unwrap();
-        let night = step(
-            &p,
-            &TrackingState::default(),
-            Decimal::from(900),
-            0,
-            at("2026-11-24T14:00:00Z"),
-        );
+        let night = step(&p, &TrackingState::default(), Decimal::from(900), 0, at("2026-11-24T14:00:00Z"));
         assert_eq!((night.desired, night.schedule), (5, Some(0)));
-        let day = step(
-            &p,
-            &TrackingState::default(),
-            Decimal::from(900),
-            0,
-            at("2026-11-24T03:00:00Z"),
-        );
+        let day = step(&p, &TrackingState::default(), Decimal::from(900), 0, at("2026-11-24T03:00:00Z"));
         assert_eq!((day.desired, day.apply), (0, None));
     }
 
@@ -249,10 +180,7 @@ mod tests {
     fn validation() {
         let mut raw = policy();
         raw.target_value = Decimal::ZERO;
-        assert_eq!(
-            raw.compile().unwrap_err().to_string(),
-            "targetValue must be greater than 0, got 0"
-        );
+        assert_eq!(raw.compile().unwrap_err().to_string(), "targetValue must be greater than 0, got 0");
         let mut raw = policy();
         raw.range = WeightRange { min: 5, max: 1 };
         assert!(raw.compile().is_err());

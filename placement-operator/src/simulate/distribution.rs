@@ -80,33 +80,20 @@ impl TryFrom<RawDistribution> for DistributionSpec {
             (Some(_), false) => return Err("give either `groups` or `strategy`, not both".into()),
             (None, true) => return Err("give `groups` or `strategy`".into()),
             (Some(s), true) => {
-                let strategy: Strategy = s
-                    .parse()
-                    .map_err(|e: placement_core::strategy::StrategyError| e.to_string())?;
-                DistributionRule::from_strategy(&strategy, raw.fallback)
-                    .map_err(|e| e.to_string())?
+                let strategy: Strategy =
+                    s.parse().map_err(|e: placement_core::strategy::StrategyError| e.to_string())?;
+                DistributionRule::from_strategy(&strategy, raw.fallback).map_err(|e| e.to_string())?
             }
             (None, false) => {
-                let bases: Vec<(usize, u32)> = raw
-                    .groups
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, g)| g.base.map(|b| (i, b)))
-                    .collect();
+                let bases: Vec<(usize, u32)> =
+                    raw.groups.iter().enumerate().filter_map(|(i, g)| g.base.map(|b| (i, b))).collect();
                 if bases.len() > 1 {
-                    return Err(format!(
-                        "groups: only one group may have a base, found {}",
-                        bases.len()
-                    ));
+                    return Err(format!("groups: only one group may have a base, found {}", bases.len()));
                 }
                 let base = bases.first().map(|&(group, count)| Base { group, count });
-                let groups = raw
-                    .groups
-                    .into_iter()
-                    .map(|g| (NodeGroup::new(g.name, g.node_selector.0), g.weight))
-                    .collect();
-                DistributionRule::new(groups, base, raw.fallback)
-                    .map_err(|e| format!("groups: {e}"))?
+                let groups =
+                    raw.groups.into_iter().map(|g| (NodeGroup::new(g.name, g.node_selector.0), g.weight)).collect();
+                DistributionRule::new(groups, base, raw.fallback).map_err(|e| format!("groups: {e}"))?
             }
         };
         if raw.bursts.is_empty() || raw.bursts.contains(&0) {
@@ -174,14 +161,12 @@ fn scale(
     for (b, &size) in spec.bursts.iter().enumerate() {
         let mut admitted = Vec::new();
         for _ in 0..size {
-            let mut builder = PodBuilder::new(
-                &spec.workload.namespace,
-                format!("{}-{}-{n}", spec.workload.name, spec.revision),
-            )
-            .deployment(&spec.workload.name)
-            .revision(&spec.revision)
-            .pending()
-            .requests(spec.requests.cpu.0, spec.requests.memory.0);
+            let mut builder =
+                PodBuilder::new(&spec.workload.namespace, format!("{}-{}-{n}", spec.workload.name, spec.revision))
+                    .deployment(&spec.workload.name)
+                    .revision(&spec.revision)
+                    .pending()
+                    .requests(spec.requests.cpu.0, spec.requests.memory.0);
             for t in &spec.tolerations {
                 builder = builder.toleration(t.clone());
             }
@@ -235,9 +220,7 @@ fn scale(
                 d.node = node;
             }
         }
-        let counts = spec
-            .rule
-            .counts(&index, &ledger, &workload, Some(&spec.revision));
+        let counts = spec.rule.counts(&index, &ledger, &workload, Some(&spec.revision));
         rows.push(BurstRow {
             size,
             total: n,
@@ -246,9 +229,7 @@ fn scale(
             without_reservations: vec![],
         });
     }
-    let counts = spec
-        .rule
-        .counts(&index, &ledger, &workload, Some(&spec.revision));
+    let counts = spec.rule.counts(&index, &ledger, &workload, Some(&spec.revision));
     (rows, decisions, counts)
 }
 
@@ -286,34 +267,12 @@ pub fn run(spec: &DistributionSpec, world: &mut World, now: Timestamp) -> Distri
 
 impl DistributionReport {
     pub fn render(&self, out: &mut String) {
-        out.push_str(&render::heading(&format!(
-            "Distribution of {}",
-            self.workload
-        )));
+        out.push_str(&render::heading(&format!("Distribution of {}", self.workload)));
         out.push_str(&format!("rule: {}\n", self.rule));
-        let fmt = |v: &[u32]| {
-            self.groups
-                .iter()
-                .zip(v)
-                .map(|(g, n)| format!("{g} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let mut t = render::table([
-            "burst",
-            "pods",
-            "total",
-            "counts per group",
-            "target",
-            "",
-            "cache-only webhook",
-        ]);
+        let fmt = |v: &[u32]| self.groups.iter().zip(v).map(|(g, n)| format!("{g} {n}")).collect::<Vec<_>>().join(", ");
+        let mut t = render::table(["burst", "pods", "total", "counts per group", "target", "", "cache-only webhook"]);
         for (i, r) in self.bursts.iter().enumerate() {
-            let ok = if r.counts == r.target {
-                "on target"
-            } else {
-                "OFF TARGET"
-            };
+            let ok = if r.counts == r.target { "on target" } else { "OFF TARGET" };
             t.add_row(vec![
                 (i + 1).to_string(),
                 r.size.to_string(),

@@ -73,19 +73,9 @@ pub fn run(scenario: &Scenario) -> Report {
             usage_cpu_millis: n.usage.map(|u| u.cpu_millis),
         })
         .collect();
-    let zones = scenario
-        .zone_balancer
-        .as_ref()
-        .map(|z| zones::run(z, &mut world, scenario.now));
-    let distribution = scenario
-        .distributions
-        .iter()
-        .map(|d| distribution::run(d, &mut world, scenario.now))
-        .collect();
-    let rebalance = scenario
-        .rebalance
-        .as_ref()
-        .map(|r| rebalance::run(r, &world, scenario.now));
+    let zones = scenario.zone_balancer.as_ref().map(|z| zones::run(z, &mut world, scenario.now));
+    let distribution = scenario.distributions.iter().map(|d| distribution::run(d, &mut world, scenario.now)).collect();
+    let rebalance = scenario.rebalance.as_ref().map(|r| rebalance::run(r, &world, scenario.now));
     let traffic = scenario.traffic_weights.iter().map(traffic::run).collect();
     Report {
         scenario: scenario.name.clone(),
@@ -103,14 +93,7 @@ impl Report {
     pub fn render(&self) -> String {
         let mut out = format!("scenario: {}\n{}\n", self.scenario, self.description);
         out.push_str(&render::heading("Cluster (before)"));
-        let mut t = render::table([
-            "node",
-            "labels",
-            "schedulable",
-            "pods",
-            "cpu requested",
-            "cpu used",
-        ]);
+        let mut t = render::table(["node", "labels", "schedulable", "pods", "cpu requested", "cpu used"]);
         for n in &self.nodes {
             t.add_row(vec![
                 n.name.clone(),
@@ -118,8 +101,7 @@ impl Report {
                 if n.ready { "yes" } else { "no" }.to_string(),
                 n.pods.to_string(),
                 format!("{}/{}m", n.requested_cpu_millis, n.allocatable_cpu_millis),
-                n.usage_cpu_millis
-                    .map_or("no metrics".into(), |u| format!("{u}m")),
+                n.usage_cpu_millis.map_or("no metrics".into(), |u| format!("{u}m")),
             ]);
         }
         out.push_str(&format!("{t}\n"));

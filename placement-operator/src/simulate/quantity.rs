@@ -29,9 +29,7 @@ pub struct Cpu(pub u64);
 impl<'de> Deserialize<'de> for Cpu {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = raw_text(Raw::deserialize(d)?);
-        quantity::cpu_millis(&text)
-            .map(Cpu)
-            .map_err(de::Error::custom)
+        quantity::cpu_millis(&text).map(Cpu).map_err(de::Error::custom)
     }
 }
 

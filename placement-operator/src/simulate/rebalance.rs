@@ -48,27 +48,16 @@ impl TryFrom<RawRebalance> for RebalanceSpec {
     type Error = String;
     fn try_from(raw: RawRebalance) -> Result<Self, String> {
         for (i, slo) in raw.workload_slos.iter().enumerate() {
-            slo.selector
-                .validate()
-                .map_err(|e| format!("workloadSlos[{i}].selector: {e}"))?;
+            slo.selector.validate().map_err(|e| format!("workloadSlos[{i}].selector: {e}"))?;
         }
         for (i, class) in raw.node_classes.iter().enumerate() {
-            class
-                .selector
-                .validate_for_nodes()
-                .map_err(|e| format!("nodeClasses[{i}].selector: {e}"))?;
+            class.selector.validate_for_nodes().map_err(|e| format!("nodeClasses[{i}].selector: {e}"))?;
             if class.weight > 100 {
-                return Err(format!(
-                    "nodeClasses[{i}].weight: {} is above 100",
-                    class.weight
-                ));
+                return Err(format!("nodeClasses[{i}].weight: {} is above 100", class.weight));
             }
         }
         Ok(RebalanceSpec {
-            observations: raw
-                .observations
-                .unwrap_or(raw.policy.0.observations_to_enter)
-                .max(1),
+            observations: raw.observations.unwrap_or(raw.policy.0.observations_to_enter).max(1),
             policy: raw.policy.0,
             workload_slos: raw.workload_slos,
             node_classes: raw.node_classes,
@@ -100,18 +89,10 @@ pub fn render(plan: &Plan, out: &mut String) {
             (_, true) => "cold",
             _ => "",
         };
-        t.add_row(vec![
-            n.node.clone(),
-            format!("{:.3}", n.before),
-            format!("{:.3}", n.after),
-            state.into(),
-        ]);
+        t.add_row(vec![n.node.clone(), format!("{:.3}", n.before), format!("{:.3}", n.after), state.into()]);
     }
     out.push_str(&format!("{t}\n"));
-    out.push_str(&render::heading(&format!(
-        "Eviction plan{}",
-        if plan.dry_run { " (dry run)" } else { "" }
-    )));
+    out.push_str(&render::heading(&format!("Eviction plan{}", if plan.dry_run { " (dry run)" } else { "" })));
     out.push_str(&format!(
         "sigma {:.4} -> {:.4}; {} eviction(s); stopped: {}\n",
         plan.sigma_before,
@@ -121,24 +102,12 @@ pub fn render(plan: &Plan, out: &mut String) {
     ));
     let mut t = render::table(["pod", "from", "to", "reason"]);
     for e in &plan.evictions {
-        t.add_row(vec![
-            e.pod.to_string(),
-            e.from.clone(),
-            e.to.clone(),
-            e.reason.clone(),
-        ]);
+        t.add_row(vec![e.pod.to_string(), e.from.clone(), e.to.clone(), e.reason.clone()]);
     }
-    out.push_str(&format!(
-        "{t}\n\nblocked or skipped candidates on hot nodes:\n"
-    ));
+    out.push_str(&format!("{t}\n\nblocked or skipped candidates on hot nodes:\n"));
     let mut t = render::table(["pod", "node", "stopped by", "why"]);
     for s in &plan.skipped {
-        t.add_row(vec![
-            s.pod.to_string(),
-            s.node.clone(),
-            s.reason.metric_label().into(),
-            s.why.clone(),
-        ]);
+        t.add_row(vec![s.pod.to_string(), s.node.clone(), s.reason.metric_label().into(), s.why.clone()]);
     }
     out.push_str(&format!("{t}\n"));
 }

@@ -8,19 +8,11 @@ pub fn table<H: ToString>(headers: impl IntoIterator<Item = H>) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::ASCII_MARKDOWN)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(
-            headers
-                .into_iter()
-                .map(|h| h.to_string())
-                .collect::<Vec<_>>(),
-        );
+        .set_header(headers.into_iter().map(|h| h.to_string()).collect::<Vec<_>>());
     t
 }
 
 /// A section heading.
 pub fn heading(title: &str) -> String {
-    format!(
-        "\n== {title} {}\n",
-        "=".repeat(78usize.saturating_sub(title.len() + 4))
-    )
+    format!("\n== {title} {}\n", "=".repeat(78usize.saturating_sub(title.len() + 4)))
 }

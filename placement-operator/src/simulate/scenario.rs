@@ -6,8 +6,7 @@
 use super::quantity::{Bytes, ResourceSpec};
 use placement_core::Labels;
 use placement_core::model::{
-    ControllerKind, LocalVolume, Node, Pdb, Pod, PodPhase, Snapshot, Workload, WorkloadKind,
-    WorkloadRef,
+    ControllerKind, LocalVolume, Node, Pdb, Pod, PodPhase, Snapshot, Workload, WorkloadKind, WorkloadRef,
 };
 use placement_core::resources::Resources;
 use placement_core::selector::LabelSelector;
@@ -184,10 +183,7 @@ pub fn workload_kind(kind: &str) -> (WorkloadKind, ControllerKind) {
         "StatefulSet" => (WorkloadKind::StatefulSet, ControllerKind::StatefulSet),
         "DaemonSet" => (WorkloadKind::DaemonSet, ControllerKind::DaemonSet),
         "Job" => (WorkloadKind::Job, ControllerKind::Job),
-        other => (
-            WorkloadKind::Other(other.to_string()),
-            ControllerKind::Other(other.to_string()),
-        ),
+        other => (WorkloadKind::Other(other.to_string()), ControllerKind::Other(other.to_string())),
     }
 }
 
@@ -241,11 +237,7 @@ impl TryFrom<LabelSelector> for ValidNodeSelector {
 }
 
 fn expand(name: &str, count: u32) -> Vec<String> {
-    if count == 1 {
-        vec![name.to_string()]
-    } else {
-        (1..=count).map(|i| format!("{name}-{i}")).collect()
-    }
+    if count == 1 { vec![name.to_string()] } else { (1..=count).map(|i| format!("{name}-{i}")).collect() }
 }
 
 impl PodSpec {
@@ -258,23 +250,13 @@ impl PodSpec {
                     (_, true) => (None, ControllerKind::Node),
                     (Some(w), false) => {
                         let (kind, controller) = workload_kind(&w.kind);
-                        (
-                            Some(WorkloadRef::new(
-                                kind,
-                                self.namespace.clone(),
-                                w.name.clone(),
-                            )),
-                            controller,
-                        )
+                        (Some(WorkloadRef::new(kind, self.namespace.clone(), w.name.clone())), controller)
                     }
                     (None, false) => (None, ControllerKind::None),
                 };
                 let mut annotations = self.annotations.clone();
                 if self.mirror {
-                    annotations.insert(
-                        placement_core::model::MIRROR_ANNOTATION.into(),
-                        "scenario".into(),
-                    );
+                    annotations.insert(placement_core::model::MIRROR_ANNOTATION.into(), "scenario".into());
                 }
                 let requests: Resources = self.requests.into();
                 Pod {
@@ -292,11 +274,7 @@ impl PodSpec {
                     requests,
                     usage: Some(self.usage.map(Resources::from).unwrap_or(requests)),
                     priority: self.priority,
-                    phase: self.phase.unwrap_or(if node.is_some() {
-                        PodPhase::Running
-                    } else {
-                        PodPhase::Pending
-                    }),
+                    phase: self.phase.unwrap_or(if node.is_some() { PodPhase::Running } else { PodPhase::Pending }),
                     terminating: false,
                     ready: self.ready && node.is_some(),
                     volumes: self.volumes.iter().map(|v| v.0.clone()).collect(),
@@ -314,18 +292,11 @@ impl ClusterSpec {
         let mut pods = Vec::new();
         for spec in &self.nodes {
             for name in expand(&spec.name, spec.count) {
-                let node_pods: Vec<Pod> = spec
-                    .pods
-                    .iter()
-                    .flat_map(|p| p.build(Some(&name), &format!("{name}-")))
-                    .collect();
+                let node_pods: Vec<Pod> =
+                    spec.pods.iter().flat_map(|p| p.build(Some(&name), &format!("{name}-"))).collect();
                 let usage = spec.metrics.then(|| {
                     Resources::from(spec.system_usage)
-                        + node_pods
-                            .iter()
-                            .filter(|p| p.holds_resources())
-                            .filter_map(|p| p.usage)
-                            .sum::<Resources>()
+                        + node_pods.iter().filter(|p| p.holds_resources()).filter_map(|p| p.usage).sum::<Resources>()
                 });
                 nodes.push(Node {
                     name: name.clone(),
@@ -346,11 +317,7 @@ impl ClusterSpec {
             .workloads
             .iter()
             .map(|w| Workload {
-                workload: WorkloadRef::new(
-                    workload_kind(&w.kind).0,
-                    w.namespace.clone(),
-                    w.name.clone(),
-                ),
+                workload: WorkloadRef::new(workload_kind(&w.kind).0, w.namespace.clone(), w.name.clone()),
                 replicas: w.replicas,
                 max_unavailable: w.max_unavailable,
                 labels: w.labels.clone(),
@@ -375,13 +342,7 @@ impl ClusterSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("{source_name}: {path}: {message}{}", line_suffix(*.line, *.column))]
-    Invalid {
-        source_name: String,
-        path: String,
-        message: String,
-        line: Option<usize>,
-        column: Option<usize>,
-    },
+    Invalid { source_name: String, path: String, message: String, line: Option<usize>, column: Option<usize> },
 }
 
 fn line_suffix(line: Option<usize>, column: Option<usize>) -> String {
@@ -413,11 +374,7 @@ impl Scenario {
             }
             ScenarioError::Invalid {
                 source_name: source_name.to_string(),
-                path: if path == "." {
-                    "(document)".to_string()
-                } else {
-                    path
-                },
+                path: if path == "." { "(document)".to_string() } else { path },
                 message,
                 line: location.as_ref().map(|l| l.line()),
                 column: location.as_ref().map(|l| l.column()),

@@ -118,43 +118,19 @@ pub fn run(spec: &TrafficSpec) -> TrafficReport {
             let changed = d.apply.is_some();
             weight = d.apply.unwrap_or(weight);
             state = d.state;
-            TrafficStep {
-                at: s.at,
-                metric: s.value.0,
-                desired: d.desired,
-                weight,
-                changed,
-                reason: d.reason,
-            }
+            TrafficStep { at: s.at, metric: s.value.0, desired: d.desired, weight, changed, reason: d.reason }
         })
         .collect();
-    TrafficReport {
-        name: spec.name.clone(),
-        target: spec.target.clone(),
-        steps,
-    }
+    TrafficReport { name: spec.name.clone(), target: spec.target.clone(), steps }
 }
 
 impl TrafficReport {
     pub fn render(&self, out: &mut String) {
-        out.push_str(&render::heading(&format!(
-            "Traffic weight {} ({})",
-            self.name, self.target
-        )));
+        out.push_str(&render::heading(&format!("Traffic weight {} ({})", self.name, self.target)));
         let mut t = render::table(["time", "metric", "desired", "weight", "reason"]);
         for s in &self.steps {
-            let weight = if s.changed {
-                format!("{} *", s.weight)
-            } else {
-                s.weight.to_string()
-            };
-            t.add_row(vec![
-                s.at.to_string(),
-                s.metric.to_string(),
-                s.desired.to_string(),
-                weight,
-                s.reason.clone(),
-            ]);
+            let weight = if s.changed { format!("{} *", s.weight) } else { s.weight.to_string() };
+            t.add_row(vec![s.at.to_string(), s.metric.to_string(), s.desired.to_string(), weight, s.reason.clone()]);
         }
         out.push_str(&format!("{t}\n(* = written this step)\n"));
     }

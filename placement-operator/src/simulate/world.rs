@@ -26,23 +26,14 @@ impl World {
             .iter()
             .enumerate()
             .filter(|(_, n)| fit::check(n, &pod).is_ok())
-            .max_by(|(_, a), (_, b)| {
-                a.free()
-                    .cpu_millis
-                    .cmp(&b.free().cpu_millis)
-                    .then(b.name.cmp(&a.name))
-            })
+            .max_by(|(_, a), (_, b)| a.free().cpu_millis.cmp(&b.free().cpu_millis).then(b.name.cmp(&a.name)))
             .map(|(i, _)| i);
         let Some(i) = best else {
             let why = self
                 .snapshot
                 .nodes
                 .iter()
-                .find_map(|n| {
-                    fit::check(n, &pod)
-                        .err()
-                        .map(|e| format!("{}: {e}", n.name))
-                })
+                .find_map(|n| fit::check(n, &pod).err().map(|e| format!("{}: {e}", n.name)))
                 .unwrap_or_else(|| "no nodes".into());
             pod.phase = PodPhase::Pending;
             self.snapshot.pods.push(pod);

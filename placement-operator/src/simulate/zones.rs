@@ -91,8 +91,7 @@ pub fn run(spec: &ZoneBalancerSpec, world: &mut World, now: Timestamp) -> ZoneRe
         pod.usage = Some(pod.requests);
         let decision = decide_zone(&index, &ledger, scope, &key, &spec.declared_zones, &pod);
         if let Some(zone) = &decision.zone {
-            pod.node_selector
-                .insert(spec.topology_key.clone(), zone.clone());
+            pod.node_selector.insert(spec.topology_key.clone(), zone.clone());
             ledger.add(Reservation {
                 id: format!("zone-{i}"),
                 workload: key.clone(),
@@ -112,24 +111,14 @@ pub fn run(spec: &ZoneBalancerSpec, world: &mut World, now: Timestamp) -> ZoneRe
         if let Err(why) = placed {
             reason.push_str(&format!(" (stays pending: {why})"));
         }
-        decisions.push(ZonePlacement {
-            workload: item.name.clone(),
-            zone: decision.zone,
-            node,
-            reason,
-        });
+        decisions.push(ZonePlacement { workload: item.name.clone(), zone: decision.zone, node, reason });
     }
-    ZoneReport {
-        decisions,
-        counts: index.zone_counts(scope).clone(),
-    }
+    ZoneReport { decisions, counts: index.zone_counts(scope).clone() }
 }
 
 impl ZoneReport {
     pub fn render(&self, out: &mut String) {
-        out.push_str(&render::heading(
-            "Zone balancing (single-replica workloads)",
-        ));
+        out.push_str(&render::heading("Zone balancing (single-replica workloads)"));
         let mut t = render::table(["workload", "zone", "node", "reason"]);
         for d in &self.decisions {
             t.add_row(vec![
@@ -140,11 +129,7 @@ impl ZoneReport {
             ]);
         }
         out.push_str(&format!("{t}\n"));
-        let counts: Vec<String> = self
-            .counts
-            .iter()
-            .map(|(z, n)| format!("{z}: {n}"))
-            .collect();
+        let counts: Vec<String> = self.counts.iter().map(|(z, n)| format!("{z}: {n}")).collect();
         out.push_str(&format!("pods per zone after: {}\n", counts.join(", ")));
     }
 }

@@ -1,0 +1,144 @@
+//! placement-core at cluster scale: building the counting index, one admission decision (weighted and
+//! zone), one full rebalance plan, and one tracking step, at 500, 1,000 and 5,000 nodes (30 pods per
+//! node, 3 zones, on-demand and spot). Results and the command are in docs/performance.md.
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use placement_core::admission::{DistributionRule, decide_distribution, decide_zone, zone_scope_key};
+use placement_core::apportion::Fallback;
+use placement_core::group::NodeGroup;
+use placement_core::index::{CountIndex, ZoneScope};
+use placement_core::ledger::Ledger;
+use placement_core::model::Snapshot;
+use placement_core::rebalance::{PlanInput, RebalancePolicy, RebalanceState, observe, plan};
+use placement_core::selector::LabelSelector;
+use placement_core::taints::Toleration;
+use placement_core::testing::{ClusterSpec, generate, largest_workload, pick_pending_pod, single_replica_workloads};
+use placement_core::tracking::{TrackingPolicy, TrackingState, WeightRange, step};
+use rust_decimal::Decimal;
+use std::hint::black_box;
+use std::time::Duration;
+
+const SIZES: [usize; 3] = [500, 1_000, 5_000];
+
+fn cluster(nodes: usize) -> Snapshot {
+    generate(&ClusterSpec::scaled(nodes))
+}
+
+fn zone_scope(snapshot: &Snapshot) -> ZoneScope {
+    let ns = single_replica_workloads(snapshot).first().map_or("default".to_string(), |w| w.workload.namespace.clone());
+    ZoneScope { namespace: ns, selector: LabelSelector::default(), topology_key: placement_core::ZONE_LABEL.into() }
+}
+
+fn index_build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("index_build");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    for n in SIZES {
+        let snap = cluster(n);
+        let scope = zone_scope(&snap);
+        g.bench_with_input(BenchmarkId::from_parameter(n), &snap, |b, snap| {
+            b.iter(|| {
+                let mut index = CountIndex::new();
+                index.add_zone_scope(scope.clone());
+                index.reset(black_box(snap));
+                index
+            })
+        });
+    }
+    g.finish();
+}
+
+fn decisions(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decision");
+    for n in SIZES {
+        let snap = cluster(n);
+        let mut index = CountIndex::new();
+        let scope = index.add_zone_scope(zone_scope(&snap));
+        index.reset(&snap);
+        let ledger = Ledger::new();
+        let rule = DistributionRule::new(
+            vec![
+                (NodeGroup::new("ondemand", LabelSelector::from_pairs([("node-type", "ondemand")])), 80),
+                (NodeGroup::new("spot", LabelSelector::from_pairs([("node-type", "spot")])), 20),
+            ],
+            None,
+            Fallback::Next,
+        )
+        .unwrap();
+        let workload = largest_workload(&snap).expect("a workload").workload.clone();
+        let mut pod = pick_pending_pod(&snap, &workload).expect("a pod");
+        pod.tolerations.push(Toleration::exists("spot", None));
+        pod.node_selector.clear();
+        g.bench_with_input(BenchmarkId::new("weighted", n), &pod, |b, pod| {
+            b.iter(|| decide_distribution(&index, &ledger, &rule, black_box(pod)).unwrap())
+        });
+        let single = single_replica_workloads(&snap)
+            .into_iter()
+            .find(|w| w.workload.namespace == index.zone_scope(scope).namespace)
+            .expect("a single-replica workload");
+        let mut zpod = pick_pending_pod(&snap, &single.workload).expect("a pod");
+        zpod.node_selector.clear();
+        zpod.required_affinity = None;
+        let key = zone_scope_key(&zpod.namespace, "bench");
+        g.bench_with_input(BenchmarkId::new("zone", n), &zpod, |b, pod| {
+            b.iter(|| decide_zone(&index, &ledger, scope, &key, &[], black_box(pod)))
+        });
+    }
+    g.finish();
+}
+
+fn rebalance(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rebalance_plan");
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    let policy =
+        RebalancePolicy { max_evictions_per_plan: 50, max_evictions_per_minute: 50, ..RebalancePolicy::default() };
+    let now = "2026-11-24T12:00:00Z".parse().unwrap();
+    for n in SIZES {
+        let snap = cluster(n);
+        let mut state = RebalanceState::default();
+        for _ in 0..policy.observations_to_enter {
+            state = observe(&policy, &state, &snap, now);
+        }
+        let hot = state.nodes.values().filter(|s| s.hot).count();
+        eprintln!("rebalance_plan/{n}: {hot} hot nodes");
+        g.bench_with_input(BenchmarkId::from_parameter(n), &snap, |b, snap| {
+            b.iter(|| {
+                plan(&PlanInput {
+                    snapshot: black_box(snap),
+                    policy: &policy,
+                    state: &state,
+                    slos: &[],
+                    classes: &[],
+                    now,
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+fn tracking(c: &mut Criterion) {
+    let policy = TrackingPolicy {
+        target_value: Decimal::from(1000),
+        base_value: 8,
+        minimum: 0,
+        range: WeightRange::default(),
+        cooldown_seconds: 300,
+        deadband: 1,
+        disable_scale_in: false,
+        schedules: vec![placement_core::tracking::Schedule {
+            time_zone: "Asia/Tokyo".into(),
+            start: "22:00".into(),
+            end: "06:00".into(),
+            days: vec![],
+            value: 4,
+        }],
+    }
+    .compile()
+    .unwrap();
+    let now = "2026-11-24T12:00:00Z".parse().unwrap();
+    let state = TrackingState::default();
+    c.bench_function("tracking_step", |b| b.iter(|| step(&policy, &state, black_box(Decimal::new(30_005, 1)), 8, now)));
+}
+
+criterion_group!(benches, index_build, decisions, rebalance, tracking);
+criterion_main!(benches);
