@@ -36,7 +36,7 @@ fn index_build(c: &mut Criterion) {
         let snap = cluster(n);
         let scope = zone_scope(&snap);
         g.bench_with_input(BenchmarkId::from_parameter(n), &snap, |b, snap| {
-            b.iter(|| {
+            b.iter_with_large_drop(|| {
                 let mut index = CountIndex::new();
                 index.add_zone_scope(scope.clone());
                 index.reset(black_box(snap));

@@ -14,6 +14,9 @@ use crate::{Error, Labels};
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 
+/// Node id -> group index, for one index node generation.
+type MembershipCache = (Option<u64>, Arc<Vec<Option<u16>>>);
+
 /// A weighted/base distribution over named node groups.
 #[derive(Debug)]
 pub struct DistributionRule {
@@ -23,7 +26,7 @@ pub struct DistributionRule {
     /// Count pods of every revision, not only the incoming pod's.
     pub all_revisions: bool,
     /// The group of every index node, cached per index node generation.
-    membership: RwLock<(Option<u64>, Arc<Vec<Option<u16>>>)>,
+    membership: RwLock<MembershipCache>,
 }
 
 impl Clone for DistributionRule {

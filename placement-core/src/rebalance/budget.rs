@@ -86,8 +86,13 @@ impl<'a> Budgets<'a> {
         Ok(())
     }
 
-    /// The first budget or backoff that forbids evicting `pod` from `node` now.
-    pub(crate) fn allows(&self, pod: &Pod, node: &str) -> Result<(), SkipReason> {
+    /// The PDBs covering `pod` (computed once per candidate).
+    pub(crate) fn covering_pdbs(&self, pod: &Pod) -> Vec<usize> {
+        self.pdbs_of(pod).map(|(i, _)| i).collect()
+    }
+
+    /// The first budget or backoff that forbids evicting `pod` (covered by `pdbs`) from `node` now.
+    pub(crate) fn allows(&self, pod: &Pod, node: &str, pdbs: &[usize]) -> Result<(), SkipReason> {
         self.plan_allows()?;
         if let Some(limit) = self.policy.max_evictions_per_namespace_per_hour
             && self.count_since(3600, |r| r.pod.namespace == pod.namespace) >= limit
@@ -100,7 +105,8 @@ impl<'a> Budgets<'a> {
         {
             return Err(SkipReason::SloBudget { slo: slo.name.clone(), limit: slo.max_disruptions_per_hour });
         }
-        for (i, pdb) in self.pdbs_of(pod) {
+        for &i in pdbs {
+            let pdb = &self.snapshot.pdbs[i];
             if self.pdb_used.get(&i).copied().unwrap_or(0) >= pdb.disruptions_allowed {
                 return Err(SkipReason::PdbExhausted { pdb: format!("{}/{}", pdb.namespace, pdb.name) });
             }
@@ -137,9 +143,8 @@ impl<'a> Budgets<'a> {
     }
 
     /// Count a planned eviction against every budget.
-    pub(crate) fn consume(&mut self, record: EvictionRecord, pod: &Pod) {
-        let covering: Vec<usize> = self.pdbs_of(pod).map(|(i, _)| i).collect();
-        for i in covering {
+    pub(crate) fn consume(&mut self, record: EvictionRecord, pdbs: &[usize]) {
+        for &i in pdbs {
             *self.pdb_used.entry(i).or_insert(0) += 1;
         }
         self.planned.push(record);

@@ -143,12 +143,22 @@ struct Candidate<'a> {
     pod: &'a Pod,
     slot: usize,
     amount: Resources,
+    /// Per shape, the first feasible slot in score order (`Some(None)`: none), once searched. Stays
+    /// valid across moves except when the cached slot itself received a pod: every other slot before
+    /// it in its shape only got fuller or hotter.
+    first_feasible: Vec<Option<Option<usize>>>,
+    /// Why the last search found nothing, for the report.
+    why_not: String,
+    /// PodDisruptionBudgets covering the pod.
+    pdbs: Vec<usize>,
 }
 
 struct Search<'a> {
     policy: &'a RebalancePolicy,
     slots: Vec<Slot<'a>>,
     shapes: Vec<BTreeSet<(u64, usize)>>,
+    /// The taints every node of a shape carries.
+    shape_taints: Vec<Vec<Taint>>,
     sum: f64,
     sum_sq: f64,
 }
@@ -176,39 +186,58 @@ impl<'a> Search<'a> {
         (sum_sq / n - (sum / n) * (sum / n)).max(0.0).sqrt()
     }
 
-    /// The best target for a candidate: `(ranking value, slot, sigma after)`, or why there is none.
-    fn best_target(&self, c: &Candidate) -> Result<(f64, usize, f64), String> {
-        let from = &self.slots[c.slot];
-        let da = weighted(self.policy, c.amount, from.node.allocatable);
+    /// The first feasible target of `c` in `shape`, in score order.
+    fn first_feasible(&self, c: &mut Candidate, shape: usize) -> Option<usize> {
+        // All nodes of a shape share their taints: one check rules the whole shape out.
+        if let Some(t) = crate::taints::untolerated(&self.shape_taints[shape], &c.pod.tolerations) {
+            c.why_not = format!("untolerated taint {t}");
+            return None;
+        }
+        for &(_, b) in self.shapes[shape].iter().take(SHAPE_SEARCH_DEPTH) {
+            let to = &self.slots[b];
+            if b == c.slot || to.hot || to.weight == 0 {
+                continue;
+            }
+            let db = weighted(self.policy, c.amount, to.node.allocatable);
+            if to.score + db >= self.policy.hot_threshold {
+                c.why_not = format!("{} would become hot", to.node.name);
+                continue;
+            }
+            if let Err(e) = fit::check_constraints(to.node, c.pod)
+                .and_then(|()| fit::check_room(to.node, to.requested, to.pods, c.pod.requests))
+            {
+                c.why_not = format!("{}: {e}", to.node.name);
+                continue;
+            }
+            return Some(b);
+        }
+        None
+    }
+
+    /// The best target for a candidate: `(ranking value, slot, sigma after)`, or `None`.
+    fn best_target(&self, c: &mut Candidate) -> Option<(f64, usize, f64)> {
+        let da = weighted(self.policy, c.amount, self.slots[c.slot].node.allocatable);
         let sigma = self.sigma();
         let mut best: Option<(f64, usize, f64)> = None;
-        let mut why = String::from("no other node with metrics");
-        for shape in &self.shapes {
-            for &(_, b) in shape.iter().take(SHAPE_SEARCH_DEPTH) {
-                let to = &self.slots[b];
-                if b == c.slot || to.hot || to.weight == 0 {
-                    continue;
+        for shape in 0..self.shapes.len() {
+            let b = match c.first_feasible[shape] {
+                Some(cached) => cached,
+                None => {
+                    let found = self.first_feasible(c, shape);
+                    c.first_feasible[shape] = Some(found);
+                    found
                 }
-                let db = weighted(self.policy, c.amount, to.node.allocatable);
-                if to.score + db >= self.policy.hot_threshold {
-                    why = format!("{} would become hot", to.node.name);
-                    continue;
-                }
-                if let Err(e) = fit::check_constraints(to.node, c.pod)
-                    .and_then(|()| fit::check_room(to.node, to.requested, to.pods, c.pod.requests))
-                {
-                    why = format!("{}: {e}", to.node.name);
-                    continue;
-                }
-                let after = self.sigma_after(c.slot, da, b, db);
-                let value = (sigma - after) * f64::from(to.weight) / 100.0;
-                if best.is_none_or(|(v, _, _)| value > v) {
-                    best = Some((value, b, after));
-                }
-                break;
+            };
+            let Some(b) = b else { continue };
+            let to = &self.slots[b];
+            let db = weighted(self.policy, c.amount, to.node.allocatable);
+            let after = self.sigma_after(c.slot, da, b, db);
+            let value = (sigma - after) * f64::from(to.weight) / 100.0;
+            if best.is_none_or(|(v, _, _)| value > v) {
+                best = Some((value, b, after));
             }
         }
-        best.ok_or(why)
+        best
     }
 
     fn apply(&mut self, c: &Candidate, b: usize) {
@@ -258,10 +287,14 @@ pub fn plan(input: &PlanInput) -> Plan {
         });
     }
     let mut shapes = vec![BTreeSet::new(); shape_ids.len()];
+    let mut shape_taints = vec![Vec::new(); shape_ids.len()];
+    for ((_, _, taints), &id) in &shape_ids {
+        shape_taints[id] = taints.clone();
+    }
     for (i, s) in slots.iter().enumerate() {
         shapes[s.shape].insert((key(s.score), i));
     }
-    let mut search = Search { policy, slots, shapes, sum: 0.0, sum_sq: 0.0 };
+    let mut search = Search { policy, slots, shapes, shape_taints, sum: 0.0, sum_sq: 0.0 };
     search.recompute_sums();
     let before: Vec<f64> = search.slots.iter().map(|s| s.score).collect();
     let sigma_before = search.sigma();
@@ -288,10 +321,20 @@ pub fn plan(input: &PlanInput) -> Plan {
             UtilizationSource::Metrics => pod.usage.unwrap_or(pod.requests),
             UtilizationSource::Requests => pod.requests,
         };
-        candidates.push(Candidate { pod, slot, amount });
+        candidates.push(Candidate {
+            pod,
+            slot,
+            amount,
+            first_feasible: vec![None; search.shapes.len()],
+            why_not: "no other node with metrics".into(),
+            pdbs: Vec::new(),
+        });
     }
 
     let mut budgets = Budgets::new(policy, input.slos, input.snapshot, &input.state.history, input.now);
+    for c in &mut candidates {
+        c.pdbs = budgets.covering_pdbs(c.pod);
+    }
     let mut evictions = Vec::new();
     let stop = if !search.slots.iter().any(|s| s.hot) {
         StopReason::NoHotNodes
@@ -309,26 +352,23 @@ pub fn plan(input: &PlanInput) -> Plan {
             let mut best: Option<(f64, usize, usize, f64)> = None;
             let mut i = 0;
             while i < candidates.len() {
-                let c = &candidates[i];
-                let node = &search.slots[c.slot].node.name;
-                let outcome = budgets.allows(c.pod, node).map_err(Some).and_then(|()| {
-                    search.best_target(c).map_err(|detail| {
-                        skip(&mut skipped, c.pod, node, SkipReason::NoFeasibleTarget { detail });
-                        None
-                    })
-                });
-                match outcome {
-                    Ok((value, to, after)) => {
+                let node = &search.slots[candidates[i].slot].node.name;
+                if let Err(reason) = budgets.allows(candidates[i].pod, node, &candidates[i].pdbs) {
+                    skip(&mut skipped, candidates[i].pod, node, reason);
+                    candidates.swap_remove(i);
+                    continue;
+                }
+                match search.best_target(&mut candidates[i]) {
+                    Some((value, to, after)) => {
                         if best.is_none_or(|(v, ..)| value > v) {
                             best = Some((value, i, to, after));
                         }
                         i += 1;
                     }
-                    Err(reason) => {
-                        if let Some(reason) = reason {
-                            skip(&mut skipped, c.pod, node, reason);
-                        }
-                        candidates.swap_remove(i);
+                    None => {
+                        let c = candidates.swap_remove(i);
+                        let detail = c.why_not.clone();
+                        skip(&mut skipped, c.pod, node, SkipReason::NoFeasibleTarget { detail });
                     }
                 }
             }
@@ -336,6 +376,14 @@ pub fn plan(input: &PlanInput) -> Plan {
                 break StopReason::NoImprovingMove { min_improvement: policy.min_improvement };
             };
             let c = candidates.swap_remove(ci);
+            // Searches that found the target just filled must look again.
+            for other in candidates.iter_mut() {
+                for cached in other.first_feasible.iter_mut() {
+                    if *cached == Some(Some(to)) {
+                        *cached = None;
+                    }
+                }
+            }
             let (from_name, to_name) = (search.slots[c.slot].node.name.clone(), search.slots[to].node.name.clone());
             let (from_score, to_score) = (search.slots[c.slot].score, search.slots[to].score);
             search.apply(&c, to);
@@ -347,7 +395,7 @@ pub fn plan(input: &PlanInput) -> Plan {
                 to: to_name.clone(),
                 slo: budgets.slo_of(c.pod).map(|s| s.name.clone()),
             };
-            budgets.consume(record.clone(), c.pod);
+            budgets.consume(record.clone(), &c.pdbs);
             let reason = format!(
                 "{} on hot node {from_name} ({from_score:.2} -> {:.2}) -> {to_name} ({to_score:.2} -> {:.2}): sigma {sigma:.3} -> {after:.3}{}",
                 c.pod.name,
