@@ -64,13 +64,23 @@ fn decisions(c: &mut Criterion) {
             Fallback::Next,
         )
         .unwrap();
-        let workload = largest_workload(&snap).expect("a workload").workload.clone();
-        let mut pod = pick_pending_pod(&snap, &workload).expect("a pod");
-        pod.tolerations.push(Toleration::exists("spot", None));
-        pod.node_selector.clear();
-        g.bench_with_input(BenchmarkId::new("weighted", n), &pod, |b, pod| {
-            b.iter(|| decide_distribution(&index, &ledger, &rule, black_box(pod)).unwrap())
-        });
+        // A typical workload (the median replica count of multi-replica Deployments) and the largest.
+        let mut multi: Vec<_> = snap
+            .workloads
+            .iter()
+            .filter(|w| w.replicas > 1 && w.workload.kind == placement_core::model::WorkloadKind::Deployment)
+            .collect();
+        multi.sort_by_key(|w| w.replicas);
+        let median = multi[multi.len() / 2].workload.clone();
+        let largest = largest_workload(&snap).expect("a workload").workload.clone();
+        for (label, workload) in [("weighted", median), ("weighted_largest", largest)] {
+            let mut pod = pick_pending_pod(&snap, &workload).expect("a pod");
+            pod.tolerations.push(Toleration::exists("spot", None));
+            pod.node_selector.clear();
+            g.bench_with_input(BenchmarkId::new(label, n), &pod, |b, pod| {
+                b.iter(|| decide_distribution(&index, &ledger, &rule, black_box(pod)).unwrap())
+            });
+        }
         let single = single_replica_workloads(&snap)
             .into_iter()
             .find(|w| w.workload.namespace == index.zone_scope(scope).namespace)
