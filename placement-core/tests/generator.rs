@@ -325,3 +325,22 @@ fn large_cluster_shape_and_speed() {
     assert_eq!((shape.hot_nodes, shape.cold_nodes), (200, 500));
     assert_never_overcommitted(&s);
 }
+
+mod exported_strategies {
+    use placement_core::strategy::Strategy as Annotation;
+    use placement_core::testing::{arb_rebalance_policy, arb_strategy};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arb_strategy_values_round_trip_and_apportion(s in arb_strategy()) {
+            prop_assert_eq!(s.to_string().parse::<Annotation>().unwrap(), s.clone());
+            prop_assert!(s.apportionment().is_ok());
+        }
+
+        #[test]
+        fn arb_rebalance_policy_values_validate(p in arb_rebalance_policy()) {
+            prop_assert!(p.validate().is_ok(), "{:?}", p.validate());
+        }
+    }
+}

@@ -21,5 +21,6 @@ pub use inspect::{
     pick_pending_pod, single_replica_workloads, usage_fraction, usage_score, workload_pods,
 };
 pub use strategies::{
-    ARB_ZONES, arb_cluster, arb_label_selector, arb_labels, arb_node, arb_pod_on, arb_weights, arb_workload_counts,
+    ARB_ZONES, arb_cluster, arb_label_selector, arb_labels, arb_node, arb_pod_on, arb_rebalance_policy, arb_strategy,
+    arb_weights, arb_workload_counts,
 };

@@ -92,10 +92,70 @@ pub fn arb_workload_counts(groups: usize, max_per_group: u32) -> impl Strategy<V
 // ---------------------------------------------------------------------------------------------------
 // Strategy annotations and rebalance policies
 //
-// RESERVED for the helpers writing the `strategy` and `rebalance` modules:
-//   pub fn arb_strategy() -> impl Strategy<Value = crate::strategy::...>
-//   pub fn arb_rebalance_policy() -> impl Strategy<Value = crate::rebalance::...>
-// go here (and are re-exported from `testing/mod.rs`). Nothing above depends on those modules.
+// Strategies and rebalance policies
+
+/// A valid strategy annotation value: 1 to 4 rules over `node-type` and zone labels, a positive weight
+/// somewhere, and maybe a base on the first rule. Its `Display` parses back to itself.
+pub fn arb_strategy() -> impl Strategy<Value = crate::strategy::Strategy> {
+    let rule = (0u32..10, prop::sample::select(vec!["ondemand", "spot", "gpu"]), prop::option::of(0usize..ARB_ZONES));
+    (prop::option::of(0u32..5), prop::collection::vec(rule, 1..5))
+        .prop_filter("a positive weight", |(_, rules)| rules.iter().any(|(w, _, _)| *w > 0))
+        .prop_map(|(base, rules)| {
+            let mut seen = std::collections::BTreeSet::new();
+            let rules = rules
+                .into_iter()
+                .enumerate()
+                .map(|(i, (weight, kind, zone))| {
+                    let mut node_selector = vec![("node-type".to_string(), kind.to_string())];
+                    if let Some(z) = zone {
+                        node_selector.push((crate::ZONE_LABEL.to_string(), super::generator::zone_name(z)));
+                    }
+                    // Keep selectors distinct so that every group can be told apart.
+                    if !seen.insert(node_selector.clone()) {
+                        node_selector.push(("rule".to_string(), i.to_string()));
+                    }
+                    crate::strategy::Rule { base: if i == 0 { base } else { None }, weight, node_selector }
+                })
+                .collect();
+            crate::strategy::Strategy { rules }
+        })
+}
+
+/// A valid rebalance policy with varied thresholds, hysteresis, smoothing, weights and budgets.
+pub fn arb_rebalance_policy() -> impl Strategy<Value = crate::rebalance::RebalancePolicy> {
+    (
+        (0.55f64..0.95, 0.05f64..0.5, 0.0f64..0.1),
+        (1u32..5, 1u32..5, 0.1f64..=1.0),
+        (0.0f64..3.0, 0.0f64..3.0, 0.0f64..0.1),
+        (1u32..20, prop::option::of(1u32..10), 1u32..20, any::<bool>()),
+    )
+        .prop_map(
+            |(
+                (hot, cold_fraction, hysteresis),
+                (k, m, alpha),
+                (wc, wm, target_sigma),
+                (per_minute, per_ns, per_plan, jobs),
+            )| {
+                crate::rebalance::RebalancePolicy {
+                    hot_threshold: hot,
+                    cold_threshold: hot * cold_fraction,
+                    hysteresis,
+                    observations_to_enter: k,
+                    observations_to_leave: m,
+                    ewma_alpha: alpha,
+                    cpu_weight: wc + 0.01,
+                    memory_weight: wm,
+                    target_sigma,
+                    max_evictions_per_minute: per_minute,
+                    max_evictions_per_namespace_per_hour: per_ns,
+                    max_evictions_per_plan: per_plan,
+                    allow_jobs: jobs,
+                    ..crate::rebalance::RebalancePolicy::default()
+                }
+            },
+        )
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------------------------------
