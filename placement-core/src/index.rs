@@ -270,29 +270,12 @@ impl CountIndex {
             }
             _ => None,
         };
-        let mut scopes = Vec::new();
-        for (i, s) in self.scopes.iter_mut().enumerate() {
-            if !s.scope.covers(pod) {
-                continue;
-            }
-            let zone = match place {
-                Some(Place::Node(id)) => {
-                    *s.per_node.entry(id).or_insert(0) += 1;
-                    if self.node_live[id as usize] {
-                        self.nodes[id as usize].labels.get(&s.scope.topology_key).cloned()
-                    } else {
-                        None
-                    }
-                }
-                Some(Place::Pending(l)) => self.label_sets[l as usize].get(&s.scope.topology_key).cloned(),
-                None => None,
-            };
-            if let Some(z) = zone {
-                *s.zones.entry(z).or_insert(0) += 1;
-            }
-            scopes.push(i as u16);
+        let scopes: Vec<u16> =
+            (0..self.scopes.len() as u16).filter(|&i| self.scopes[i as usize].scope.covers(pod)).collect();
+        for &i in &scopes {
+            self.bump_scope(i, place, true);
         }
-        self.pods.insert(pod.key(), PodEntry { counted, place, held, scopes });
+        self.pods.insert(key, PodEntry { counted, place, held, scopes });
     }
 
     /// Remove a pod; unknown pods are ignored.
@@ -324,27 +307,30 @@ impl CountIndex {
             }
         }
         for &i in &entry.scopes {
-            let s = &mut self.scopes[i as usize];
-            let zone = match entry.place {
-                Some(Place::Node(id)) => {
-                    if let Some(c) = s.per_node.get_mut(&id) {
-                        *c -= 1;
-                        if *c == 0 {
-                            s.per_node.remove(&id);
-                        }
-                    }
-                    if self.node_live[id as usize] {
-                        self.nodes[id as usize].labels.get(&s.scope.topology_key).cloned()
-                    } else {
-                        None
-                    }
-                }
-                Some(Place::Pending(l)) => self.label_sets[l as usize].get(&s.scope.topology_key).cloned(),
-                None => None,
-            };
-            if let Some(z) = zone {
-                decrement(&mut s.zones, &z, 1);
+            self.bump_scope(i, entry.place, false);
+        }
+    }
+
+    /// Count (`add`) or uncount one pod at `place` in zone scope `i`.
+    fn bump_scope(&mut self, i: u16, place: Option<Place>, add: bool) {
+        let key = &self.scopes[i as usize].scope.topology_key;
+        let zone = match place {
+            Some(Place::Node(id)) if self.node_live[id as usize] => self.nodes[id as usize].labels.get(key).cloned(),
+            Some(Place::Pending(l)) => self.label_sets[l as usize].get(key).cloned(),
+            _ => None,
+        };
+        let s = &mut self.scopes[i as usize];
+        if let Some(Place::Node(id)) = place {
+            let c = s.per_node.entry(id).or_insert(0);
+            *c = if add { *c + 1 } else { c.saturating_sub(1) };
+            if *c == 0 {
+                s.per_node.remove(&id);
             }
+        }
+        match (zone, add) {
+            (Some(z), true) => *s.zones.entry(z).or_insert(0) += 1,
+            (Some(z), false) => decrement(&mut s.zones, &z, 1),
+            (None, _) => {}
         }
     }
 

@@ -67,15 +67,7 @@ fn scale(snapshot: &Snapshot, rule: &DistributionRule, bursts: &[usize], use_led
 #[test]
 fn versprei_80_20_scales_to_exact_target_in_bursts() {
     let snap = cluster("type", &["default", "spot"]);
-    let rule = DistributionRule::new(
-        vec![
-            (NodeGroup::new("default", LabelSelector::from_pairs([("type", "default")])), 80),
-            (NodeGroup::new("spot", LabelSelector::from_pairs([("type", "spot")])), 20),
-        ],
-        None,
-        Fallback::Next,
-    )
-    .unwrap();
+    let rule = versprei_80_20();
     assert_eq!(scale(&snap, &rule, &[1, 2, 4, 3], true), vec![8, 2]);
     assert_eq!(scale(&snap, &rule, &[1, 2, 4, 8, 5], true), vec![16, 4]);
     assert_eq!(scale(&snap, &rule, &[20], true), vec![16, 4]);
@@ -85,16 +77,14 @@ fn versprei_80_20_scales_to_exact_target_in_bursts() {
 fn without_reservations_a_burst_lands_in_one_group() {
     // The originals counted only what the cache had seen: every pod of a burst saw the same counts.
     let snap = cluster("type", &["default", "spot"]);
-    let rule = DistributionRule::new(
-        vec![
-            (NodeGroup::new("default", LabelSelector::from_pairs([("type", "default")])), 80),
-            (NodeGroup::new("spot", LabelSelector::from_pairs([("type", "spot")])), 20),
-        ],
-        None,
-        Fallback::Next,
-    )
-    .unwrap();
+    let rule = versprei_80_20();
     assert_eq!(scale(&snap, &rule, &[10], false), vec![10, 0]);
+}
+
+/// The Versprei README's PodDistributor: 80 % on `type: default`, 20 % on `type: spot`.
+fn versprei_80_20() -> DistributionRule {
+    let group = |name: &str| NodeGroup::new(name, LabelSelector::from_pairs([("type", name)]));
+    DistributionRule::new(vec![(group("default"), 80), (group("spot"), 20)], None, Fallback::Next).unwrap()
 }
 
 fn strategy(s: &str) -> DistributionRule {
