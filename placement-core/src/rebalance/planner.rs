@@ -74,9 +74,18 @@ pub struct SkippedCandidate {
 pub enum StopReason {
     NoHotNodes,
     NoCandidates,
-    Balanced { sigma: f64, target: f64 },
-    NoImprovingMove { min_improvement: f64 },
-    Budget { reason: SkipReason },
+    Balanced {
+        sigma: f64,
+        target: f64,
+    },
+    NoImprovingMove {
+        min_improvement: f64,
+    },
+    /// Every remaining candidate was blocked or had no target (each is listed in `skipped`).
+    CandidatesExhausted,
+    Budget {
+        reason: SkipReason,
+    },
 }
 
 impl fmt::Display for StopReason {
@@ -89,6 +98,9 @@ impl fmt::Display for StopReason {
             }
             StopReason::NoImprovingMove { min_improvement } => {
                 write!(f, "no move lowers sigma by at least {min_improvement}")
+            }
+            StopReason::CandidatesExhausted => {
+                f.write_str("every remaining candidate is blocked or has no target (see the skipped list)")
             }
             StopReason::Budget { reason } => write!(f, "{reason}"),
         }
@@ -371,6 +383,9 @@ pub fn plan(input: &PlanInput) -> Plan {
                         skip(&mut skipped, c.pod, node, SkipReason::NoFeasibleTarget { detail });
                     }
                 }
+            }
+            if candidates.is_empty() {
+                break StopReason::CandidatesExhausted;
             }
             let Some((_, ci, to, after)) = best.filter(|b| b.0 >= policy.min_improvement) else {
                 break StopReason::NoImprovingMove { min_improvement: policy.min_improvement };
