@@ -187,23 +187,7 @@ pub fn decide_zone(
     if let Some(z) = zone::pinned_zone(pod, key) {
         return ZoneDecision { zone: None, loads: vec![], reason: format!("pod already pins zone {z}: left alone") };
     }
-    // Domains: zones with a Ready, schedulable node, plus the declared ones.
-    let mut feasibility: std::collections::BTreeMap<String, Feasibility> = index
-        .zone_nodes(scope)
-        .filter(|(_, nodes)| nodes.clone().any(|n| n.ready && !n.unschedulable))
-        .map(|(z, nodes)| (z.to_string(), group::first_fit(nodes, pod)))
-        .collect();
-    for z in declared {
-        if !feasibility.contains_key(z) {
-            let has_nodes = index.zone_nodes(scope).any(|(name, _)| name == z);
-            let f = if has_nodes {
-                Feasibility { node: None, nodes: 0, why_not: Some("no Ready node".into()) }
-            } else {
-                Feasibility::assumed()
-            };
-            feasibility.insert(z.clone(), f);
-        }
-    }
+    let mut feasibility = zone::zone_feasibility(index.zone_nodes(scope), declared, pod);
     let domains: Vec<String> = feasibility.keys().cloned().collect();
     let seen = index.zone_counts(scope);
     let reserved = ledger.reserved_by_group(ledger_key, None);

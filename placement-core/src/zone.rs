@@ -6,63 +6,41 @@
 //! that fits the pod. The pod goes to the feasible zone with the fewest pods (seen plus reserved); ties
 //! go to the lowest zone name. A pod that already pins a zone is left alone.
 
-use crate::group::Feasibility;
+use crate::Labels;
+use crate::group::{Feasibility, first_fit};
 use crate::model::{Node, Pod};
-use crate::{Labels, fit};
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// The zones to consider: zones of Ready, schedulable nodes plus the declared ones, sorted.
-pub fn zone_domains<'a>(
-    nodes: impl IntoIterator<Item = &'a Node>,
-    topology_key: &str,
-    declared: &[String],
-) -> Vec<String> {
-    let mut zones: Vec<String> = nodes
-        .into_iter()
-        .filter(|n| n.ready && !n.unschedulable)
-        .filter_map(|n| n.labels.get(topology_key).cloned())
-        .chain(declared.iter().cloned())
-        .collect();
-    zones.sort();
-    zones.dedup();
-    zones
-}
 
 /// The zone a pod already pins through its nodeSelector or a single-term required affinity.
 pub fn pinned_zone(pod: &Pod, topology_key: &str) -> Option<String> {
     pod.implied_node_labels().remove(topology_key)
 }
 
-/// Feasibility of every zone in `zones` for `pod`, in one pass over the nodes that stops looking in a
-/// zone once a node there fits. Declared zones with no node at all are assumed feasible.
-pub fn zone_feasibility<'a>(
-    nodes: impl IntoIterator<Item = &'a Node>,
-    topology_key: &str,
-    zones: &[String],
+/// The domains and their feasibility for `pod`, given each zone's nodes (`zones`, as the index keeps
+/// them). A zone is a domain when one of its nodes is Ready and schedulable, or when it is declared; a
+/// declared zone without any node is assumed feasible (the autoscaler can add one). Within a zone the
+/// search stops at the first node that fits.
+pub fn zone_feasibility<'a, N>(
+    zones: impl IntoIterator<Item = (&'a str, N)>,
     declared: &[String],
     pod: &Pod,
-) -> BTreeMap<String, Feasibility> {
-    let mut out: BTreeMap<String, Feasibility> =
-        zones.iter().map(|z| (z.clone(), Feasibility { node: None, nodes: 0, why_not: None })).collect();
-    for node in nodes {
-        let Some(f) = node.labels.get(topology_key).and_then(|z| out.get_mut(z)) else {
-            continue;
-        };
-        f.nodes += 1;
-        if f.node.is_some() {
-            continue;
-        }
-        match fit::check(node, pod) {
-            Ok(()) => f.node = Some(node.name.clone()),
-            Err(e) if f.why_not.is_none() => f.why_not = Some(format!("{}: {e}", node.name)),
-            Err(_) => {}
+) -> BTreeMap<String, Feasibility>
+where
+    N: Iterator<Item = &'a Node> + Clone,
+{
+    let mut out = BTreeMap::new();
+    for (zone, nodes) in zones {
+        let has_ready = nodes.clone().any(|n| n.ready && !n.unschedulable);
+        if has_ready {
+            out.insert(zone.to_string(), first_fit(nodes, pod));
+        } else if declared.iter().any(|d| d == zone) {
+            let why_not = Some("no Ready, schedulable node".to_string());
+            out.insert(zone.to_string(), Feasibility { node: None, nodes: nodes.count(), why_not });
         }
     }
-    for (zone, f) in out.iter_mut() {
-        if f.nodes == 0 && declared.contains(zone) {
-            *f = Feasibility::assumed();
-        }
+    for zone in declared {
+        out.entry(zone.clone()).or_insert_with(Feasibility::assumed);
     }
     out
 }
@@ -179,32 +157,24 @@ mod tests {
     }
 
     #[test]
-    fn domains_come_from_ready_nodes_and_declarations() {
-        let nodes = [
-            NodeBuilder::new("n1").zone("b").build(),
-            NodeBuilder::new("n2").zone("a").not_ready().build(),
-            NodeBuilder::new("n3").zone("c").unschedulable().build(),
-            NodeBuilder::new("n4").build(),
-        ];
-        assert_eq!(zone_domains(&nodes, crate::ZONE_LABEL, &["d".to_string()]), vec!["b", "d"]);
-    }
-
-    #[test]
-    fn feasibility_per_zone() {
+    fn domains_and_feasibility_per_zone() {
         let nodes = [
             NodeBuilder::new("a1").zone("a").not_ready().build(),
             NodeBuilder::new("b1").zone("b").build(),
             NodeBuilder::new("b2").zone("b").build(),
+            NodeBuilder::new("c1").zone("c").unschedulable().build(),
+            NodeBuilder::new("f1").zone("f").not_ready().build(),
         ];
+        let by_zone = |z: &'static str| (z, nodes.iter().filter(move |n| n.label(crate::ZONE_LABEL) == Some(z)));
+        let zones = vec![by_zone("a"), by_zone("b"), by_zone("c"), by_zone("f")];
         let pod = PodBuilder::new("ns", "p").deployment("w").pending().build();
-        let zones = vec!["a".to_string(), "b".to_string(), "d".to_string(), "e".to_string()];
-        let f = zone_feasibility(&nodes, crate::ZONE_LABEL, &zones, &["d".to_string()], &pod);
-        assert!(!f["a"].feasible());
-        assert_eq!(f["a"].to_string(), "no node fits (1 nodes; e.g. a1: node not Ready)");
+        let declared = vec!["d".to_string(), "f".to_string()];
+        let f = zone_feasibility(zones, &declared, &pod);
+        assert_eq!(f.keys().collect::<Vec<_>>(), vec!["b", "d", "f"], "zones from Ready nodes plus declared ones");
         assert_eq!(f["b"].node.as_deref(), Some("b1"));
-        assert_eq!(f["b"].nodes, 2);
-        assert!(f["d"].feasible(), "declared, no node: assumed");
-        assert!(!f["e"].feasible(), "not declared, no node");
+        assert!(f["d"].feasible(), "declared, no node: assumed autoscaled");
+        assert!(!f["f"].feasible(), "declared, but its only node is not Ready");
+        assert_eq!(f["f"].to_string(), "no node fits (1 nodes; e.g. no Ready, schedulable node)");
     }
 
     #[test]
