@@ -1,11 +1,20 @@
 //! # placement-kube
 //!
-//! Everything between the Kubernetes API and `placement-core`: CRD types, conversion of Kubernetes
-//! objects into core snapshots, live indexes fed by watchers, and (feature `testkit`) a fake API server.
-//! The Kubernetes pieces arrive with their own issue; today this crate holds the exact quantity parser
-//! that every adapter (and the scenario files of `simulate`) needs.
+//! Everything between the Kubernetes API and `placement-core`:
+//!
+//! * [`crd`]: the custom resources (`placement.dev/v1alpha1`), derived with kube's `CustomResource`;
+//! * [`convert`]: Kubernetes objects (k8s-openapi types) into core snapshots, with errors that name the
+//!   object and the field;
+//! * [`live`]: live indexes fed by watchers, O(1) work per watch event, with a readiness signal;
+//! * [`testkit`] (feature `testkit`): an in-process fake API server that speaks the real REST and watch
+//!   protocol, so the real kube client, watchers and controllers can be tested without a cluster.
 #![forbid(unsafe_code)]
 
+pub mod convert;
+pub mod crd;
 pub mod quantity;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use placement_core as core;

@@ -1,0 +1,1 @@
+//! Kubernetes objects into placement-core values.

@@ -1,0 +1,1 @@
+//! Custom resources of group `placement.dev`, version `v1alpha1`.
