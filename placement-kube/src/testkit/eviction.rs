@@ -39,12 +39,17 @@ fn pod_labels(pod: &Value) -> std::collections::BTreeMap<String, String> {
 }
 
 /// Handles `POST .../pods/{name}/eviction`. Returns the deleted (or terminating) pod.
+///
+/// `deleteOptions` are read from the body as the real server does. (kube 5 sends them as
+/// `delete_options`, which the real server ignores, and so does this one: with kube, pass `dryRun` as a
+/// query parameter through `EvictParams::post_options`.)
 pub fn evict(
     state: &mut State,
     pods: &ResourceType,
     namespace: &str,
     name: &str,
     eviction: &Value,
+    query_dry_run: bool,
 ) -> Result<Value, ApiError> {
     if let Some(n) = eviction.pointer("/metadata/name").and_then(Value::as_str)
         && n != name
@@ -55,7 +60,8 @@ pub fn evict(
     }
     let pod = state.get(pods, namespace, name)?.value();
     let delete_options = eviction.get("deleteOptions").cloned().unwrap_or(Value::Null);
-    let dry_run = delete_options.get("dryRun").and_then(Value::as_array).is_some_and(|d| !d.is_empty());
+    let dry_run =
+        query_dry_run || delete_options.get("dryRun").and_then(Value::as_array).is_some_and(|d| !d.is_empty());
     let preconditions = delete_options.get("preconditions");
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");
     let ignores_budget =

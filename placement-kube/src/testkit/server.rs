@@ -138,10 +138,23 @@ impl FakeApiServer {
         format!("http://{}", self.shared.address)
     }
 
-    /// A real kube client talking to this server (default namespace `default`).
-    pub fn client(&self) -> kube::Client {
+    /// The kube client configuration for this server (default namespace `default`). kube 5 retries
+    /// 429, 503 and 504 answers by itself (`default_retry`, up to 15 times with backoff); set it to
+    /// false to see those answers.
+    pub fn kube_config(&self) -> kube::Config {
         let uri: http::Uri = self.url().parse().expect("a socket address is a valid URI");
-        let config = kube::Config::new(uri);
+        kube::Config::new(uri)
+    }
+
+    /// A real kube client talking to this server, configured as kube's defaults are.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.kube_config()).expect("a plain-HTTP kube config always builds a client")
+    }
+
+    /// A real kube client that does not retry 429/503/504 by itself.
+    pub fn client_without_retry(&self) -> kube::Client {
+        let mut config = self.kube_config();
+        config.default_retry = false;
         kube::Client::try_from(config).expect("a plain-HTTP kube config always builds a client")
     }
 
@@ -377,11 +390,7 @@ fn value_response(code: StatusCode, v: &Value) -> Response<Body> {
 
 fn error_response(e: &ApiError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut r = value_response(code, &e.to_status());
-    if e.code == 429 {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    r
+    value_response(code, &e.to_status())
 }
 
 fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
@@ -501,7 +510,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         }
         Verb::Delete => delete(&shared, &t, &ns, name.as_deref().unwrap_or(""), &body, &query),
         Verb::DeleteCollection => delete_collection(&shared, &t, namespace.as_deref(), &query),
-        Verb::Evict => evict(&shared, &t, &ns, name.as_deref().unwrap_or(""), &body),
+        Verb::Evict => evict(&shared, &t, &ns, name.as_deref().unwrap_or(""), &body, &query),
     };
     if verb.is_write() || verb == Verb::DeleteCollection {
         after_write(&shared, &t, &ns);
@@ -814,9 +823,16 @@ fn delete_collection(
     ))
 }
 
-fn evict(shared: &Shared, t: &ResourceType, ns: &str, name: &str, body: &[u8]) -> Result<Response<Body>, ApiError> {
+fn evict(
+    shared: &Shared,
+    t: &ResourceType,
+    ns: &str,
+    name: &str,
+    body: &[u8],
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
     let eviction = parse_body(body)?;
-    eviction::evict(&mut shared.lock(), t, ns, name, &eviction)?;
+    eviction::evict(&mut shared.lock(), t, ns, name, &eviction, query.dry_run())?;
     Ok(value_response(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
