@@ -141,7 +141,10 @@ fn init_containers_sidecar_and_overhead_give_the_scheduler_request() {
             LocalVolume::EmptyDir { size_limit: None, used: None },
         ]
     );
-    assert_eq!(p.annotations.get("kubectl.kubernetes.io/restartedAt").map(String::as_str), Some("2026-11-02T16:40:03Z"));
+    assert_eq!(
+        p.annotations.get("kubectl.kubernetes.io/restartedAt").map(String::as_str),
+        Some("2026-11-02T16:40:03Z")
+    );
 }
 
 #[test]
@@ -375,10 +378,14 @@ fn admission_pod_without_name_converts_with_an_empty_name() {
     assert_eq!(converted.name, "");
     assert_eq!(converted.workload, Some(WorkloadRef::deployment("shop", "web")));
     // Errors then name the pod by its generateName.
-    p.spec.as_mut().unwrap().containers[0].resources.as_mut().unwrap().requests.as_mut().unwrap().insert(
-        "cpu".into(),
-        k8s_openapi::apimachinery::pkg::api::resource::Quantity("lots".into()),
-    );
+    p.spec.as_mut().unwrap().containers[0]
+        .resources
+        .as_mut()
+        .unwrap()
+        .requests
+        .as_mut()
+        .unwrap()
+        .insert("cpu".into(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("lots".into()));
     let e = convert::pod(&p, &NoOwners).unwrap_err();
     assert_eq!(e.object, "shop/web-7d4b9c8f5d-*");
     assert_eq!(e.field, "spec.containers[0].resources.requests.cpu");
@@ -537,7 +544,12 @@ fn pdbs_with_match_expressions_missing_status_and_missing_selector() {
     assert!(covered(&[("app.kubernetes.io/name", "web"), ("tier", "edge"), ("release", "1")]));
     assert!(!covered(&[("app.kubernetes.io/name", "web"), ("tier", "edge"), ("release", "1"), ("track", "canary")]));
     assert!(!covered(&[("app.kubernetes.io/name", "web"), ("tier", "edge")]));
-    assert!(!covered(&[("app.kubernetes.io/name", "web"), ("tier", "edge"), ("release", "1"), ("example.com/legacy", "")]));
+    assert!(!covered(&[
+        ("app.kubernetes.io/name", "web"),
+        ("tier", "edge"),
+        ("release", "1"),
+        ("example.com/legacy", "")
+    ]));
 
     let postgres = got[1].as_ref().expect("has a selector");
     assert_eq!(postgres.disruptions_allowed, 0, "no status yet: no disruption allowed");
@@ -615,15 +627,20 @@ fn malformed_pods_name_object_and_exact_field() {
     let got: Vec<String> = pods.iter().map(|p| convert::pod(p, &NoOwners).unwrap_err().to_string()).collect();
     let affinity = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution";
     let want = vec![
-        format!("Pod shop/bad-cpu: spec.containers[1].resources.requests.cpu: quantity \"5x\": unknown suffix \"x\" {SUFFIXES}"),
+        format!(
+            "Pod shop/bad-cpu: spec.containers[1].resources.requests.cpu: quantity \"5x\": unknown suffix \"x\" {SUFFIXES}"
+        ),
         "Pod shop/bad-init-limit: spec.initContainers[0].resources.limits.memory: quantity \"1.5.3Gi\": not a number"
             .to_string(),
-        "Pod shop/bad-overhead: spec.overhead.cpu: quantity \"-250m\": negative values are not allowed here".to_string(),
+        "Pod shop/bad-overhead: spec.overhead.cpu: quantity \"-250m\": negative values are not allowed here"
+            .to_string(),
         "Pod shop/bad-size-limit: spec.volumes[1].emptyDir.sizeLimit: quantity \"lots\": not a number".to_string(),
         format!(
             "Pod shop/bad-gt: {affinity}.nodeSelectorTerms[1].matchExpressions[0]: key \"example.com/cpu-generation\": operator Gt needs exactly one integer value, got [\"five\"]"
         ),
-        format!("Pod shop/bad-operator: {affinity}.nodeSelectorTerms[0].matchExpressions[1].operator: unknown operator \"Contains\""),
+        format!(
+            "Pod shop/bad-operator: {affinity}.nodeSelectorTerms[0].matchExpressions[1].operator: unknown operator \"Contains\""
+        ),
         "Pod shop/bad-toleration: spec.tolerations[2].effect: unknown taint effect \"NoScheduled\"".to_string(),
     ];
     assert_eq!(got, want);
@@ -717,4 +734,172 @@ fn malformed_workloads_pdbs_and_metrics() {
     for (err, want) in &cases {
         assert_eq!(err.to_string(), *want);
     }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Snapshot
+
+const POD_FIXTURES: &[&str] = &[
+    "pod-pending-affinity.yaml",
+    "pod-sidecar-overhead.yaml",
+    "pod-limits-only.yaml",
+    "pod-daemonset.yaml",
+    "pod-mirror.yaml",
+    "pod-terminating.yaml",
+    "pod-job-succeeded.yaml",
+    "pod-statefulset.yaml",
+    "pod-orphan-replicaset.yaml",
+];
+
+struct Cluster {
+    nodes: Vec<k8s::Node>,
+    pods: Vec<std::sync::Arc<k8s::Pod>>,
+    replicasets: Vec<ReplicaSet>,
+    deployments: Vec<Deployment>,
+    statefulsets: Vec<StatefulSet>,
+    pdbs: Vec<PodDisruptionBudget>,
+    node_metrics: Vec<NodeMetrics>,
+    pod_metrics: Vec<PodMetrics>,
+}
+
+fn cluster() -> Cluster {
+    let mut nodes: Vec<k8s::Node> = load_list("nodes.yaml");
+    nodes.extend(load_list::<k8s::Node>("malformed-nodes.yaml"));
+    // Pods as a reflector store hands them out.
+    let mut pods: Vec<std::sync::Arc<k8s::Pod>> =
+        POD_FIXTURES.iter().map(|f| std::sync::Arc::new(load::<k8s::Pod>(f))).collect();
+    pods.extend(load_list::<k8s::Pod>("malformed-pods.yaml").into_iter().map(std::sync::Arc::new));
+    Cluster {
+        nodes,
+        pods,
+        replicasets: load_list("replicasets.yaml"),
+        deployments: load_list("deployments.yaml"),
+        statefulsets: load_list("statefulsets.yaml"),
+        pdbs: load_list("pdbs.yaml"),
+        node_metrics: load_list("node-metrics.yaml"),
+        pod_metrics: load_list("pod-metrics.yaml"),
+    }
+}
+
+fn build(c: &Cluster, reverse: bool) -> (placement_core::model::Snapshot, Vec<ConvertError>) {
+    fn order<T>(items: &[T], reverse: bool) -> Vec<&T> {
+        let mut v: Vec<&T> = items.iter().collect();
+        if reverse {
+            v.reverse();
+        }
+        v
+    }
+    let b = SnapshotBuilder::new();
+    // Pods before ReplicaSets on purpose: the order of the lists does not matter.
+    let b = b.pods(order(&c.pods, reverse)).nodes(order(&c.nodes, reverse));
+    b.replicasets(order(&c.replicasets, reverse))
+        .deployments(order(&c.deployments, reverse))
+        .statefulsets(order(&c.statefulsets, reverse))
+        .pdbs(order(&c.pdbs, reverse))
+        .node_metrics(order(&c.node_metrics, reverse))
+        .pod_metrics(order(&c.pod_metrics, reverse))
+        .build()
+}
+
+#[test]
+fn snapshot_reports_and_skips_malformed_objects() {
+    let c = cluster();
+    let (s, errors) = build(&c, false);
+
+    // 3 malformed nodes, then 7 malformed pods; nothing else.
+    let objects: Vec<String> = errors.iter().map(|e| format!("{} {}", e.kind, e.object)).collect();
+    assert_eq!(
+        objects,
+        [
+            "Node bad-memory",
+            "Node bad-pods",
+            "Node bad-taint",
+            "Pod shop/bad-cpu",
+            "Pod shop/bad-init-limit",
+            "Pod shop/bad-overhead",
+            "Pod shop/bad-size-limit",
+            "Pod shop/bad-gt",
+            "Pod shop/bad-operator",
+            "Pod shop/bad-toleration",
+        ]
+    );
+
+    let node_names: Vec<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(node_names, [NODE_A, NODE_B, NODE_C]);
+    let pod_keys: Vec<String> = s.pods.iter().map(|p| p.key().to_string()).collect();
+    assert_eq!(
+        pod_keys,
+        [
+            "data/postgres-1",
+            "kube-system/kube-apiserver-cp-1",
+            "monitoring/node-exporter-7xk2p",
+            "ops/backup-29367840-5xg8w",
+            "ops/debug-shell",
+            "shop/checkout-5c9f8d7b6-pl4wz",
+            "shop/legacy-6b8f9d-k2j4n",
+            "shop/web-6c5b4a3f2e-qq7rd",
+            "shop/web-7d4b9c8f5d-x2x9q",
+        ]
+    );
+
+    // Node A: checkout 1250m/1272Mi + node-exporter 102m/180Mi + legacy 50m/64Mi.
+    let a = s.node(NODE_A).unwrap();
+    assert_eq!((a.requested, a.pod_count), (Resources::new(1402, 1516 * MI), 3));
+    // Node B: debug-shell 2100m/1536Mi + terminating web 250m/256Mi + postgres 1500m/4Gi; the
+    // succeeded Job pod holds nothing.
+    let b = s.node(NODE_B).unwrap();
+    assert_eq!((b.requested, b.pod_count), (Resources::new(3850, 5888 * MI), 3));
+    let c_node = s.node(NODE_C).unwrap();
+    assert_eq!((c_node.requested, c_node.pod_count), (Resources::ZERO, 0));
+
+    assert_eq!(a.usage, Some(Resources::new(1844, 9 * GI)));
+    assert_eq!(b.usage, Some(Resources::new(412, 5 * GI)));
+    assert_eq!(c_node.usage, None);
+    let by_key = |k: &str| s.pods.iter().find(|p| p.key().to_string() == k).unwrap();
+    assert_eq!(by_key("shop/checkout-5c9f8d7b6-pl4wz").usage, Some(Resources::new(261, 562_401_280)));
+    assert_eq!(by_key("shop/legacy-6b8f9d-k2j4n").usage, Some(Resources::new(0, 23 * MI)));
+    assert_eq!(by_key("data/postgres-1").usage, None);
+
+    // The ReplicaSet list resolved the checkout and the orphaned legacy pods; web's ReplicaSets are
+    // not in it, so the naming rule resolved those.
+    assert_eq!(by_key("shop/checkout-5c9f8d7b6-pl4wz").workload, Some(WorkloadRef::deployment("shop", "checkout")));
+    assert_eq!(
+        by_key("shop/legacy-6b8f9d-k2j4n").workload,
+        Some(WorkloadRef::new(WorkloadKind::ReplicaSet, "shop", "legacy-6b8f9d"))
+    );
+    assert_eq!(by_key("shop/web-7d4b9c8f5d-x2x9q").workload, Some(WorkloadRef::deployment("shop", "web")));
+
+    let workloads: Vec<String> = s.workloads.iter().map(|w| w.workload.to_string()).collect();
+    assert_eq!(
+        workloads,
+        [
+            "Deployment/shop/api",
+            "Deployment/shop/batch-router",
+            "Deployment/shop/cache",
+            "Deployment/shop/reports",
+            "Deployment/shop/search",
+            "Deployment/shop/web",
+            "StatefulSet/data/etcd",
+            "StatefulSet/data/kafka",
+            "StatefulSet/data/postgres",
+            "StatefulSet/data/zk",
+        ]
+    );
+    let pdbs: Vec<String> = s.pdbs.iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect();
+    assert_eq!(pdbs, ["data/postgres", "ops/everything", "shop/web"]);
+}
+
+#[test]
+fn snapshot_does_not_depend_on_input_order() {
+    let c = cluster();
+    let (forward, _) = build(&c, false);
+    let (backward, _) = build(&c, true);
+    assert_eq!(forward, backward);
+}
+
+#[test]
+fn snapshot_of_nothing_is_empty() {
+    let (s, errors) = SnapshotBuilder::new().build();
+    assert_eq!(s, placement_core::model::Snapshot::default());
+    assert!(errors.is_empty());
 }

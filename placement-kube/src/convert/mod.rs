@@ -9,16 +9,16 @@
 //! * **Workloads** come from owner chains, never from labels ([`owners`]); a ReplicaSet not yet in
 //!   the cache resolves to its Deployment by the `pod-template-hash` naming rule.
 //! * **Requests** follow the scheduler: requests default to limits, sidecar init containers run next
-//!   to the app, pod-level resources and overhead count ([`requests`]).
+//!   to the app, pod-level resources and overhead count (module `requests`).
 //! * **Snapshots** skip and report malformed objects instead of failing ([`SnapshotBuilder`]).
 //!
 //! | module | converts |
 //! |---|---|
-//! | [`node`] | Node → `model::Node` (taints, allocatable, Ready, cordon) |
-//! | [`pod`] | Pod → `model::Pod` |
+//! | [`node`](mod@node) | Node → `model::Node` (taints, allocatable, Ready, cordon) |
+//! | [`pod`](mod@pod) | Pod → `model::Pod` |
 //! | [`owners`] | owner references → workload, controller kind, revision |
 //! | [`workload`] | Deployment, StatefulSet → `model::Workload`; a ReplicaSet's owner |
-//! | [`pdb`] | PodDisruptionBudget → `model::Pdb` |
+//! | [`pdb`](mod@pdb) | PodDisruptionBudget → `model::Pdb` |
 //! | [`metrics`] | metrics.k8s.io NodeMetrics / PodMetrics types and usage |
 //! | [`snapshot`] | all of the above → `model::Snapshot` plus errors |
 

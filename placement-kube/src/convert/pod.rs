@@ -1,12 +1,12 @@
 //! A Pod into the core pod: identity, owner chain (see [`super::owners`]), scheduling constraints,
-//! effective requests (see [`super::requests`]), lifecycle and node-local volumes.
+//! effective requests (module `requests`: requests default to limits, sidecars, pod-level resources, overhead), lifecycle and node-local volumes.
 //!
 //! * **Name.** A pod created through `generateName` reaches an admission webhook before the API server
 //!   has picked its name; such a pod converts with an empty `name` (errors show it as
 //!   `namespace/<generateName>*`). A pod without namespace is an error: the API server fills it in
 //!   before admission.
 //! * **Constraints.** `nodeSelector`; `requiredDuringSchedulingIgnoredDuringExecution` node affinity
-//!   with every term and operator (`Gt`/`Lt` too) and `matchFields` kept (see [`super::selector`]);
+//!   with every term and operator (`Gt`/`Lt` too) and `matchFields` kept (module `selector`);
 //!   tolerations (see [`super::taints`]). Preferred affinity, pod (anti-)affinity and topology spread
 //!   are not placement inputs.
 //! * **Lifecycle.** `phase` from `status.phase` (missing: `Pending`, unknown words: `Unknown`);

@@ -3,7 +3,7 @@
 //! how long a pod stays after a `NoExecute` taint appears; it never decides where a pod may start,
 //! so it is dropped. A cordoned node (`spec.unschedulable`) also carries the
 //! `node.kubernetes.io/unschedulable:NoSchedule` taint, as the node lifecycle controller adds it; see
-//! [`super::node`].
+//! [`super::node()`].
 
 use super::error::{ConvertError, Obj};
 use k8s_openapi::api::core::v1 as core_v1;
