@@ -589,6 +589,15 @@ fn node_and_pod_metrics_usage() {
     assert_eq!(convert::pod_usage(&pods[1]).unwrap(), Resources::new(0, 23 * MI));
 }
 
+/// Type-checked, never run: the metrics types can be listed and watched with kube.
+#[allow(dead_code)]
+fn metrics_types_work_with_kube_api(client: kube::Client) {
+    let nodes: kube::Api<NodeMetrics> = kube::Api::all(client.clone());
+    let pods: kube::Api<PodMetrics> = kube::Api::namespaced(client, "shop");
+    let _list = async move { nodes.list(&Default::default()).await };
+    let _watch = kube::runtime::watcher(pods, kube::runtime::watcher::Config::default());
+}
+
 #[test]
 fn metrics_types_are_kube_resources_and_round_trip() {
     use kube::Resource;

@@ -161,7 +161,9 @@ pub fn node_usage(m: &NodeMetrics) -> Result<Resources, ConvertError> {
     quantities::resources(&obj, "usage", Some(&m.usage))
 }
 
-/// A pod's usage: the sum of its containers'. Errors name the field (`containers[1].usage.memory`).
+/// A pod's usage: the sum of its containers' (each rounded up to a millicore first, so the sum may be
+/// up to one millicore per container above the nanocore total). Errors name the field
+/// (`containers[1].usage.memory`).
 pub fn pod_usage(m: &PodMetrics) -> Result<Resources, ConvertError> {
     let obj = Obj::namespaced("PodMetrics", m.metadata.namespace.as_deref().unwrap_or_default(), name(&m.metadata));
     m.containers
