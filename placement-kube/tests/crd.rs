@@ -216,6 +216,22 @@ fn every_example_deserializes_and_converts() {
 }
 
 #[test]
+fn every_yaml_block_of_the_docs_deserializes_and_converts() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/crds.md");
+    let text = std::fs::read_to_string(&path).expect("docs/crds.md exists");
+    let mut blocks = 0;
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("```yaml\n") {
+        let body = &rest[start + 8..];
+        let end = body.find("```").expect("closed block");
+        check_example(&format!("docs/crds.md block {blocks}"), &body[..end]).unwrap_or_else(|e| panic!("{e}"));
+        blocks += 1;
+        rest = &body[end + 3..];
+    }
+    assert!(blocks >= 6, "{blocks} blocks");
+}
+
+#[test]
 fn the_examples_mean_what_they_say() {
     let text = std::fs::read_to_string(examples_dir().join("poddistribution.yaml")).expect("readable");
     let r: PodDistribution = serde_yaml_ng::from_str(&text).expect("parses");
