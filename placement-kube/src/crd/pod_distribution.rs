@@ -172,9 +172,11 @@ pub struct DistributionConfig {
     pub target: WorkloadRef,
     /// Groups, apportionment and fallback; `all_revisions` is the opposite of `revisionScoped`.
     pub rule: DistributionRule,
+    /// How the chosen group is written into the pod.
     pub enforcement: Enforcement,
     /// `maxPods` per group, in group order.
     pub max_pods: Vec<Option<u32>>,
+    /// Reservations are shared through the status.
     pub strict: bool,
 }
 

@@ -137,11 +137,15 @@ impl_status_conditions!(ZoneBalancerStatus);
 pub struct ZoneBalancerConfig {
     /// Workloads in scope, by label.
     pub selector: LabelSelector,
+    /// The node label naming a zone.
     pub topology_key: String,
     /// Declared zones, sorted and without duplicates.
     pub zones: Vec<String>,
+    /// Where the decision is applied.
     pub mode: ZoneMode,
+    /// How hard the chosen zone is.
     pub affinity: ZoneAffinity,
+    /// Operator mode: the imbalance that re-pins a workload.
     pub rebalance_threshold: Option<u32>,
 }
 
