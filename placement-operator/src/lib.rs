@@ -4,4 +4,5 @@
 //! without a cluster: it runs a scenario through every placement-core decision and prints the result.
 #![forbid(unsafe_code)]
 
+pub mod crdgen;
 pub mod simulate;

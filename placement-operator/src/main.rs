@@ -1,8 +1,9 @@
 #![forbid(unsafe_code)]
-//! `placement-operator`: controllers (with their own issue) and the `simulate` command.
+//! `placement-operator`: controllers (with their own issue), the `simulate` command, and `crdgen`, which
+//! writes (or checks) the CRD files under `deploy/crds`.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use placement_operator::simulate;
+use placement_operator::{crdgen, simulate};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -23,6 +24,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table, env = "PLACEMENT_FORMAT")]
         format: Format,
     },
+    /// Write every placement CRD to `<out>/<plural>.placement.dev.yaml`, or with --check fail when the
+    /// files there differ from what the code generates.
+    Crdgen {
+        /// Directory of the CRD files.
+        #[arg(long, default_value = "deploy/crds")]
+        out: std::path::PathBuf,
+        /// Write nothing; exit non-zero, naming each drifting file, when the files differ.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -34,6 +45,7 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Crdgen { out, check } => run_crdgen(&out, check),
         Command::Simulate { scenario, format } => {
             let loaded = match &scenario {
                 Some(path) => {
@@ -62,6 +74,44 @@ fn main() -> ExitCode {
                 },
             }
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run_crdgen(out: &std::path::Path, check: bool) -> ExitCode {
+    if check {
+        match crdgen::check(out) {
+            Ok(drift) if drift.is_empty() => {
+                println!("CRDs in {} are up to date", out.display());
+                ExitCode::SUCCESS
+            }
+            Ok(drift) => {
+                for d in &drift {
+                    eprintln!("error: {d}");
+                }
+                eprintln!(
+                    "run `cargo run -p placement-operator -- crdgen --out {}` and commit the result",
+                    out.display()
+                );
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    } else {
+        match crdgen::write(out) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
         }
     }
 }

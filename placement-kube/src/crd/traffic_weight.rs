@@ -1,0 +1,527 @@
+//! `TrafficWeight` (namespaced, short name `tw`): keeps the weight of a Route53 weighted record or of a
+//! Gateway API HTTPRoute backend proportional to a Prometheus metric's excess over a target
+//! (`w = ceil(base × max(0, current/target − 1))`, DESIGN §3.5, seed 004 with its bugs fixed), raised by
+//! scheduled minimums, with a cooldown and deadband on decreases.
+
+use super::CrdError;
+use super::common::{DURATION_PATTERN, SecretKeyRef, check_dns_subdomain, parse_duration};
+use super::conditions::{Condition, impl_status_conditions};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use placement_core::tracking::{
+    Schedule, TrackingDecision, TrackingError, TrackingPolicy, TrackingState, WeightRange, metric_from_f64,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Largest Route53 weight.
+pub const ROUTE53_MAX_WEIGHT: u32 = 255;
+/// Largest Gateway API backend weight.
+pub const HTTPROUTE_MAX_WEIGHT: u32 = 1_000_000;
+/// Shortest interval between evaluations.
+pub const MIN_INTERVAL_SECONDS: u64 = 10;
+
+fn d_interval() -> String {
+    "1m".to_string()
+}
+fn d_cooldown() -> String {
+    "5m".to_string()
+}
+fn d_timeout() -> String {
+    "30s".to_string()
+}
+fn d_utc() -> String {
+    "UTC".to_string()
+}
+fn d_access_key_id_key() -> String {
+    "accessKeyId".to_string()
+}
+fn d_secret_access_key_key() -> String {
+    "secretAccessKey".to_string()
+}
+
+/// The tracking law's parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingPolicySpec {
+    /// The weight of the reference record or backend; the law scales it: weight = ceil(baseValue ×
+    /// max(0, metric / targetValue − 1)).
+    #[schemars(range(min = 0, max = 1000000))]
+    pub base_value: u32,
+    /// The metric value to hold (e.g. 1000 requests per minute); above 0.
+    #[schemars(range(min = 0.0))]
+    #[x_kube(validation = kube::core::Rule::new("self > 0.0").message("targetValue must be above 0"))]
+    pub target_value: f64,
+    /// Never set a weight below this.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub minimum: u32,
+}
+
+/// A day of the week.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Weekday {
+    fn as_str(self) -> &'static str {
+        match self {
+            Weekday::Mon => "Mon",
+            Weekday::Tue => "Tue",
+            Weekday::Wed => "Wed",
+            Weekday::Thu => "Thu",
+            Weekday::Fri => "Fri",
+            Weekday::Sat => "Sat",
+            Weekday::Sun => "Sun",
+        }
+    }
+}
+
+/// A time window in which the weight is at least `value`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleSpec {
+    /// Start of the window, `HH:MM` (24 h) in `timeZone`.
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub start: String,
+    /// End of the window, `HH:MM`; at or before `start` means the next day (`start == end`: a whole day).
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub end: String,
+    /// IANA time zone of `start` and `end` (e.g. `Asia/Tokyo`); daylight saving time is followed.
+    #[serde(default = "d_utc")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: String,
+    /// Days the window starts on (every day when empty).
+    #[serde(default)]
+    #[schemars(length(max = 7))]
+    pub weekdays: Vec<Weekday>,
+    /// The minimum weight while the window is active.
+    #[schemars(range(min = 0, max = 1000000))]
+    pub value: u32,
+}
+
+/// How several series of a query result become one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Aggregation {
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+/// A Prometheus (or compatible) server and the query to run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSource {
+    /// Base URL of the server, e.g. `http://prometheus.monitoring.svc:9090`.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub address: String,
+    /// PromQL instant query; it must return a scalar or a one-element vector unless `aggregation` is set.
+    #[schemars(length(min = 1, max = 8192))]
+    pub query: String,
+    /// How a multi-element vector becomes one value; unset: such a result is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<Aggregation>,
+    /// Query timeout.
+    #[serde(default = "d_timeout")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub timeout: String,
+    /// Secret key holding a bearer token sent with each query (same namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_secret_ref: Option<SecretKeyRef>,
+    /// Secret key holding the PEM CA bundle that signs the server's certificate (same namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// Where the metric comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSource {
+    /// A Prometheus instant query.
+    pub prometheus: PrometheusSource,
+}
+
+/// Static AWS credentials in a Secret of the same namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsCredentialsRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key of the access key id in the Secret.
+    #[serde(default = "d_access_key_id_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub access_key_id_key: String,
+    /// Key of the secret access key in the Secret.
+    #[serde(default = "d_secret_access_key_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_access_key_key: String,
+}
+
+/// DNS record types Route53 weighted routing supports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecordType {
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Txt,
+    Srv,
+    Caa,
+    Naptr,
+    Ptr,
+    Spf,
+    Ds,
+}
+
+/// A Route53 weighted record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Route53Target {
+    /// Hosted zone id (`Z0123456789ABC`; a `/hostedzone/` prefix is accepted).
+    #[schemars(length(min = 1, max = 64))]
+    pub hosted_zone_id: String,
+    /// Record name, e.g. `api.example.com`.
+    #[schemars(length(min = 1, max = 1024))]
+    pub record_name: String,
+    /// Record type.
+    pub record_type: RecordType,
+    /// The weighted record's SetIdentifier.
+    #[schemars(length(min = 1, max = 128))]
+    pub set_identifier: String,
+    /// AWS region of the API calls (Route53 is global; `us-east-1` usually).
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[a-z0-9-]+$"))]
+    pub region: String,
+    /// Route53 API endpoint override (for tests or private endpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub endpoint: Option<String>,
+    /// Static credentials; unset: the default AWS credential chain (e.g. IRSA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<AwsCredentialsRef>,
+}
+
+/// A backend weight of a Gateway API HTTPRoute in the same namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteTarget {
+    /// Name of the HTTPRoute.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Name of the backendRef whose weight is managed.
+    #[schemars(length(min = 1, max = 253))]
+    pub backend_ref_name: String,
+    /// Only this rule (0-based); unset: every rule that has the backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 63))]
+    pub rule_index: Option<u32>,
+}
+
+/// The weight being managed: exactly one of `route53` or `httpRoute`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.route53) != has(self.httpRoute)").message("set exactly one of route53 or httpRoute"))]
+pub struct WeightTarget {
+    /// A Route53 weighted record (weights 0..255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route53: Option<Route53Target>,
+    /// A Gateway API HTTPRoute backend (weights 0..1000000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<HttpRouteTarget>,
+}
+
+/// Keep a traffic weight proportional to a metric's excess over a target.
+// Printer columns repeat `type_ = ...` by design.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "placement.dev",
+    version = "v1alpha1",
+    kind = "TrafficWeight",
+    plural = "trafficweights",
+    namespaced,
+    status = "TrafficWeightStatus",
+    shortname = "tw",
+    category = "placement",
+    doc = "Target-tracking weight of a Route53 weighted record or an HTTPRoute backend, from a Prometheus metric.",
+    printcolumn(
+        name = "Target",
+        type_ = "number",
+        json_path = ".spec.policy.targetValue",
+        description = "Metric value to hold"
+    ),
+    printcolumn(
+        name = "Metric",
+        type_ = "string",
+        json_path = ".status.metricValue",
+        description = "Last metric value"
+    ),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.currentWeight", description = "Weight now"),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.desiredWeight",
+        description = "Weight the policy wants"
+    ),
+    printcolumn(
+        name = "DryRun",
+        type_ = "boolean",
+        json_path = ".spec.dryRun",
+        description = "Compute, never write",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "The spec is valid and in effect"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Time since creation"
+    )
+)]
+#[x_kube(validation = kube::core::Rule::new("!has(self.target.route53) || (self.policy.minimum <= 255 && self.schedules.all(s, s.value <= 255))").message("Route53 weights are at most 255").field_path(".policy.minimum"))]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficWeightSpec {
+    /// How often the metric is read and the weight decided (at least `10s`).
+    #[serde(default = "d_interval")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub interval: String,
+    /// The tracking law's parameters.
+    pub policy: TrackingPolicySpec,
+    /// Time windows with a minimum weight (windows may cross midnight).
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub schedules: Vec<ScheduleSpec>,
+    /// After a change, how long before the weight may decrease (increases apply at once).
+    #[serde(default = "d_cooldown")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    pub cooldown: String,
+    /// Decreases of at most this many weight units are ignored.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub deadband: u32,
+    /// Never decrease the weight.
+    #[serde(default)]
+    pub disable_scale_in: bool,
+    /// Compute and report the weight, never write it.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Where the metric comes from.
+    pub metric: MetricSource,
+    /// The weight being managed.
+    pub target: WeightTarget,
+}
+
+impl TrafficWeightSpec {
+    /// Check every field and build the core tracking policy; errors name the field
+    /// (`spec.schedules[1].timeZone: ...`).
+    pub fn to_core(&self) -> Result<TrackingPolicy, CrdError> {
+        self.interval()?;
+        let cooldown = parse_duration("spec.cooldown", &self.cooldown, 0)?;
+        self.check_metric()?;
+        let range = self.weight_range()?;
+        let p = &self.policy;
+        if !p.target_value.is_finite() || p.target_value <= 0.0 {
+            return Err(CrdError::out_of_range(
+                "spec.policy.targetValue",
+                format!("{} must be above 0", p.target_value),
+            ));
+        }
+        let target_value = metric_from_f64(p.target_value)
+            .map_err(|e| CrdError::out_of_range("spec.policy.targetValue", e.to_string()))?;
+        if p.base_value > range.max {
+            return Err(CrdError::out_of_range(
+                "spec.policy.baseValue",
+                format!("{} is above the target's largest weight {}", p.base_value, range.max),
+            ));
+        }
+        if p.minimum > range.max {
+            return Err(CrdError::out_of_range(
+                "spec.policy.minimum",
+                format!("{} is above the target's largest weight {}", p.minimum, range.max),
+            ));
+        }
+        let mut schedules = Vec::with_capacity(self.schedules.len());
+        for (i, s) in self.schedules.iter().enumerate() {
+            if s.value > range.max {
+                return Err(CrdError::out_of_range(
+                    format!("spec.schedules[{i}].value"),
+                    format!("{} is above the target's largest weight {}", s.value, range.max),
+                ));
+            }
+            let mut days: Vec<String> = Vec::new();
+            for d in &s.weekdays {
+                if days.iter().any(|x| x == d.as_str()) {
+                    return Err(CrdError::conflict(
+                        format!("spec.schedules[{i}].weekdays"),
+                        format!("{} is listed twice", d.as_str()),
+                    ));
+                }
+                days.push(d.as_str().to_string());
+            }
+            schedules.push(Schedule {
+                time_zone: s.time_zone.clone(),
+                start: s.start.clone(),
+                end: s.end.clone(),
+                days,
+                value: s.value,
+            });
+        }
+        let policy = TrackingPolicy {
+            target_value,
+            base_value: p.base_value,
+            minimum: p.minimum,
+            range,
+            cooldown_seconds: cooldown.as_secs(),
+            deadband: self.deadband,
+            disable_scale_in: self.disable_scale_in,
+            schedules,
+        };
+        policy.compile().map_err(|e| match e {
+            TrackingError::Schedule { index, field, message } => {
+                let field = if field == "days" { "weekdays" } else { field };
+                CrdError::format(format!("spec.schedules[{index}].{field}"), message)
+            }
+            TrackingError::TargetNotPositive(v) => {
+                CrdError::out_of_range("spec.policy.targetValue", format!("{v} must be above 0"))
+            }
+            other => CrdError::out_of_range("spec.policy", other.to_string()),
+        })?;
+        Ok(policy)
+    }
+
+    /// Time between evaluations (`spec.interval`).
+    pub fn interval(&self) -> Result<std::time::Duration, CrdError> {
+        parse_duration("spec.interval", &self.interval, MIN_INTERVAL_SECONDS)
+    }
+
+    /// The query timeout (`spec.metric.prometheus.timeout`, 1 s to 5 min).
+    pub fn query_timeout(&self) -> Result<std::time::Duration, CrdError> {
+        let path = "spec.metric.prometheus.timeout";
+        let d = parse_duration(path, &self.metric.prometheus.timeout, 1)?;
+        if d.as_secs() > 300 {
+            return Err(CrdError::out_of_range(path, "must be at most 5m"));
+        }
+        Ok(d)
+    }
+
+    /// The weights the target accepts.
+    pub fn weight_range(&self) -> Result<WeightRange, CrdError> {
+        match (&self.target.route53, &self.target.http_route) {
+            (Some(_), None) => Ok(WeightRange { min: 0, max: ROUTE53_MAX_WEIGHT }),
+            (None, Some(_)) => Ok(WeightRange { min: 0, max: HTTPROUTE_MAX_WEIGHT }),
+            (Some(_), Some(_)) => Err(CrdError::conflict("spec.target", "set exactly one of route53 or httpRoute")),
+            (None, None) => Err(CrdError::Missing { path: "spec.target.route53".into() }),
+        }
+    }
+
+    fn check_metric(&self) -> Result<(), CrdError> {
+        let p = &self.metric.prometheus;
+        let base = "spec.metric.prometheus";
+        let scheme_ok = p.address.starts_with("http://") || p.address.starts_with("https://");
+        if !scheme_ok || p.address.chars().any(char::is_whitespace) {
+            return Err(CrdError::format(format!("{base}.address"), format!("{:?} is not an http(s) URL", p.address)));
+        }
+        if p.query.trim().is_empty() {
+            return Err(CrdError::Missing { path: format!("{base}.query") });
+        }
+        self.query_timeout()?;
+        if let Some(s) = &p.auth_secret_ref {
+            s.check(&format!("{base}.authSecretRef"))?;
+        }
+        if let Some(s) = &p.ca_secret_ref {
+            s.check(&format!("{base}.caSecretRef"))?;
+        }
+        if let Some(r) = &self.target.route53 {
+            if let Some(c) = &r.credentials_secret_ref {
+                check_dns_subdomain("spec.target.route53.credentialsSecretRef.name", &c.name)?;
+            }
+            if r.set_identifier.is_empty() {
+                return Err(CrdError::Missing { path: "spec.target.route53.setIdentifier".into() });
+            }
+        }
+        if let Some(h) = &self.target.http_route {
+            check_dns_subdomain("spec.target.httpRoute.name", &h.name)?;
+        }
+        Ok(())
+    }
+}
+
+/// The last evaluation and what persists between evaluations.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficWeightStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: the spec is valid and the last evaluation worked (otherwise the message says why).
+    #[serde(default)]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The last metric value, as Prometheus returned it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_value: Option<String>,
+    /// The target's weight when last read (or written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_weight: Option<u32>,
+    /// The weight the law alone gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub law_weight: Option<u32>,
+    /// The weight the policy wants (after minimum, schedules and range).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_weight: Option<u32>,
+    /// Index of the schedule that raised the weight, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_schedule: Option<u32>,
+    /// Why the last decision was taken, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reason: Option<String>,
+    /// When the metric was last evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluated: Option<Time>,
+    /// When the weight was last changed (the cooldown starts here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<Time>,
+}
+
+impl_status_conditions!(TrafficWeightStatus);
+
+impl TrafficWeightStatus {
+    /// The state the tracking step needs.
+    pub fn tracking_state(&self) -> TrackingState {
+        TrackingState { last_change: self.last_change.as_ref().map(|t| t.0) }
+    }
+
+    /// Record a decision taken at `now` for `metric` when the target's weight was `actual` (`applied`:
+    /// the new weight was written).
+    pub fn record(&mut self, decision: &TrackingDecision, metric: &str, actual: u32, applied: bool, now: Timestamp) {
+        self.metric_value = Some(metric.to_string());
+        self.law_weight = Some(decision.law);
+        self.desired_weight = Some(decision.desired);
+        self.active_schedule = decision.schedule.and_then(|i| u32::try_from(i).ok());
+        self.last_reason = Some(decision.reason.clone());
+        self.last_evaluated = Some(Time(now));
+        match (decision.apply, applied) {
+            (Some(w), true) => {
+                self.current_weight = Some(w);
+                self.last_change = decision.state.last_change.map(Time);
+            }
+            _ => self.current_weight = Some(actual),
+        }
+    }
+}
