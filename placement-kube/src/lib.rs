@@ -12,6 +12,7 @@
 
 pub mod convert;
 pub mod crd;
+pub mod live;
 pub mod quantity;
 
 #[cfg(feature = "testkit")]

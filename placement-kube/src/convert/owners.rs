@@ -90,6 +90,11 @@ impl ReplicaSetOwners {
         self.by_key.len()
     }
 
+    /// Namespace and name of every recorded ReplicaSet.
+    pub fn keys(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.by_key.keys().cloned()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }

@@ -1,0 +1,11 @@
+//! Live indexes: the cluster state the webhook and the operator decide on, fed by watches.
+//!
+//! [`LiveIndex`] applies watch events (O(1) each, no rescans on the admission path) to a core
+//! `CountIndex` plus lean core values; [`spawn`] runs one kube watcher per kind into a [`SharedIndex`]
+//! that reports readiness once every initial list is synced.
+
+mod index;
+mod watch;
+
+pub use index::{Kind, LiveIndex};
+pub use watch::{SharedIndex, WatchOptions, Watchers, spawn};
