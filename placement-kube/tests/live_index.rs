@@ -223,3 +223,75 @@ fn snapshot_builder_and_live_index_agree() {
     assert_eq!(index.snapshot().pods, snapshot.pods);
     assert_eq!(index.snapshot().nodes, snapshot.nodes);
 }
+
+#[test]
+fn generated_cluster_objects_convert_back_to_the_snapshot() {
+    use placement_core::testing::generator::{ClusterSpec, generate};
+    let snapshot = generate(&ClusterSpec::small());
+    let mut index = LiveIndex::new();
+    for o in placement_kube::testkit::objects::cluster_objects(&snapshot) {
+        match o["kind"].as_str().unwrap() {
+            "Node" => index.apply_node(&serde_json::from_value(o).unwrap()),
+            "Pod" => index.apply_pod(&serde_json::from_value(o).unwrap()),
+            "ReplicaSet" => index.apply_replicaset(&serde_json::from_value(o).unwrap()),
+            "Deployment" => index.apply_deployment(&serde_json::from_value(o).unwrap()),
+            "StatefulSet" => index.apply_statefulset(&serde_json::from_value(o).unwrap()),
+            "PodDisruptionBudget" => index.apply_pdb(&serde_json::from_value(o).unwrap()),
+            _ => {}
+        }
+    }
+    assert_eq!(index.error_count(), 0, "{:?}", index.recent_errors().next());
+    let live = index.snapshot();
+    assert_eq!(live.nodes.len(), snapshot.nodes.len());
+    for want in &snapshot.nodes {
+        let got = live.nodes.iter().find(|n| n.name == want.name).unwrap();
+        assert_eq!(
+            (&got.labels, &got.allocatable, got.ready, got.max_pods),
+            (&want.labels, &want.allocatable, want.ready, want.max_pods)
+        );
+        assert_eq!((got.requested, got.pod_count), (want.requested, want.pod_count), "node {}", want.name);
+    }
+    assert_eq!(live.pods.len(), snapshot.pods.len());
+    for want in &snapshot.pods {
+        let got = index.pod(&want.namespace, &want.name).unwrap();
+        // Job pods carry no revision in Kubernetes (the generator gives them one).
+        let want_revision =
+            if want.controller == placement_core::model::ControllerKind::Job { None } else { want.revision.clone() };
+        assert_eq!(
+            (
+                &got.workload,
+                &got.revision,
+                &got.controller,
+                &got.node_name,
+                got.requests,
+                got.phase,
+                got.priority,
+                got.terminating
+            ),
+            (
+                &want.workload,
+                &want_revision,
+                &want.controller,
+                &want.node_name,
+                want.requests,
+                want.phase,
+                want.priority,
+                want.terminating
+            ),
+            "pod {}/{}",
+            want.namespace,
+            want.name
+        );
+    }
+    assert_eq!(
+        live.workloads.len(),
+        snapshot
+            .workloads
+            .iter()
+            .filter(|w| matches!(
+                w.workload.kind,
+                placement_core::model::WorkloadKind::Deployment | placement_core::model::WorkloadKind::StatefulSet
+            ))
+            .count()
+    );
+}

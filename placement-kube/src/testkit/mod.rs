@@ -31,6 +31,7 @@
 pub mod admission;
 pub mod eviction;
 pub mod faults;
+pub mod objects;
 pub mod patch;
 pub mod resources;
 pub mod selectors;
