@@ -126,7 +126,7 @@ async fn wait_for_watch(server: &FakeApiServer) {
 async fn force_relist(server: &FakeApiServer, init_verb: Verb, errors: u32, marker: &str) {
     wait_for_watch(server).await;
     // The re-watch after the drop is held back until the log has been compacted past its version.
-    server.faults().inject(Fault::delay(Duration::from_millis(300)).on(Verb::Watch).resource("pods").times(1));
+    server.faults().inject(Fault::delay(Duration::from_millis(500)).on(Verb::Watch).resource("pods").times(1));
     server.faults().inject(Fault::error(500).on(init_verb).resource("pods").times(errors));
     server.drop_watches();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -509,4 +509,57 @@ async fn events_are_created_and_listed_back() {
         rebalanced.items.iter().filter_map(|e| e.metadata.name.as_deref()).collect::<Vec<_>>(),
         ["web-0.manual"]
     );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Where the fake departs from the real server. Each test states the real behaviour; they are ignored
+// until the fake is fixed.
+
+#[tokio::test]
+#[ignore = "fake bug: continue pages are read from the live objects (State::list in testkit/store.rs), not from the snapshot at the first page's resourceVersion"]
+async fn paged_list_continues_from_the_first_pages_snapshot() {
+    // A watcher lists in pages and then watches from the list's version. The real server serves every
+    // page from the first page's snapshot, so the pages and the replayed events never overlap; when a
+    // later page already holds newer objects, the replay moves a reflector's store back in time first.
+    let server = FakeApiServer::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    for name in ["a", "b", "c"] {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"v": "0"}});
+        api.create(&PostParams::default(), &serde_json::from_value(cm).unwrap()).await.unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(1)).await.unwrap();
+    let b_before = api.get("b").await.unwrap().metadata.resource_version;
+    api.patch("b", &PatchParams::default(), &Patch::Merge(json!({"data": {"v": "1"}}))).await.unwrap();
+    api.delete("c", &DeleteParams::default()).await.unwrap();
+    let token = first.metadata.continue_.clone().unwrap();
+    let rest = api.list(&ListParams::default().limit(10).continue_token(&token)).await.unwrap();
+    assert_eq!(rest.metadata.resource_version, first.metadata.resource_version);
+    let seen: Vec<_> = rest.items.iter().map(|c| (c.name_any(), c.metadata.resource_version.clone())).collect();
+    let c_at_list = seen.iter().find(|(n, _)| n == "c").map(|(_, rv)| rv.clone());
+    assert_eq!(seen.first(), Some(&("b".to_string(), b_before)), "b as of the list's version: {seen:?}");
+    assert!(c_at_list.is_some(), "c, deleted after the list's version, is still on the page: {seen:?}");
+}
+
+#[tokio::test]
+#[ignore = "fake bug: events.k8s.io/v1 and core v1 Events are stored apart (two TypeKeys); the real server serves one Event store through both APIs"]
+async fn events_k8s_io_events_are_core_events_too() {
+    // `kubectl describe` reads core v1 Events: on a real cluster it shows what kube-runtime's recorder
+    // published through events.k8s.io/v1.
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    let server = FakeApiServer::start().await.unwrap();
+    let events: Api<EventV1> = Api::namespaced(server.client(), "default");
+    let ev: EventV1 = serde_json::from_value(json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "web-0.manual"},
+        "eventTime": "2025-01-02T03:04:05.123456Z", "reportingController": "placement.dev/operator",
+        "reportingInstance": "operator-0", "action": "Evict", "reason": "Rebalanced", "note": "moved", "type": "Normal",
+        "regarding": {"apiVersion": "v1", "kind": "Pod", "namespace": "default", "name": "web-0"}
+    }))
+    .unwrap();
+    events.create(&PostParams::default(), &ev).await.unwrap();
+    let core: Api<CoreEvent> = Api::namespaced(server.client(), "default");
+    let listed = core.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(listed.len(), 1, "the events.k8s.io Event is a core Event too");
+    assert_eq!(listed[0].involved_object.name.as_deref(), Some("web-0"));
+    assert_eq!(listed[0].reason.as_deref(), Some("Rebalanced"));
+    assert_eq!(listed[0].message.as_deref(), Some("moved"));
 }
