@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run -p placement-kube --features testkit --bin fake-apiserver -- \
-//!     --listen 127.0.0.1:8001 --kubeconfig /tmp/fake.kubeconfig --seed examples/cluster.yaml
+//!     --listen 127.0.0.1:8001 --kubeconfig /tmp/fake.kubeconfig --crds --seed examples/cluster.yaml
 //! KUBECONFIG=/tmp/fake.kubeconfig kubectl get nodes
 //! ```
 #![forbid(unsafe_code)]
@@ -34,6 +34,10 @@ struct Args {
     /// Watch events kept for replay; watches from older versions get 410 Gone.
     #[arg(long, default_value_t = 100_000)]
     history: usize,
+    /// Install the placement.dev CustomResourceDefinitions at start, before the seed files (which may
+    /// then hold placement resources).
+    #[arg(long, env = "FAKE_APISERVER_CRDS")]
+    crds: bool,
 }
 
 fn parse_service(s: &str) -> Result<(String, String), String> {
@@ -62,6 +66,15 @@ async fn run(args: Args) -> Result<(), String> {
         ..FakeConfig::default()
     };
     let server = FakeApiServer::start_with(config).await.map_err(|e| format!("listen on {}: {e}", args.listen))?;
+    if args.crds {
+        let crds = placement_kube::crd::all_crds();
+        for crd in &crds {
+            let name = crd.metadata.name.as_deref().unwrap_or("");
+            let value = serde_json::to_value(crd).map_err(|e| format!("CRD {name}: {e}"))?;
+            server.put(value).map_err(|e| format!("CRD {name}: {e}"))?;
+        }
+        println!("installed {} placement.dev CRDs", crds.len());
+    }
     for path in &args.seeds {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let n = server.put_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
