@@ -345,3 +345,144 @@ async fn create_sends_an_admission_review_and_applies_the_patch() {
         assert_eq!(stored(&server, "default", "web-2").unwrap()["spec"]["nodeSelector"]["topology.kubernetes.io/zone"], "zone-a");
     }
 }
+
+/// Starts a webhook by URL with `handler`, a fake with one configuration holding it (`failure_policy`),
+/// and tries to create the pod `web` in `default`.
+async fn try_create(
+    failure_policy: &str,
+    handler: impl Fn(&Value) -> Reply + Send + Sync + 'static,
+) -> (FakeApiServer, Webhook, kube::Result<Pod>) {
+    let webhook = Webhook::start(&["localhost"], handler).await;
+    let server = fake_for(&webhook).await;
+    let client = server.client_without_retry();
+    let mut entry = hook("mutate.placement.dev", webhook.url_config());
+    entry["failurePolicy"] = json!(failure_policy);
+    install(&client, "placement", vec![entry]).await;
+    let api: Api<Pod> = Api::namespaced(client, "default");
+    let result = create(&api, &PostParams::default(), &pod("web", json!({"app": "web"}))).await;
+    (server, webhook, result)
+}
+
+#[tokio::test]
+async fn invalid_patches_are_rejected_whatever_the_failure_policy() {
+    let not_json_patch = |r: &Value| {
+        Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": b64(r#"{"op": "add", "path": "/x"}"#)})))
+    };
+    let not_json = |r: &Value| Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": b64("zone=a")})));
+    let unknown_op = |r: &Value| patch(r, json!([{"op": "merge", "path": "/metadata/labels", "value": {}}]));
+    let missing_path = |r: &Value| {
+        patch(r, json!([{"op": "replace", "path": "/spec/nodeSelector/zone", "value": "zone-a"}]))
+    };
+    let test_fails = |r: &Value| patch(r, json!([{"op": "test", "path": "/metadata/name", "value": "other"}]));
+    let renames = |r: &Value| patch(r, json!([{"op": "replace", "path": "/metadata/name", "value": "renamed"}]));
+    let moves = |r: &Value| patch(r, json!([{"op": "add", "path": "/metadata/namespace", "value": "kube-system"}]));
+    let rekinds = |r: &Value| patch(r, json!([{"op": "replace", "path": "/kind", "value": "ConfigMap"}]));
+    type Case = (&'static str, fn(&Value) -> Reply);
+    let cases: [Case; 8] = [
+        ("base64 of a JSON object, not a JSON Patch array", not_json_patch),
+        ("base64 of text that is not JSON", not_json),
+        ("an unknown operation", unknown_op),
+        ("replace on a missing path", missing_path),
+        ("a failing test operation", test_fails),
+        ("a patch that renames the pod", renames),
+        ("a patch that moves the pod to another namespace", moves),
+        ("a patch that changes the kind", rekinds),
+    ];
+    for (what, handler) in cases {
+        for policy in ["Ignore", "Fail"] {
+            let (server, webhook, result) = try_create(policy, handler).await;
+            let e = result.expect_err(what);
+            assert_eq!(api_code(&e), Some(500), "{what}, {policy}: {e}");
+            assert!(e.to_string().contains("mutate.placement.dev"), "{what}, {policy}: {e}");
+            assert_eq!(webhook.calls(), 1, "{what}, {policy}");
+            assert!(server.list("v1", "Pod", None).is_empty(), "{what}, {policy}: nothing is stored");
+        }
+    }
+}
+
+/// How a create went.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// Created without the webhook's change.
+    Unmutated,
+    /// Created with the annotation the webhook adds.
+    Mutated,
+    /// Rejected with this code.
+    Rejected(u16),
+}
+
+fn outcome(server: &FakeApiServer, result: &kube::Result<Pod>) -> Outcome {
+    match result {
+        Err(e) => {
+            assert!(server.list("v1", "Pod", None).is_empty(), "a rejected pod is not stored: {e}");
+            Outcome::Rejected(api_code(e).unwrap_or(0))
+        }
+        Ok(p) => {
+            let kept = stored(server, "default", p.metadata.name.as_deref().unwrap()).expect("a created pod is stored");
+            if kept.pointer("/metadata/annotations/placement.dev~1mutated").is_some() {
+                Outcome::Mutated
+            } else {
+                Outcome::Unmutated
+            }
+        }
+    }
+}
+
+/// What the real API server does with a `patch` field it cannot decode as bytes: its client fails to
+/// read the answer, which is a failed call (the failure policy decides). Go decodes a JSON array of
+/// byte values into `[]byte` as well, so the kube-core 5 encoding is applied.
+#[tokio::test]
+async fn patch_fields_decode_as_go_bytes_and_read_failures_follow_the_failure_policy() {
+    let ops = annotate("webhook");
+    let kube_core = move |r: &Value| {
+        // The answer kube-core's own types serialize: `patch` as an array of numbers.
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(r.clone()).unwrap();
+        let request: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
+        let ops: json_patch::Patch = serde_json::from_value(ops.clone()).unwrap();
+        let response = AdmissionResponse::from(&request).with_patch(ops).unwrap().into_review();
+        let v = serde_json::to_value(&response).unwrap();
+        assert!(v["response"]["patch"].is_array(), "kube-core 5 writes the patch as numbers: {v}");
+        Reply::json(v)
+    };
+    let numbers = |r: &Value| {
+        let bytes: Vec<u8> = annotate("webhook").to_string().into_bytes();
+        Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": bytes})))
+    };
+    let not_bytes =
+        |r: &Value| Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": [91, 256, 93]})));
+    let not_base64 = |r: &Value| Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": "%%% not base64"})));
+    let raw_json = |r: &Value| Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": annotate("webhook")})));
+    let no_type = |r: &Value| Reply::json(answer(r, json!({"patch": b64(annotate("webhook").to_string())})));
+    let type_only = |r: &Value| Reply::json(answer(r, json!({"patchType": "JSONPatch"})));
+    let merge_type = |r: &Value| {
+        Reply::json(answer(r, json!({"patchType": "MergePatch", "patch": b64(annotate("webhook").to_string())})))
+    };
+    let empty_ops = |r: &Value| patch(r, json!([]));
+    let good = |r: &Value| patch(r, annotate("webhook"));
+    type Case = (&'static str, Box<dyn Fn(&Value) -> Reply + Send + Sync>, Outcome, Outcome);
+    use Outcome::*;
+    let cases: Vec<Case> = vec![
+        ("base64 JSON Patch", Box::new(good), Mutated, Mutated),
+        ("kube-core 5 AdmissionResponse", Box::new(kube_core), Mutated, Mutated),
+        ("array of byte values", Box::new(numbers), Mutated, Mutated),
+        ("empty JSON Patch", Box::new(empty_ops), Unmutated, Unmutated),
+        ("array with a value above 255", Box::new(not_bytes), Unmutated, Rejected(500)),
+        ("string that is not base64", Box::new(not_base64), Unmutated, Rejected(500)),
+        ("JSON Patch as a JSON value", Box::new(raw_json), Unmutated, Rejected(500)),
+        ("patch without patchType", Box::new(no_type), Unmutated, Rejected(500)),
+        ("patchType without patch", Box::new(type_only), Unmutated, Rejected(500)),
+        ("patchType MergePatch", Box::new(merge_type), Unmutated, Rejected(500)),
+    ];
+    for (what, handler, if_ignore, if_fail) in cases {
+        let handler: Handler = Arc::from(handler);
+        for (policy, expected) in [("Ignore", &if_ignore), ("Fail", &if_fail)] {
+            let h = handler.clone();
+            let (server, webhook, result) = try_create(policy, move |r| h(r)).await;
+            assert_eq!(&outcome(&server, &result), expected, "{what}, {policy}: {result:?}");
+            if let Err(e) = &result {
+                assert!(e.to_string().contains("failed calling webhook \"mutate.placement.dev\""), "{what}: {e}");
+            }
+            assert_eq!(webhook.calls(), 1, "{what}, {policy}");
+        }
+    }
+}
