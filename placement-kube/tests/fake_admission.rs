@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use placement_kube::testkit::{FakeApiServer, FakeConfig};
@@ -483,6 +483,148 @@ async fn patch_fields_decode_as_go_bytes_and_read_failures_follow_the_failure_po
                 assert!(e.to_string().contains("failed calling webhook \"mutate.placement.dev\""), "{what}: {e}");
             }
             assert_eq!(webhook.calls(), 1, "{what}, {policy}");
+        }
+    }
+}
+
+/// Ways a webhook call fails.
+#[derive(Clone, Copy, Debug)]
+enum Failure {
+    /// Nothing listens on the port.
+    Down,
+    /// The CA bundle is another certificate's.
+    WrongCa,
+    /// Reached as a service, with a certificate valid only for `localhost`.
+    WrongServiceName,
+    /// Answers HTTP 500.
+    ServerError,
+    /// Echoes another uid (with a patch that must not be applied).
+    WrongUid,
+    /// Answers JSON that is not an AdmissionReview.
+    NotAReview,
+    /// Answers an AdmissionReview without a response.
+    NoResponse,
+    /// Answers after 2 s with `timeoutSeconds: 1`.
+    TooSlow,
+}
+
+#[tokio::test]
+async fn failed_calls_follow_the_failure_policy() {
+    use Failure::*;
+    for failure in [Down, WrongCa, WrongServiceName, ServerError, WrongUid, NotAReview, NoResponse, TooSlow] {
+        for policy in ["Ignore", "Fail"] {
+            let names: &[&str] = if matches!(failure, WrongServiceName) { &["localhost"] } else { &[WEBHOOK_SVC] };
+            let webhook = Webhook::start(names, move |r| match failure {
+                ServerError => Reply::http(500, "internal trouble"),
+                WrongUid => {
+                    let mut a = answer(r, json!({"patchType": "JSONPatch", "patch": b64(annotate("x").to_string())}));
+                    a["response"]["uid"] = json!("00000000-0000-0000-0000-000000000000");
+                    Reply::json(a)
+                }
+                NotAReview => Reply::json(json!({"apiVersion": "v1", "kind": "Status", "status": "Success"})),
+                NoResponse => Reply::json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})),
+                TooSlow => patch(r, annotate("late")).after(Duration::from_secs(2)),
+                Down | WrongCa | WrongServiceName => patch(r, annotate("x")),
+            })
+            .await;
+            let mut services = webhook.services();
+            let mut config = webhook.service_config();
+            match failure {
+                Down => {
+                    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    services.insert("placement-system/webhook".into(), closed.local_addr().unwrap().to_string());
+                    drop(closed);
+                }
+                WrongCa => config["caBundle"] = json!(b64(certificate(&[WEBHOOK_SVC]).0)),
+                _ => {}
+            }
+            let server = FakeApiServer::start_with(FakeConfig { services, ..FakeConfig::default() }).await.unwrap();
+            let client = server.client_without_retry();
+            let mut entry = hook("failing.placement.dev", config);
+            entry["failurePolicy"] = json!(policy);
+            if matches!(failure, TooSlow) {
+                entry["timeoutSeconds"] = json!(1);
+            }
+            install(&client, "placement", vec![entry]).await;
+            let api: Api<Pod> = Api::namespaced(client, "default");
+            let started = std::time::Instant::now();
+            let result = create(&api, &PostParams::default(), &pod("web", json!({"app": "web"}))).await;
+            let took = started.elapsed();
+            let what = format!("{failure:?}, {policy}");
+            let expected = if policy == "Ignore" { Outcome::Unmutated } else { Outcome::Rejected(500) };
+            assert_eq!(outcome(&server, &result), expected, "{what}: {result:?}");
+            if let Err(e) = &result {
+                assert!(e.to_string().contains("failed calling webhook \"failing.placement.dev\""), "{what}: {e}");
+            }
+            let reached_http = !matches!(failure, Down | WrongCa | WrongServiceName);
+            assert_eq!(webhook.calls(), usize::from(reached_http), "{what}");
+            if matches!(failure, TooSlow) {
+                assert!(took >= Duration::from_millis(900) && took < Duration::from_millis(1900), "{what}: {took:?}");
+                // The late answer changes nothing afterwards either.
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+                assert_eq!(outcome(&server, &result), expected, "{what}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn denials_carry_the_webhooks_code_and_message() {
+    let cases: [(&str, Value, u16, &str, &str); 5] = [
+        (
+            "403 with a message",
+            json!({"code": 403, "reason": "Forbidden", "message": "pods may not run in zone-c"}),
+            403,
+            "Forbidden",
+            "admission webhook \"deny.placement.dev\" denied the request: pods may not run in zone-c",
+        ),
+        (
+            "422",
+            json!({"code": 422, "reason": "Invalid", "message": "spec.zone: unknown zone"}),
+            422,
+            "Invalid",
+            "admission webhook \"deny.placement.dev\" denied the request: spec.zone: unknown zone",
+        ),
+        ("no status", Value::Null, 400, "", "admission webhook \"deny.placement.dev\" denied the request without explanation"),
+        (
+            "a code below 400",
+            json!({"code": 200, "message": "no"}),
+            400,
+            "",
+            "admission webhook \"deny.placement.dev\" denied the request: no",
+        ),
+        (
+            "reason but no message",
+            json!({"code": 403, "reason": "Forbidden"}),
+            403,
+            "Forbidden",
+            "admission webhook \"deny.placement.dev\" denied the request: Forbidden",
+        ),
+    ];
+    for (what, status, code, reason, message) in cases {
+        for policy in ["Ignore", "Fail"] {
+            let status = status.clone();
+            let webhook = Webhook::start(&["localhost"], move |r| {
+                let mut response = json!({"allowed": false, "warnings": ["denied by placement"]});
+                if !status.is_null() {
+                    response["status"] = status.clone();
+                }
+                Reply::json(answer(r, response))
+            })
+            .await;
+            let server = fake_for(&webhook).await;
+            let client = server.client_without_retry();
+            let mut entry = hook("deny.placement.dev", webhook.url_config());
+            entry["failurePolicy"] = json!(policy);
+            install(&client, "placement", vec![entry]).await;
+            let api: Api<Pod> = Api::namespaced(client, "default");
+            let result = create(&api, &PostParams::default(), &pod("web", json!({}))).await;
+            let Err(kube::Error::Api(s)) = &result else { panic!("{what}, {policy}: {result:?}") };
+            assert_eq!(s.code, code, "{what}, {policy}");
+            assert_eq!(s.reason, reason, "{what}, {policy}");
+            assert_eq!(s.message, message, "{what}, {policy}");
+            assert!(server.list("v1", "Pod", None).is_empty(), "{what}, {policy}");
+            assert_eq!(webhook.calls(), 1);
         }
     }
 }
