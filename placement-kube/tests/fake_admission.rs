@@ -121,7 +121,8 @@ impl Webhook {
                         let (handler, calls, seen) = (handler.clone(), calls.clone(), seen.clone());
                         async move { Ok::<_, Infallible>(serve(req, &*handler, &calls, &seen).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
                 });
             }
         });
@@ -247,7 +248,11 @@ fn stored(server: &FakeApiServer, ns: &str, name: &str) -> Option<Value> {
 
 #[derive(Clone, Copy, Debug)]
 enum Reach {
+    /// `https://localhost:PORT/mutate`
     Url,
+    /// `https://127.0.0.1:PORT/mutate`, the certificate valid for that IP address.
+    IpUrl,
+    /// `placement-system/webhook`, mapped by the fake's configuration.
     Service,
 }
 
@@ -259,15 +264,17 @@ async fn fake_for(webhook: &Webhook) -> FakeApiServer {
 fn client_config(webhook: &Webhook, reach: Reach) -> Value {
     match reach {
         Reach::Url => webhook.url_config(),
+        Reach::IpUrl => json!({"url": format!("https://{}/mutate", webhook.address), "caBundle": b64(&webhook.ca_pem)}),
         Reach::Service => webhook.service_config(),
     }
 }
 
 #[tokio::test]
 async fn create_sends_an_admission_review_and_applies_the_patch() {
-    for reach in [Reach::Url, Reach::Service] {
+    for reach in [Reach::Url, Reach::IpUrl, Reach::Service] {
         let names: &[&str] = match reach {
             Reach::Url => &["localhost"],
+            Reach::IpUrl => &["127.0.0.1"],
             Reach::Service => &[WEBHOOK_SVC],
         };
         let webhook = Webhook::start(names, |review| {
@@ -316,7 +323,10 @@ async fn create_sends_an_admission_review_and_applies_the_patch() {
         assert_eq!(request["object"]["metadata"]["name"], "web-1");
         assert_eq!(request["object"]["metadata"]["labels"]["app"], "web");
         assert_eq!(request["object"]["spec"]["containers"][0]["image"], "registry.example/app:1");
-        assert!(request["object"]["spec"].get("nodeSelector").is_none(), "the webhook sees the object before its patch");
+        assert!(
+            request["object"]["spec"].get("nodeSelector").is_none(),
+            "the webhook sees the object before its patch"
+        );
         assert!(request["oldObject"].is_null());
         // kube-core's own types read it as well.
         let typed: AdmissionReview<DynamicObject> = serde_json::from_value(review.clone()).unwrap();
@@ -342,7 +352,10 @@ async fn create_sends_an_admission_review_and_applies_the_patch() {
         assert_eq!(webhook.calls(), 2);
         let uids: Vec<Value> = webhook.seen().iter().map(|s| uid(&s.review)).collect();
         assert_ne!(uids[0], uids[1], "every call has its own uid");
-        assert_eq!(stored(&server, "default", "web-2").unwrap()["spec"]["nodeSelector"]["topology.kubernetes.io/zone"], "zone-a");
+        assert_eq!(
+            stored(&server, "default", "web-2").unwrap()["spec"]["nodeSelector"]["topology.kubernetes.io/zone"],
+            "zone-a"
+        );
     }
 }
 
@@ -370,9 +383,8 @@ async fn invalid_patches_are_rejected_whatever_the_failure_policy() {
     };
     let not_json = |r: &Value| Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": b64("zone=a")})));
     let unknown_op = |r: &Value| patch(r, json!([{"op": "merge", "path": "/metadata/labels", "value": {}}]));
-    let missing_path = |r: &Value| {
-        patch(r, json!([{"op": "replace", "path": "/spec/nodeSelector/zone", "value": "zone-a"}]))
-    };
+    let missing_path =
+        |r: &Value| patch(r, json!([{"op": "replace", "path": "/spec/nodeSelector/zone", "value": "zone-a"}]));
     let test_fails = |r: &Value| patch(r, json!([{"op": "test", "path": "/metadata/name", "value": "other"}]));
     let renames = |r: &Value| patch(r, json!([{"op": "replace", "path": "/metadata/name", "value": "renamed"}]));
     let moves = |r: &Value| patch(r, json!([{"op": "add", "path": "/metadata/namespace", "value": "kube-system"}]));
@@ -448,8 +460,7 @@ async fn patch_fields_decode_as_go_bytes_and_read_failures_follow_the_failure_po
         let bytes: Vec<u8> = annotate("webhook").to_string().into_bytes();
         Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": bytes})))
     };
-    let not_bytes =
-        |r: &Value| Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": [91, 256, 93]})));
+    let not_bytes = |r: &Value| Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": [91, 256, 93]})));
     let not_base64 = |r: &Value| Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": "%%% not base64"})));
     let raw_json = |r: &Value| Reply::json(answer(r, json!({"patchType": "JSONPatch", "patch": annotate("webhook")})));
     let no_type = |r: &Value| Reply::json(answer(r, json!({"patch": b64(annotate("webhook").to_string())})));
@@ -585,7 +596,13 @@ async fn denials_carry_the_webhooks_code_and_message() {
             "Invalid",
             "admission webhook \"deny.placement.dev\" denied the request: spec.zone: unknown zone",
         ),
-        ("no status", Value::Null, 400, "", "admission webhook \"deny.placement.dev\" denied the request without explanation"),
+        (
+            "no status",
+            Value::Null,
+            400,
+            "",
+            "admission webhook \"deny.placement.dev\" denied the request without explanation",
+        ),
         (
             "a code below 400",
             json!({"code": 200, "message": "no"}),
@@ -626,5 +643,326 @@ async fn denials_carry_the_webhooks_code_and_message() {
             assert!(server.list("v1", "Pod", None).is_empty(), "{what}, {policy}");
             assert_eq!(webhook.calls(), 1);
         }
+    }
+}
+
+#[tokio::test]
+async fn rules_and_selectors_decide_which_webhooks_are_called() {
+    let not_kube_system = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]});
+    let web_only = json!({"matchLabels": {"app": "web"}});
+    let no_skip = json!({"matchExpressions": [{"key": "placement.dev/skip", "operator": "DoesNotExist"}]});
+    let team_a = json!({"matchLabels": {"team": "a"}});
+    // (what, field of the webhook to set and its value, namespace, pod labels, called)
+    let cases: Vec<(&str, &str, Value, &str, Value, bool)> = vec![
+        (
+            "wildcard rules",
+            "rules",
+            json!([{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}]),
+            "default",
+            json!({}),
+            true,
+        ),
+        (
+            "rules for */*",
+            "rules",
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["*/*"]}]),
+            "default",
+            json!({}),
+            true,
+        ),
+        (
+            "rules for pods/*",
+            "rules",
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/*"]}]),
+            "default",
+            json!({}),
+            true,
+        ),
+        (
+            "rules for Cluster scope",
+            "rules",
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Cluster"}]),
+            "default",
+            json!({}),
+            false,
+        ),
+        (
+            "rules for any scope",
+            "rules",
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "*"}]),
+            "default",
+            json!({}),
+            true,
+        ),
+        (
+            "rules for deployments",
+            "rules",
+            json!([{"operations": ["CREATE"], "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments"]}]),
+            "default",
+            json!({}),
+            false,
+        ),
+        (
+            "rules for UPDATE only",
+            "rules",
+            json!([{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]),
+            "default",
+            json!({}),
+            false,
+        ),
+        (
+            "rules for pods/status",
+            "rules",
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/status"]}]),
+            "default",
+            json!({}),
+            false,
+        ),
+        (
+            "rules for another group",
+            "rules",
+            json!([{"operations": ["CREATE"], "apiGroups": ["placement.dev"], "apiVersions": ["*"], "resources": ["pods"]}]),
+            "default",
+            json!({}),
+            false,
+        ),
+        (
+            "namespaceSelector excludes kube-system: kube-system",
+            "namespaceSelector",
+            not_kube_system.clone(),
+            "kube-system",
+            json!({}),
+            false,
+        ),
+        (
+            "namespaceSelector excludes kube-system: default",
+            "namespaceSelector",
+            not_kube_system,
+            "default",
+            json!({}),
+            true,
+        ),
+        (
+            "namespaceSelector on a namespace label: team-a",
+            "namespaceSelector",
+            team_a.clone(),
+            "team-a",
+            json!({}),
+            true,
+        ),
+        ("namespaceSelector on a namespace label: default", "namespaceSelector", team_a, "default", json!({}), false),
+        ("objectSelector app=web: app=db", "objectSelector", web_only.clone(), "default", json!({"app": "db"}), false),
+        ("objectSelector app=web: no labels", "objectSelector", web_only.clone(), "default", json!({}), false),
+        ("objectSelector app=web: app=web", "objectSelector", web_only, "default", json!({"app": "web"}), true),
+        (
+            "objectSelector DoesNotExist: labelled",
+            "objectSelector",
+            no_skip.clone(),
+            "default",
+            json!({"placement.dev/skip": "true"}),
+            false,
+        ),
+        (
+            "objectSelector DoesNotExist: not labelled",
+            "objectSelector",
+            no_skip,
+            "default",
+            json!({"app": "web"}),
+            true,
+        ),
+    ];
+    for (what, field, value, ns, labels, called) in cases {
+        let webhook = Webhook::start(&["localhost"], |r| patch(r, annotate("selected"))).await;
+        let server = fake_for(&webhook).await;
+        let client = server.client_without_retry();
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let team: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(json!({"metadata": {"name": "team-a", "labels": {"team": "a"}}})).unwrap();
+        namespaces.create(&PostParams::default(), &team).await.unwrap();
+        let mut entry = hook("selective.placement.dev", webhook.url_config());
+        entry[field] = value;
+        install(&client, "placement", vec![entry]).await;
+        let api: Api<Pod> = Api::namespaced(client, ns);
+        let created = create(&api, &PostParams::default(), &pod("web", labels)).await.unwrap();
+        assert_eq!(webhook.calls(), usize::from(called), "{what}");
+        let annotated = created.metadata.annotations.is_some_and(|a| a.contains_key("placement.dev/mutated"));
+        assert_eq!(annotated, called, "{what}");
+        assert!(stored(&server, ns, "web").is_some(), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn dry_run_creates_reach_only_webhooks_without_side_effects() {
+    // (sideEffects, accepted)
+    for (side_effects, accepted) in [("None", true), ("NoneOnDryRun", true), ("Unknown", false), ("Some", false)] {
+        let webhook = Webhook::start(&["localhost"], |r| patch(r, annotate("dry"))).await;
+        let server = fake_for(&webhook).await;
+        let client = server.client_without_retry();
+        let mut entry = hook("dry.placement.dev", webhook.url_config());
+        entry["sideEffects"] = json!(side_effects);
+        install(&client, "placement", vec![entry]).await;
+        let api: Api<Pod> = Api::namespaced(client, "default");
+        let dry = PostParams { dry_run: true, ..PostParams::default() };
+        let result = create(&api, &dry, &pod("web", json!({}))).await;
+        if accepted {
+            let p = result.unwrap_or_else(|e| panic!("{side_effects}: {e}"));
+            assert_eq!(p.metadata.annotations.unwrap()["placement.dev/mutated"], "dry", "{side_effects}");
+            assert_eq!(webhook.calls(), 1, "{side_effects}");
+            let review = &webhook.seen()[0].review;
+            assert_eq!(review["request"]["dryRun"], true, "{side_effects}");
+        } else {
+            let e = result.expect_err(side_effects);
+            assert_eq!(api_code(&e), Some(400), "{side_effects}: {e}");
+            assert!(e.to_string().contains("dry.placement.dev") && e.to_string().contains("dry run"), "{e}");
+            assert_eq!(webhook.calls(), 0, "{side_effects}");
+        }
+        assert!(stored(&server, "default", "web").is_none(), "{side_effects}: a dry run stores nothing");
+        // Without dryRun, every side-effect class is called.
+        let real = create(&api, &PostParams::default(), &pod("web", json!({}))).await.unwrap();
+        assert_eq!(real.metadata.annotations.unwrap()["placement.dev/mutated"], "dry", "{side_effects}");
+        assert_eq!(webhook.seen().last().unwrap().review["request"]["dryRun"], false);
+        assert!(stored(&server, "default", "web").is_some(), "{side_effects}");
+    }
+}
+
+#[tokio::test]
+async fn if_needed_webhooks_are_reinvoked_after_a_later_change() {
+    // (first's reinvocationPolicy, second mutates, calls of first, calls of second)
+    let cases = [("IfNeeded", true, 2), ("Never", true, 1), ("IfNeeded", false, 1)];
+    for (policy, second_mutates, first_calls) in cases {
+        // The first webhook annotates once; the second adds a label.
+        let first = Webhook::start(&["localhost"], |r| {
+            if r["request"]["object"]["metadata"].get("annotations").is_some() {
+                allow(r)
+            } else {
+                patch(r, annotate("first"))
+            }
+        })
+        .await;
+        let second = Webhook::start(&["localhost"], move |r| {
+            if second_mutates {
+                patch(r, json!([{"op": "add", "path": "/metadata/labels/zone", "value": "zone-a"}]))
+            } else {
+                allow(r)
+            }
+        })
+        .await;
+        let server = FakeApiServer::start().await.unwrap();
+        let client = server.client_without_retry();
+        let mut a = hook("a-first.placement.dev", first.url_config());
+        a["reinvocationPolicy"] = json!(policy);
+        let b = hook("b-second.placement.dev", second.url_config());
+        install(&client, "placement", vec![a, b]).await;
+        let api: Api<Pod> = Api::namespaced(client, "default");
+        let created = create(&api, &PostParams::default(), &pod("web", json!({"app": "web"}))).await.unwrap();
+        let what = format!("{policy}, second mutates: {second_mutates}");
+        assert_eq!(first.calls(), first_calls, "{what}");
+        assert_eq!(second.calls(), 1, "{what}");
+        assert_eq!(created.metadata.annotations.unwrap()["placement.dev/mutated"], "first", "{what}");
+        let labels = created.metadata.labels.unwrap();
+        assert_eq!(labels.get("zone").map(String::as_str), second_mutates.then_some("zone-a"), "{what}");
+        if first_calls == 2 {
+            // The reinvocation sees the object as the second webhook left it.
+            let again = &first.seen()[1].review["request"]["object"]["metadata"];
+            assert_eq!(again["labels"]["zone"], "zone-a", "{what}");
+            assert_eq!(again["annotations"]["placement.dev/mutated"], "first", "{what}");
+            assert_ne!(first.seen()[0].review["request"]["uid"], first.seen()[1].review["request"]["uid"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn generate_name_pods_are_reviewed_without_a_name() {
+    let webhook = Webhook::start(&["localhost"], |r| patch(r, annotate("generated"))).await;
+    let server = fake_for(&webhook).await;
+    let client = server.client_without_retry();
+    install(&client, "placement", vec![hook("names.placement.dev", webhook.url_config())]).await;
+    let api: Api<Pod> = Api::namespaced(client, "default");
+    let mut p = pod("", json!({"app": "web"}));
+    p.metadata.name = None;
+    p.metadata.generate_name = Some("web-".into());
+    let a = create(&api, &PostParams::default(), &p).await.unwrap();
+    let b = create(&api, &PostParams::default(), &p).await.unwrap();
+    for created in [&a, &b] {
+        let name = created.metadata.name.as_deref().unwrap();
+        assert!(name.starts_with("web-") && name.len() > "web-".len(), "{name}");
+        assert_eq!(created.metadata.annotations.as_ref().unwrap()["placement.dev/mutated"], "generated");
+        assert!(stored(&server, "default", name).is_some());
+    }
+    assert_ne!(a.metadata.name, b.metadata.name);
+    assert_eq!(webhook.calls(), 2);
+    for seen in webhook.seen() {
+        let request = &seen.review["request"];
+        assert_eq!(request["name"].as_str().unwrap_or(""), "", "the name is not generated yet: {request}");
+        assert_eq!(request["object"]["metadata"]["generateName"], "web-");
+        assert!(request["object"]["metadata"].get("name").is_none_or(Value::is_null), "{request}");
+    }
+}
+
+#[tokio::test]
+async fn cluster_scoped_objects_match_namespace_selectors_as_the_server_does() {
+    // A Namespace is matched on its own labels; another cluster-scoped object is never exempted by a
+    // namespaceSelector; a Namespaced-scope rule does not match either.
+    let team_a = json!({"matchLabels": {"team": "a"}});
+    let rules = |resource: &str, scope: &str| json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": [resource], "scope": scope}]);
+    // (what, rules, object, called)
+    let cases = [
+        (
+            "namespace labelled team=a",
+            rules("namespaces", "*"),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": {"team": "a"}}}),
+            true,
+        ),
+        (
+            "namespace without the label",
+            rules("namespaces", "*"),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}}),
+            false,
+        ),
+        (
+            "namespace, Cluster scope",
+            rules("namespaces", "Cluster"),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": {"team": "a"}}}),
+            true,
+        ),
+        (
+            "namespace, Namespaced scope",
+            rules("namespaces", "Namespaced"),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a", "labels": {"team": "a"}}}),
+            false,
+        ),
+        (
+            "node",
+            rules("nodes", "*"),
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}}),
+            true,
+        ),
+        (
+            "node, Namespaced scope",
+            rules("nodes", "Namespaced"),
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}}),
+            false,
+        ),
+    ];
+    for (what, rules, object, called) in cases {
+        let webhook = Webhook::start(&["localhost"], |r| patch(r, annotate("selected"))).await;
+        let server = fake_for(&webhook).await;
+        let client = server.client_without_retry();
+        let mut entry = hook("cluster.placement.dev", webhook.url_config());
+        entry["rules"] = rules;
+        entry["namespaceSelector"] = team_a.clone();
+        install(&client, "placement", vec![entry]).await;
+        let kind = object["kind"].as_str().unwrap();
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let gvk = kube::api::GroupVersionKind::gvk("", "v1", kind);
+        let (ar, _) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+        let api: Api<DynamicObject> = Api::all_with(client, &ar);
+        let obj: DynamicObject = serde_json::from_value(object.clone()).unwrap();
+        let created = tokio::time::timeout(CALL_TIMEOUT, api.create(&PostParams::default(), &obj)).await.unwrap();
+        let created = created.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(webhook.calls(), usize::from(called), "{what}");
+        let annotated = created.metadata.annotations.is_some_and(|a| a.contains_key("placement.dev/mutated"));
+        assert_eq!(annotated, called, "{what}");
+        assert!(server.get("v1", kind, "", name).is_some(), "{what}");
     }
 }

@@ -17,6 +17,11 @@
 //!   matching webhook rejects it;
 //! * `reinvocationPolicy: IfNeeded` webhooks are called once more if a later webhook changed the object.
 //!
+//! Rules match as the server matches them: `scope` (a Namespace is cluster-scoped), `*` for every
+//! resource but no subresource, `*/*` and `pods/*`. A namespaceSelector is matched against the labels of
+//! the request's namespace, of the Namespace itself when one is created, and never exempts another
+//! cluster-scoped object.
+//!
 //! A `clientConfig.service` is reached at the address the test maps it to
 //! ([`super::FakeConfig::services`]) and its certificate is verified for `<name>.<namespace>.svc`, as the
 //! real server does; a `clientConfig.url` is called as is. `matchConditions` (CEL) are not evaluated:
@@ -75,12 +80,35 @@ fn str_list(v: Option<&Value>) -> Vec<&str> {
     v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect()
 }
 
+/// Whether the request is for a namespaced object; a Namespace itself is cluster-scoped.
+fn namespaced(req: &AdmissionRequest<'_>) -> bool {
+    !is_namespace(req) && !req.namespace.is_empty()
+}
+
+fn is_namespace(req: &AdmissionRequest<'_>) -> bool {
+    req.group.is_empty() && req.resource == "namespaces"
+}
+
+/// `resources` entries are `resource[/subresource]`, either part may be `*`: `*` matches every
+/// resource but no subresource, `*/*` everything, `pods/*` pods and all their subresources.
+fn resource_matches(pattern: &str, resource: &str) -> bool {
+    let (p_res, p_sub) = pattern.split_once('/').unwrap_or((pattern, ""));
+    let (res, sub) = resource.split_once('/').unwrap_or((resource, ""));
+    (p_res == "*" || p_res == res) && (p_sub == "*" || p_sub == sub)
+}
+
 fn rule_matches(rule: &Value, req: &AdmissionRequest<'_>) -> bool {
     let any = |list: Vec<&str>, want: &str| list.iter().any(|x| *x == "*" || *x == want);
-    any(str_list(rule.get("operations")), "CREATE")
+    let scope = match rule.get("scope").and_then(Value::as_str).unwrap_or("*") {
+        "Namespaced" => namespaced(req),
+        "Cluster" => !namespaced(req),
+        _ => true,
+    };
+    scope
+        && any(str_list(rule.get("operations")), "CREATE")
         && any(str_list(rule.get("apiGroups")), req.group)
         && any(str_list(rule.get("apiVersions")), req.version)
-        && any(str_list(rule.get("resources")), req.resource)
+        && str_list(rule.get("resources")).iter().any(|p| resource_matches(p, req.resource))
 }
 
 /// The webhooks of the stored configurations (sorted by name, as the server orders them) that match.
@@ -95,6 +123,19 @@ pub fn matching_hooks(
         .and_then(Value::as_object)
         .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
         .unwrap_or_default();
+    // What a namespaceSelector is matched against: the labels of the request's namespace; for a
+    // Namespace, its own labels; a cluster-scoped object is never exempted by a namespaceSelector.
+    let selected_namespace_labels = if is_namespace(req) {
+        let mut labels = object_labels.clone();
+        if let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) {
+            labels.entry("kubernetes.io/metadata.name".into()).or_insert_with(|| name.into());
+        }
+        Some(labels)
+    } else if req.namespace.is_empty() {
+        None
+    } else {
+        Some(req.namespace_labels.clone())
+    };
     let mut configs: Vec<&Value> = configurations.iter().collect();
     configs.sort_by_key(|c| c.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string());
     let mut hooks = Vec::new();
@@ -106,7 +147,8 @@ pub fn matching_hooks(
                 continue;
             }
             if let Some(sel) = wh.get("namespaceSelector")
-                && !selector_object_matches(sel, &req.namespace_labels)
+                && let Some(labels) = &selected_namespace_labels
+                && !selector_object_matches(sel, labels)
             {
                 continue;
             }
@@ -352,10 +394,14 @@ fn check_review(body: &[u8], uid: &str) -> Result<ReviewResponse, String> {
     };
     let patch_type = response.get("patchType").and_then(Value::as_str).unwrap_or("").to_string();
     if !patch.is_empty() && patch_type.is_empty() {
-        return Err("received invalid webhook response: webhook returned response.patch but not response.patchType".into());
+        return Err(
+            "received invalid webhook response: webhook returned response.patch but not response.patchType".into()
+        );
     }
     if patch.is_empty() && !patch_type.is_empty() {
-        return Err("received invalid webhook response: webhook returned response.patchType but not response.patch".into());
+        return Err(
+            "received invalid webhook response: webhook returned response.patchType but not response.patch".into()
+        );
     }
     Ok(ReviewResponse {
         allowed,
