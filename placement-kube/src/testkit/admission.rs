@@ -4,14 +4,23 @@
 //!
 //! The rules that decide whether a request goes through are the real server's:
 //! * a webhook that cannot be called, times out, or answers with something that is not a valid
-//!   `AdmissionReview` for this request (wrong uid, wrong kind) is a *call failure*: with
-//!   `failurePolicy: Ignore` the request goes on unmutated, with `Fail` (the default) it is rejected;
-//! * `allowed: false` rejects the request with the webhook's status code and message;
-//! * a patch that is not base64 of a JSON Patch, or that does not apply, rejects the request whatever
-//!   the failure policy (500), as does a patch that changes the object's kind, name or namespace;
+//!   `AdmissionReview` for this request (wrong uid, wrong kind, a `patch` field that does not decode as
+//!   bytes, a `patch` without `patchType` or the reverse, a patch type other than `JSONPatch`) is a *call
+//!   failure*: with `failurePolicy: Ignore` the request goes on unmutated, with `Fail` (the default) it
+//!   is rejected (500);
+//! * `allowed: false` rejects the request with the webhook's status code (400 if below 400) and message;
+//! * decoded patch bytes that are not a JSON Patch, or a patch that does not apply, reject the request
+//!   whatever the failure policy (500), as does a patch that changes the object's kind, name or namespace;
+//! * `patch` is a Go `[]byte`: a base64 string, or (Go's decoder takes it too) an array of byte values,
+//!   which is how kube-core 5 serializes `AdmissionResponse::patch` (kube-rs issue 1781);
 //! * a `dryRun` request is sent only to webhooks with `sideEffects: None` or `NoneOnDryRun`; any other
 //!   matching webhook rejects it;
 //! * `reinvocationPolicy: IfNeeded` webhooks are called once more if a later webhook changed the object.
+//!
+//! Rules match as the server matches them: `scope` (a Namespace is cluster-scoped), `*` for every
+//! resource but no subresource, `*/*` and `pods/*`. A namespaceSelector is matched against the labels of
+//! the request's namespace, of the Namespace itself when one is created, and never exempts another
+//! cluster-scoped object.
 //!
 //! A `clientConfig.service` is reached at the address the test maps it to
 //! ([`super::FakeConfig::services`]) and its certificate is verified for `<name>.<namespace>.svc`, as the
@@ -71,12 +80,35 @@ fn str_list(v: Option<&Value>) -> Vec<&str> {
     v.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect()
 }
 
+/// Whether the request is for a namespaced object; a Namespace itself is cluster-scoped.
+fn namespaced(req: &AdmissionRequest<'_>) -> bool {
+    !is_namespace(req) && !req.namespace.is_empty()
+}
+
+fn is_namespace(req: &AdmissionRequest<'_>) -> bool {
+    req.group.is_empty() && req.resource == "namespaces"
+}
+
+/// `resources` entries are `resource[/subresource]`, either part may be `*`: `*` matches every
+/// resource but no subresource, `*/*` everything, `pods/*` pods and all their subresources.
+fn resource_matches(pattern: &str, resource: &str) -> bool {
+    let (p_res, p_sub) = pattern.split_once('/').unwrap_or((pattern, ""));
+    let (res, sub) = resource.split_once('/').unwrap_or((resource, ""));
+    (p_res == "*" || p_res == res) && (p_sub == "*" || p_sub == sub)
+}
+
 fn rule_matches(rule: &Value, req: &AdmissionRequest<'_>) -> bool {
     let any = |list: Vec<&str>, want: &str| list.iter().any(|x| *x == "*" || *x == want);
-    any(str_list(rule.get("operations")), "CREATE")
+    let scope = match rule.get("scope").and_then(Value::as_str).unwrap_or("*") {
+        "Namespaced" => namespaced(req),
+        "Cluster" => !namespaced(req),
+        _ => true,
+    };
+    scope
+        && any(str_list(rule.get("operations")), "CREATE")
         && any(str_list(rule.get("apiGroups")), req.group)
         && any(str_list(rule.get("apiVersions")), req.version)
-        && any(str_list(rule.get("resources")), req.resource)
+        && str_list(rule.get("resources")).iter().any(|p| resource_matches(p, req.resource))
 }
 
 /// The webhooks of the stored configurations (sorted by name, as the server orders them) that match.
@@ -91,6 +123,19 @@ pub fn matching_hooks(
         .and_then(Value::as_object)
         .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
         .unwrap_or_default();
+    // What a namespaceSelector is matched against: the labels of the request's namespace; for a
+    // Namespace, its own labels; a cluster-scoped object is never exempted by a namespaceSelector.
+    let selected_namespace_labels = if is_namespace(req) {
+        let mut labels = object_labels.clone();
+        if let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str) {
+            labels.entry("kubernetes.io/metadata.name".into()).or_insert_with(|| name.into());
+        }
+        Some(labels)
+    } else if req.namespace.is_empty() {
+        None
+    } else {
+        Some(req.namespace_labels.clone())
+    };
     let mut configs: Vec<&Value> = configurations.iter().collect();
     configs.sort_by_key(|c| c.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string());
     let mut hooks = Vec::new();
@@ -102,7 +147,8 @@ pub fn matching_hooks(
                 continue;
             }
             if let Some(sel) = wh.get("namespaceSelector")
-                && !selector_object_matches(sel, &req.namespace_labels)
+                && let Some(labels) = &selected_namespace_labels
+                && !selector_object_matches(sel, labels)
             {
                 continue;
             }
@@ -223,6 +269,15 @@ async fn call_one(
             "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"},
         }
     });
+    // A failure to call the webhook or to read its answer: subject to the failure policy.
+    let call_failed = |why: String| {
+        if hook.fail_closed {
+            Err(ApiError::internal(format!("Internal error occurred: failed calling webhook {:?}: {why}", hook.name)))
+        } else {
+            tracing::warn!(webhook = %hook.name, %why, "failed calling webhook, failing open (failurePolicy Ignore)");
+            Ok(false)
+        }
+    };
     let response = match tokio::time::timeout(hook.timeout, post(hook, &review)).await {
         Ok(Ok(body)) => check_review(&body, &uid),
         Ok(Err(e)) => Err(e),
@@ -230,43 +285,30 @@ async fn call_one(
     };
     let response = match response {
         Ok(r) => r,
-        Err(why) if hook.fail_closed => {
-            return Err(ApiError::internal(format!(
-                "Internal error occurred: failed calling webhook {:?}: {why}",
-                hook.name
-            )));
-        }
-        Err(why) => {
-            tracing::warn!(webhook = %hook.name, %why, "failed calling webhook, failing open (failurePolicy Ignore)");
-            return Ok(false);
-        }
+        Err(why) => return call_failed(why),
     };
-    warnings.extend(str_list(response.get("warnings")).into_iter().map(str::to_string));
-    if response.get("allowed").and_then(Value::as_bool) != Some(true) {
-        let status = response.get("status").cloned().unwrap_or(Value::Null);
-        let code = status.get("code").and_then(Value::as_u64).filter(|c| (400..600).contains(c)).unwrap_or(400) as u16;
-        let message = status.get("message").and_then(Value::as_str).unwrap_or("without explanation");
-        return Err(ApiError::new(
-            code,
-            "Forbidden",
-            format!("admission webhook {:?} denied the request: {message}", hook.name),
-        ));
+    warnings.extend(response.warnings);
+    if !response.allowed {
+        return Err(denied(&hook.name, &response.status));
     }
-    let Some(patch) = response.get("patch") else { return Ok(false) };
+    if response.patch.is_empty() {
+        return Ok(false);
+    }
+    // From here on the answer was read: a patch that is not a JSON Patch, or does not apply, is an
+    // internal error whatever the failure policy.
     let bad = |why: String| {
         ApiError::internal(format!(
             "Internal error occurred: admission webhook {:?} returned an invalid patch: {why}",
             hook.name
         ))
     };
-    if response.get("patchType").and_then(Value::as_str) != Some("JSONPatch") {
-        return Err(bad(format!("patchType {:?} is not JSONPatch", response.get("patchType"))));
-    }
-    let encoded = patch.as_str().ok_or_else(|| bad(format!("patch must be a base64 string, got {patch}")))?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| bad(format!("not base64: {e}")))?;
-    let ops: json_patch::Patch = serde_json::from_slice(&raw).map_err(|e| bad(format!("not a JSON Patch: {e}")))?;
+    let ops: json_patch::Patch =
+        serde_json::from_slice(&response.patch).map_err(|e| bad(format!("not a JSON Patch: {e}")))?;
     if ops.0.is_empty() {
         return Ok(false);
+    }
+    if response.patch_type != "JSONPatch" {
+        return call_failed(format!("unsupported patch type {:?}", response.patch_type));
     }
     let mut next = object.clone();
     json_patch::patch(&mut next, &ops).map_err(|e| bad(e.to_string()))?;
@@ -280,19 +322,94 @@ async fn call_one(
     Ok(changed)
 }
 
-/// The `response` of a well-formed AdmissionReview for request `uid`, or why it is not one.
-fn check_review(body: &[u8], uid: &str) -> Result<Value, String> {
+/// The rejection for `allowed: false`, as the API server builds it from the webhook's status.
+fn denied(name: &str, status: &Value) -> ApiError {
+    // The server never answers a rejection with a code below 400.
+    let code = status.get("code").and_then(Value::as_u64).filter(|c| (400..600).contains(c)).unwrap_or(400) as u16;
+    let denied_by = format!("admission webhook {name:?} denied the request");
+    let text = |k: &str| status.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let message = match text("message").or_else(|| text("reason")) {
+        Some(m) => format!("{denied_by}: {m}"),
+        None => format!("{denied_by} without explanation"),
+    };
+    // The server passes the webhook's reason on; `ApiError` carries only static ones: the usual reasons.
+    const REASONS: [&str; 10] = [
+        "Forbidden",
+        "Unauthorized",
+        "BadRequest",
+        "Invalid",
+        "NotFound",
+        "AlreadyExists",
+        "Conflict",
+        "TooManyRequests",
+        "InternalError",
+        "ServiceUnavailable",
+    ];
+    let reason = text("reason").and_then(|r| REASONS.into_iter().find(|k| *k == r)).unwrap_or("");
+    ApiError::new(code, reason, message)
+}
+
+/// A webhook's answer, read as the API server reads an `admission.k8s.io/v1` `AdmissionResponse`.
+struct ReviewResponse {
+    allowed: bool,
+    status: Value,
+    /// The decoded `patch` bytes (empty when there is none).
+    patch: Vec<u8>,
+    patch_type: String,
+    warnings: Vec<String>,
+}
+
+/// The `response` of a well-formed AdmissionReview for request `uid`, or why it is not one (a call
+/// failure, subject to the failure policy).
+fn check_review(body: &[u8], uid: &str) -> Result<ReviewResponse, String> {
     let review: Value = serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
     if review.get("apiVersion").and_then(Value::as_str) != Some("admission.k8s.io/v1")
         || review.get("kind").and_then(Value::as_str) != Some("AdmissionReview")
     {
         return Err("expected response.apiVersion admission.k8s.io/v1 and kind AdmissionReview".into());
     }
-    let response = review.get("response").cloned().ok_or("response is missing")?;
+    let response = review.get("response").filter(|r| !r.is_null()).ok_or("webhook response was absent")?;
     if response.get("uid").and_then(Value::as_str) != Some(uid) {
         return Err(format!("expected response.uid={uid:?}, got {:?}", response.get("uid")));
     }
-    Ok(response)
+    let allowed = match response.get("allowed") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(format!("response.allowed: cannot unmarshal {other} into a bool")),
+    };
+    // `patch` is a Go []byte: JSON gives it as a base64 string, and Go's decoder also takes an array of
+    // byte values (which is how kube-core 5 serializes it, kube-rs issue 1781). Anything else fails to
+    // decode, which the server reports as a failed call.
+    let patch = match response.get("patch") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| format!("response.patch: decode base64: {e}"))?,
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| "response.patch: cannot unmarshal an array of non-byte values into []byte".to_string())?,
+        Some(other) => return Err(format!("response.patch: cannot unmarshal {other} into []byte")),
+    };
+    let patch_type = response.get("patchType").and_then(Value::as_str).unwrap_or("").to_string();
+    if !patch.is_empty() && patch_type.is_empty() {
+        return Err(
+            "received invalid webhook response: webhook returned response.patch but not response.patchType".into()
+        );
+    }
+    if patch.is_empty() && !patch_type.is_empty() {
+        return Err(
+            "received invalid webhook response: webhook returned response.patchType but not response.patch".into()
+        );
+    }
+    Ok(ReviewResponse {
+        allowed,
+        status: response.get("status").cloned().unwrap_or(Value::Null),
+        patch,
+        patch_type,
+        warnings: str_list(response.get("warnings")).into_iter().map(str::to_string).collect(),
+    })
 }
 
 async fn post(hook: &Hook, review: &Value) -> Result<Bytes, String> {
