@@ -38,16 +38,23 @@ fn main() {
 fn serve(nodes: usize) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let config = FakeConfig { history_limit: 1_000, ..FakeConfig::default() };
+        // Seeded PDBs carry their status; the disruption controller is not what is measured here.
+        let config = FakeConfig { history_limit: 1_000, pdb_controller: false, ..FakeConfig::default() };
         let server = FakeApiServer::start_with(config).await.expect("start the fake API server");
         let started = Instant::now();
         let snapshot = generate(&ClusterSpec::scaled(nodes));
-        let objects = cluster_objects(&snapshot);
-        let bytes: usize = objects.iter().map(|o| serde_json::to_vec(o).map(|v| v.len()).unwrap_or(0)).sum();
-        for o in objects.iter().cloned() {
+        let mut bytes = 0;
+        for o in cluster_objects(&snapshot) {
+            bytes += serde_json::to_vec(&o).map(|v| v.len()).unwrap_or(0);
             server.put(o).expect("seed object");
         }
-        println!("SEEDED {} {} {} {:.1}", snapshot.nodes.len(), snapshot.pods.len(), bytes, started.elapsed().as_secs_f64());
+        println!(
+            "SEEDED {} {} {} {:.1}",
+            snapshot.nodes.len(),
+            snapshot.pods.len(),
+            bytes,
+            started.elapsed().as_secs_f64()
+        );
         println!("URL {}", server.url());
         // Serve until the parent closes our stdin.
         tokio::task::spawn_blocking(|| {
@@ -96,7 +103,7 @@ fn measure(nodes: usize) {
     let seeded: Vec<&str> = seeded.split_whitespace().collect();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let rss_before = status_kib("self", "VmRSS:");
-    let (elapsed, events, pods, node_count, errors, snapshot_ms, index_guard) = rt.block_on(async {
+    let (elapsed, events, pods, node_count, errors, snapshot_ms, (rss_synced, hwm), index_guard) = rt.block_on(async {
         let uri: http::Uri = url.parse().expect("server URL");
         let client = kube::Client::try_from(kube::Config::new(uri)).expect("client");
         let started = Instant::now();
@@ -107,25 +114,37 @@ fn measure(nodes: usize) {
             let i = shared.read();
             (i.event_count(), i.pod_count(), i.node_count(), i.error_count())
         };
+        let rss_synced = status_kib("self", "VmRSS:");
+        let hwm = status_kib("self", "VmHWM:");
         let s = Instant::now();
         let snap = shared.read().snapshot();
         let snapshot_ms = s.elapsed().as_secs_f64() * 1e3;
         drop(snap);
         drop(watchers);
-        (elapsed, events, pods, node_count, errors, snapshot_ms, shared)
+        (elapsed, events, pods, node_count, errors, snapshot_ms, (rss_synced, hwm), shared)
     });
     let rss_after = status_kib("self", "VmRSS:");
-    let hwm = status_kib("self", "VmHWM:");
     let server_rss = status_kib(&child.id().to_string(), "VmRSS:");
     drop(child.stdin.take());
     let _ = child.wait();
     println!("live index initial sync ({node_count} nodes, {pods} pods, {events} events, {errors} conversion errors)");
     if seeded.len() == 4 {
-        println!("  objects served: {} nodes, {} pods, {:.0} MB of JSON (seeded in {} s)", seeded[0], seeded[1], seeded[2].parse::<f64>().unwrap_or(0.0) / 1e6, seeded[3]);
+        println!(
+            "  objects served: {} nodes, {} pods, {:.0} MB of JSON (seeded in {} s)",
+            seeded[0],
+            seeded[1],
+            seeded[2].parse::<f64>().unwrap_or(0.0) / 1e6,
+            seeded[3]
+        );
     }
     println!("  time to ready:        {:.2} s", elapsed.as_secs_f64());
-    println!("  index process RSS:    {} MB after sync (peak {} MB, {} MB before)", rss_after / 1024, hwm / 1024, rss_before / 1024);
-    println!("  snapshot() of index:  {snapshot_ms:.0} ms");
+    println!(
+        "  index process RSS:    {} MB when synced (peak {} MB during sync, {} MB before)",
+        rss_synced / 1024,
+        hwm / 1024,
+        rss_before / 1024
+    );
+    println!("  snapshot() of index:  {snapshot_ms:.0} ms (RSS {} MB after it)", rss_after / 1024);
     println!("  server process RSS:   {} MB (not counted above)", server_rss / 1024);
     drop(index_guard);
 }

@@ -516,7 +516,6 @@ async fn events_are_created_and_listed_back() {
 // until the fake is fixed.
 
 #[tokio::test]
-#[ignore = "fake bug: continue pages are read from the live objects (State::list in testkit/store.rs), not from the snapshot at the first page's resourceVersion"]
 async fn paged_list_continues_from_the_first_pages_snapshot() {
     // A watcher lists in pages and then watches from the list's version. The real server serves every
     // page from the first page's snapshot, so the pages and the replayed events never overlap; when a

@@ -11,12 +11,13 @@
 //! [`LiveIndex::end_relist`] on `InitDone`, which deletes whatever the relist did not mention. Between the
 //! two the index keeps serving the old view updated by the new objects, never an empty one.
 
+use super::lean::{Interner, LeanPod};
 use crate::convert::{self, ConvertError, ReplicaSetOwners};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1 as core_v1;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use placement_core::index::{CountIndex, ScopeId, ZoneScope};
-use placement_core::model::{Node, Pdb, Pod, PodKey, Snapshot, Workload, WorkloadRef};
+use placement_core::model::{Node, Pdb, Pod, Snapshot, Workload, WorkloadRef};
 use placement_core::resources::Resources;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, VecDeque};
@@ -65,13 +66,16 @@ const KEPT_ERRORS: usize = 64;
 #[derive(Default)]
 pub struct LiveIndex {
     counts: CountIndex,
-    pods: FxHashMap<PodKey, Pod>,
+    /// Pods by `namespace/name`, with repeated values shared.
+    pods: FxHashMap<Box<str>, LeanPod>,
+    interner: Interner,
+    deletes_since_sweep: u32,
     owners: ReplicaSetOwners,
     workloads: BTreeMap<WorkloadRef, Workload>,
     workload_keys: FxHashMap<(Kind, Key), WorkloadRef>,
     pdbs: BTreeMap<Key, Pdb>,
     node_usage: FxHashMap<String, Resources>,
-    pod_usage: FxHashMap<PodKey, Resources>,
+    pod_usage: FxHashMap<Box<str>, Resources>,
     /// Keys seen since `begin_relist`, per kind being relisted.
     relisting: FxHashMap<Kind, FxHashSet<Key>>,
     synced: FxHashSet<Kind>,
@@ -112,6 +116,11 @@ impl LiveIndex {
     /// Watch events applied so far.
     pub fn event_count(&self) -> u64 {
         self.events
+    }
+
+    /// Distinct shared values (labels, tolerations, names, ...) the pods refer to.
+    pub fn interned_values(&self) -> usize {
+        self.interner.len()
     }
 
     /// Lists started so far (the first list of each kind included).
@@ -155,7 +164,7 @@ impl LiveIndex {
         let seen = self.relisting.remove(&kind).unwrap_or_default();
         let stale: Vec<Key> = match kind {
             Kind::Node => self.counts.nodes().map(|n| (String::new(), n.name.clone())).collect(),
-            Kind::Pod => self.pods.keys().map(|k| (k.namespace.clone(), k.name.clone())).collect(),
+            Kind::Pod => self.pods.keys().map(|k| split_key(k)).collect(),
             Kind::ReplicaSet => self.owners.keys().collect(),
             Kind::Deployment | Kind::StatefulSet => {
                 self.workload_keys.keys().filter(|(k, _)| *k == kind).map(|(_, key)| key.clone()).collect()
@@ -166,6 +175,7 @@ impl LiveIndex {
             self.delete(kind, &key.0, &key.1);
         }
         self.synced.insert(kind);
+        self.interner.sweep();
     }
 
     /// Removes an object of `kind`.
@@ -177,10 +187,15 @@ impl LiveIndex {
                 self.node_usage.remove(name);
             }
             Kind::Pod => {
-                let key = PodKey { namespace: namespace.to_string(), name: name.to_string() };
+                let key = pod_key(namespace, name);
                 self.counts.delete_pod(namespace, name);
-                self.pods.remove(&key);
-                self.pod_usage.remove(&key);
+                self.pods.remove(key.as_str());
+                self.pod_usage.remove(key.as_str());
+                self.deletes_since_sweep += 1;
+                if self.deletes_since_sweep >= SWEEP_EVERY {
+                    self.deletes_since_sweep = 0;
+                    self.interner.sweep();
+                }
             }
             Kind::ReplicaSet => self.owners.remove(namespace, name),
             Kind::Deployment | Kind::StatefulSet => {
@@ -214,12 +229,12 @@ impl LiveIndex {
         self.seen(Kind::Pod, &key);
         match convert::pod(p, &self.owners) {
             Ok(mut pod) => {
-                let pk = pod.key();
-                pod.usage = self.pod_usage.get(&pk).copied();
+                let pk = pod_key(&pod.namespace, &pod.name);
+                pod.usage = self.pod_usage.get(pk.as_str()).copied();
                 // Annotations other than the ones the core reads are dropped: they can be large.
                 pod.annotations.retain(|k, _| is_read_annotation(k));
                 self.counts.apply_pod(&pod);
-                self.pods.insert(pk, pod);
+                self.pods.insert(pk.into_boxed_str(), LeanPod::new(pod, &mut self.interner));
             }
             Err(e) => {
                 self.record_error(e);
@@ -308,7 +323,7 @@ impl LiveIndex {
             match convert::pod_usage(m) {
                 Ok(u) => {
                     let (namespace, name) = key_of(&m.metadata);
-                    self.pod_usage.insert(PodKey { namespace, name }, u);
+                    self.pod_usage.insert(pod_key(&namespace, &name).into_boxed_str(), u);
                 }
                 Err(e) => self.record_error(e),
             }
@@ -322,8 +337,14 @@ impl LiveIndex {
         self.counts.node(name)
     }
 
-    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
-        self.pods.get(&PodKey { namespace: namespace.to_string(), name: name.to_string() })
+    /// A pod, as a core value.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        self.pods.get(pod_key(namespace, name).as_str()).map(|p| p.to_pod(namespace, name))
+    }
+
+    /// Whether a pod is indexed (cheaper than [`Self::pod`]).
+    pub fn contains_pod(&self, namespace: &str, name: &str) -> bool {
+        self.pods.contains_key(pod_key(namespace, name).as_str())
     }
 
     pub fn pod_count(&self) -> usize {
@@ -345,10 +366,34 @@ impl LiveIndex {
     /// A full core snapshot (for the rebalancer and for explanations), in a stable order.
     pub fn snapshot(&self) -> Snapshot {
         let nodes: Vec<Node> = self.counts.nodes().cloned().collect();
-        let mut pods: Vec<Pod> = self.pods.values().cloned().collect();
+        let mut pods: Vec<Pod> = self
+            .pods
+            .iter()
+            .map(|(k, p)| {
+                let (ns, name) = split_key(k);
+                p.to_pod(&ns, &name)
+            })
+            .collect();
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         Snapshot::new(nodes, pods, self.pdbs.values().cloned().collect(), self.workloads.values().cloned().collect())
     }
+}
+
+/// How many pod deletions between sweeps of unused interned values.
+const SWEEP_EVERY: u32 = 4096;
+
+/// `namespace/name`: the key pods are stored under (a namespace never contains `/`).
+fn pod_key(namespace: &str, name: &str) -> String {
+    let mut k = String::with_capacity(namespace.len() + name.len() + 1);
+    k.push_str(namespace);
+    k.push('/');
+    k.push_str(name);
+    k
+}
+
+fn split_key(key: &str) -> (String, String) {
+    let (ns, name) = key.split_once('/').unwrap_or(("", key));
+    (ns.to_string(), name.to_string())
 }
 
 /// Annotations the core reads (pinning, mirror pods, reservations); the rest are not kept.

@@ -5,6 +5,7 @@
 //! that reports readiness once every initial list is synced.
 
 mod index;
+mod lean;
 mod watch;
 
 pub use index::{Kind, LiveIndex};

@@ -112,15 +112,14 @@ pub fn refresh_pdbs(state: &mut State, namespace: &str) {
         return;
     }
     let Some(pods_t) = state.registry.get("", "v1", "pods") else { return };
-    let pods: Vec<Value> = state.objects(&pods_t.key(), Some(namespace)).map(|o| o.value()).collect();
+    // Select by the stored labels first; only the selected pods are decoded.
+    let pods: Vec<Arc<super::store::Stored>> = state.objects(&pods_t.key(), Some(namespace)).cloned().collect();
     for pdb in pdbs {
         let name = pdb.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
         let Some(selector) = pdb.pointer("/spec/selector") else { continue };
-        let matching: Vec<&Value> = pods
-            .iter()
-            .filter(|p| selector_object_matches(selector, &pod_labels(p)))
-            .filter(|p| !is_terminal(p))
-            .collect();
+        let selected: Vec<Value> =
+            pods.iter().filter(|p| selector_object_matches(selector, &p.labels)).map(|p| p.value()).collect();
+        let matching: Vec<&Value> = selected.iter().filter(|p| !is_terminal(p)).collect();
         let expected = matching.len() as i64;
         let healthy = matching.iter().filter(|p| is_healthy(p)).count() as i64;
         let desired = desired_healthy(pdb.get("spec").unwrap_or(&Value::Null), expected);

@@ -20,18 +20,10 @@ fn effect(e: &Effect) -> &'static str {
     }
 }
 
-/// Every object of `snapshot`, nodes first, then namespaces, workloads, ReplicaSets, PDBs and pods.
-pub fn cluster_objects(snapshot: &Snapshot) -> Vec<Value> {
-    let mut out: Vec<Value> = snapshot.nodes.iter().map(node_object).collect();
+/// Every object of `snapshot`, nodes first, then namespaces, workloads, ReplicaSets, PDBs and pods,
+/// rendered one at a time (150,000 pods as JSON values at once would take gigabytes).
+pub fn cluster_objects(snapshot: &Snapshot) -> impl Iterator<Item = Value> + '_ {
     let namespaces: BTreeSet<&str> = snapshot.pods.iter().map(|p| p.namespace.as_str()).collect();
-    for ns in namespaces {
-        out.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
-    }
-    for w in &snapshot.workloads {
-        if let Some(o) = workload_object(w) {
-            out.push(o);
-        }
-    }
     let replicasets: BTreeSet<(&str, &str, &str)> = snapshot
         .pods
         .iter()
@@ -42,17 +34,26 @@ pub fn cluster_objects(snapshot: &Snapshot) -> Vec<Value> {
             _ => None,
         })
         .collect();
-    for (ns, deployment, hash) in replicasets {
-        out.push(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
-                "name": format!("{deployment}-{hash}"), "namespace": ns, "creationTimestamp": CREATED,
-                "labels": {"app": deployment, "pod-template-hash": hash},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment,
-                    "uid": format!("uid-deploy-{ns}-{deployment}"), "controller": true, "blockOwnerDeletion": true}]},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": deployment, "pod-template-hash": hash}}}}));
-    }
-    out.extend(snapshot.pdbs.iter().map(pdb_object));
-    out.extend(snapshot.pods.iter().map(pod_object));
-    out
+    snapshot
+        .nodes
+        .iter()
+        .map(node_object)
+        .chain(
+            namespaces.into_iter().map(|ns| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})),
+        )
+        .chain(snapshot.workloads.iter().filter_map(workload_object))
+        .chain(replicasets.into_iter().map(|(ns, deployment, hash)| replicaset_object(ns, deployment, hash)))
+        .chain(snapshot.pdbs.iter().map(pdb_object))
+        .chain(snapshot.pods.iter().map(pod_object))
+}
+
+pub fn replicaset_object(ns: &str, deployment: &str, hash: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {
+            "name": format!("{deployment}-{hash}"), "namespace": ns, "creationTimestamp": CREATED,
+            "labels": {"app": deployment, "pod-template-hash": hash},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment,
+                "uid": format!("uid-deploy-{ns}-{deployment}"), "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": deployment, "pod-template-hash": hash}}}})
 }
 
 pub fn node_object(n: &Node) -> Value {

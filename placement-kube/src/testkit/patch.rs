@@ -123,10 +123,10 @@ fn strategic_merge(target: &mut Value, patch: &Value, _field: &str) {
     }
     for (key, pval) in pobj {
         if key.starts_with('$') {
-            if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-                if let (Some(Value::Array(list)), Some(remove)) = (tobj.get_mut(field), pval.as_array()) {
-                    list.retain(|v| !remove.contains(v));
-                }
+            if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/")
+                && let (Some(Value::Array(list)), Some(remove)) = (tobj.get_mut(field), pval.as_array())
+            {
+                list.retain(|v| !remove.contains(v));
             }
             continue;
         }

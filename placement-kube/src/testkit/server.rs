@@ -60,6 +60,8 @@ impl Default for FakeConfig {
 
 struct Shared {
     state: Mutex<State>,
+    /// Namespaces whose PDB status must be recomputed (pods or PDBs changed there).
+    dirty_pdbs: Mutex<std::collections::BTreeSet<String>>,
     faults: Faults,
     config: FakeConfig,
     requests: AtomicU64,
@@ -91,6 +93,7 @@ impl FakeApiServer {
         let address = listener.local_addr()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(Registry::builtin(), config.history_limit)),
+            dirty_pdbs: Mutex::new(Default::default()),
             faults: Faults::default(),
             config,
             requests: AtomicU64::new(0),
@@ -101,6 +104,23 @@ impl FakeApiServer {
             let _ = shared_create(&shared, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
         }
         let (shutdown, mut stop) = watch::channel(false);
+        if shared.config.pdb_controller {
+            // The disruption controller runs beside the API server: PDB status follows pod changes
+            // within a tick, and at once for anyone who reads a PDB or evicts.
+            let weak = Arc::downgrade(&shared);
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.changed() => break,
+                    }
+                    let Some(shared) = weak.upgrade() else { break };
+                    flush_pdbs(&shared);
+                }
+            });
+        }
         let accept_shared = shared.clone();
         tokio::spawn(async move {
             loop {
@@ -300,12 +320,30 @@ fn shared_create(shared: &Shared, object: Value) -> Result<Arc<Stored>, ApiError
     state.create(&t, "", object, false)
 }
 
-/// Controllers that the real cluster runs next to the API server, run after a write.
+fn is_pods(t: &ResourceType) -> bool {
+    t.group.is_empty() && t.plural == "pods"
+}
+
+fn is_pdbs(t: &ResourceType) -> bool {
+    t.group == "policy" && t.plural == "poddisruptionbudgets"
+}
+
+/// Controllers that the real cluster runs next to the API server, told about a write.
 fn after_write(shared: &Shared, t: &ResourceType, namespace: &str) {
-    if shared.config.pdb_controller
-        && ((t.group.is_empty() && t.plural == "pods") || (t.group == "policy" && t.plural == "poddisruptionbudgets"))
-    {
-        eviction::refresh_pdbs(&mut shared.lock(), namespace);
+    if shared.config.pdb_controller && (is_pods(t) || is_pdbs(t)) {
+        shared.dirty_pdbs.lock().unwrap_or_else(|e| e.into_inner()).insert(namespace.to_string());
+    }
+}
+
+/// Recomputes the PDB status of every namespace where pods or PDBs changed.
+fn flush_pdbs(shared: &Shared) {
+    let dirty = std::mem::take(&mut *shared.dirty_pdbs.lock().unwrap_or_else(|e| e.into_inner()));
+    if dirty.is_empty() {
+        return;
+    }
+    let mut state = shared.lock();
+    for ns in dirty {
+        eviction::refresh_pdbs(&mut state, &ns);
     }
 }
 
@@ -429,6 +467,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") || content_type.starts_with("application/cbor") {
+        return error_response(&ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the fake API server speaks JSON only, not {content_type}"),
+        ));
+    }
     let r = match route(&shared, &path) {
         Ok(Route::Json(v)) if method == Method::GET => return value_response(StatusCode::OK, &v),
         Ok(Route::Text(t)) => {
@@ -491,6 +536,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         Bytes::new()
     };
     let ns = namespace.clone().unwrap_or_default();
+    if is_pdbs(&t) || verb == Verb::Evict {
+        flush_pdbs(&shared);
+    }
     let result = match verb {
         Verb::List => list(&shared, &t, namespace.as_deref(), &query),
         Verb::Watch => return watch(&shared, t, namespace, &query),
@@ -536,7 +584,6 @@ fn list(shared: &Shared, t: &ResourceType, namespace: Option<&str>, query: &Quer
     let mut meta = json!({"resourceVersion": result.rv.to_string()});
     if let Some(c) = &result.continue_token {
         meta["continue"] = json!(c);
-        meta["remainingItemCount"] = json!(result.remaining);
     }
     let mut out = Vec::with_capacity(result.items.iter().map(|i| i.json.len() + 1).sum::<usize>() + 256);
     out.extend_from_slice(
@@ -652,13 +699,19 @@ async fn create(
     let mut obj = parse_body(body)?;
     let dry_run = query.dry_run();
     // Clients cannot set the status of types that have a status subresource on create.
-    if t.status && obj.is_object() {
-        if let Some(o) = obj.as_object_mut() {
-            o.remove("status");
-        }
+    if t.status
+        && let Some(o) = obj.as_object_mut()
+    {
+        o.remove("status");
     }
     let (hooks, ns_labels) = {
         let state = shared.lock();
+        if t.namespaced
+            && let Some(nst) = state.registry.get("", "v1", "namespaces")
+            && state.get(&nst, "", ns).is_err()
+        {
+            return Err(ApiError::not_found("", "namespaces", ns));
+        }
         let mwc = state.registry.get("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations");
         let configs: Vec<Value> =
             mwc.map(|m| state.objects(&m.key(), None).map(|o| o.value()).collect()).unwrap_or_default();

@@ -16,8 +16,25 @@ use super::status::ApiError;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// Namespace and name: where an object sits in its collection (namespace empty when cluster-scoped).
+type Key = (String, String);
+
+fn object_name(o: &Stored) -> String {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        metadata: Name,
+    }
+    #[derive(serde::Deserialize)]
+    struct Name {
+        #[serde(default)]
+        name: String,
+    }
+    serde_json::from_slice::<Meta>(&o.json).map(|m| m.metadata.name).unwrap_or_default()
+}
 
 /// One stored object version.
 #[derive(Debug)]
@@ -66,6 +83,7 @@ struct LogEntry {
     rv: u64,
     key: TypeKey,
     namespace: String,
+    name: String,
     etype: EventType,
     object: Arc<Stored>,
     /// The version before a modification: a watch with a selector turns a change that leaves (or enters)
@@ -105,7 +123,6 @@ pub struct ListResult {
     pub items: Vec<Arc<Stored>>,
     pub rv: u64,
     pub continue_token: Option<String>,
-    pub remaining: usize,
 }
 
 /// A started watch: the receiving end of its event lines.
@@ -264,32 +281,67 @@ impl State {
         };
         let empty = BTreeMap::new();
         let coll = self.collections.get(&t.key()).unwrap_or(&empty);
-        let range: Box<dyn Iterator<Item = (&(String, String), &Arc<Stored>)>> = match &after {
-            Some(k) => {
-                Box::new(coll.range::<(String, String), _>((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded)))
+        // Later pages are served as of the first page's version: objects changed since are read as they
+        // were then, from the event log (the version before their earliest later change).
+        let mut overlay: BTreeMap<Key, Option<Arc<Stored>>> = BTreeMap::new();
+        if list_rv < self.rv {
+            let tkey = t.key();
+            for e in self.log.iter().rev().take_while(|e| e.rv > list_rv).filter(|e| e.key == tkey) {
+                overlay.insert((e.namespace.clone(), e.name.clone()), e.old.clone());
             }
-            None => Box::new(coll.iter()),
+        }
+        // Start after the continue key, and at the namespace when listing one.
+        let floor: Key = match namespace {
+            Some(ns) => (ns.to_string(), String::new()),
+            None => (String::new(), String::new()),
         };
+        let lower = match &after {
+            Some(k) if *k >= floor => Bound::Excluded(k.clone()),
+            _ => Bound::Included(floor),
+        };
+        let mut current = coll.range((lower.clone(), Bound::Unbounded)).peekable();
+        let mut then = overlay.range((lower, Bound::Unbounded)).peekable();
         let mut items = Vec::new();
         let mut last_key = None;
-        let mut remaining = 0;
-        for ((ns, name), obj) in range {
-            if namespace.is_some_and(|want| want != ns) || !labels.matches(&obj.labels) {
-                continue;
+        let mut more = false;
+        loop {
+            // Merge the two ordered key streams; the overlay wins where both have a key.
+            let (key, obj): (&Key, Option<&Arc<Stored>>) = match (current.peek(), then.peek()) {
+                (None, None) => break,
+                (Some((ck, _)), Some((ok, _))) if ck == ok => {
+                    current.next();
+                    let (k, o) = then.next().expect("peeked");
+                    (k, o.as_ref())
+                }
+                (Some((ck, _)), Some((ok, _))) if ok < ck => {
+                    let (k, o) = then.next().expect("peeked");
+                    (k, o.as_ref())
+                }
+                (Some(_), _) => {
+                    let (k, o) = current.next().expect("peeked");
+                    (k, Some(o))
+                }
+                (None, Some(_)) => {
+                    let (k, o) = then.next().expect("peeked");
+                    (k, o.as_ref())
+                }
+            };
+            if namespace.is_some_and(|want| want != key.0) {
+                break;
             }
-            if !fields.is_empty() && !fields.matches(&obj.value()) {
+            let Some(obj) = obj else { continue };
+            if !labels.matches(&obj.labels) || (!fields.is_empty() && !fields.matches(&obj.value())) {
                 continue;
             }
             if limit.is_some_and(|l| items.len() >= l) {
-                remaining += 1;
-                continue;
+                more = true;
+                break;
             }
             items.push(obj.clone());
-            last_key = Some((ns.clone(), name.clone()));
+            last_key = Some(key.clone());
         }
-        let continue_token =
-            if remaining > 0 { last_key.map(|(ns, name)| encode_continue(list_rv, &ns, &name)) } else { None };
-        Ok(ListResult { items, rv: list_rv, continue_token, remaining })
+        let continue_token = if more { last_key.map(|(ns, name)| encode_continue(list_rv, &ns, &name)) } else { None };
+        Ok(ListResult { items, rv: list_rv, continue_token })
     }
 
     /// Starts a watch from `from_rv` (`None`: the current state as synthetic ADDED events, then changes).
@@ -378,7 +430,9 @@ impl State {
         object: Arc<Stored>,
         old: Option<Arc<Stored>>,
     ) {
-        let entry = LogEntry { rv: object.rv, key: t.key(), namespace: namespace.to_string(), etype, object, old };
+        let name = object_name(&object);
+        let entry =
+            LogEntry { rv: object.rv, key: t.key(), namespace: namespace_key(t, namespace), name, etype, object, old };
         self.watchers.retain(|w| {
             if w.filter.key != entry.key {
                 return !w.tx.is_closed();
@@ -717,13 +771,11 @@ fn apply_defaults(t: &ResourceType, obj: &mut Value, name: &str) {
         obj["apiVersion"] = json!(t.api_version());
     }
     match (t.group.as_str(), t.plural.as_str()) {
-        ("", "pods") => {
-            if obj.pointer("/status/phase").is_none() {
-                if !obj.get("status").is_some_and(Value::is_object) {
-                    obj["status"] = json!({});
-                }
-                obj["status"]["phase"] = json!("Pending");
+        ("", "pods") if obj.pointer("/status/phase").is_none() => {
+            if !obj.get("status").is_some_and(Value::is_object) {
+                obj["status"] = json!({});
             }
+            obj["status"]["phase"] = json!("Pending");
         }
         ("", "namespaces") => {
             if !obj["metadata"].get("labels").is_some_and(Value::is_object) {
@@ -782,7 +834,7 @@ fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
 
 fn decode_continue(tok: &str) -> Result<(u64, String, String), ApiError> {
     let bad = || ApiError::bad_request(format!("invalid continue token {tok:?}"));
-    if tok.len() % 2 != 0 {
+    if !tok.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes: Result<Vec<u8>, _> = (0..tok.len()).step_by(2).map(|i| u8::from_str_radix(&tok[i..i + 2], 16)).collect();
