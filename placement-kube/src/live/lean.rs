@@ -69,7 +69,7 @@ impl Interner {
 pub struct LeanPod {
     labels: Arc<Labels>,
     /// Only the annotations the core reads are kept; usually none.
-    annotations: Option<Box<BTreeMap<String, String>>>,
+    annotations: BTreeMap<String, String>,
     workload: Option<Arc<WorkloadRef>>,
     revision: Option<Arc<str>>,
     controller: ControllerKind,
@@ -94,7 +94,7 @@ impl LeanPod {
             pod.required_affinity.map(|a| intern(&mut interner.affinities, &a, || Arc::new(a.clone())));
         LeanPod {
             labels: interner.labels(pod.labels),
-            annotations: (!pod.annotations.is_empty()).then(|| Box::new(pod.annotations)),
+            annotations: pod.annotations,
             workload,
             revision: pod.revision.as_deref().map(|r| interner.str(r)),
             controller: pod.controller,
@@ -118,7 +118,7 @@ impl LeanPod {
             namespace: namespace.to_string(),
             name: name.to_string(),
             labels: (*self.labels).clone(),
-            annotations: self.annotations.as_deref().cloned().unwrap_or_default(),
+            annotations: self.annotations.clone(),
             workload: self.workload.as_deref().cloned(),
             revision: self.revision.as_deref().map(str::to_string),
             controller: self.controller.clone(),
