@@ -337,6 +337,11 @@ async fn crds_from_the_repository_and_custom_resources() {
     let out = kubectl.run(&["apply", "-f", &crds]).await.ok("apply the CRDs again");
     assert!(out.lines().all(|l| l.ends_with(" unchanged")), "{out}");
 
+    // The CRDs' schemas are served, so `kubectl explain` shows the field descriptions.
+    let explain = kubectl.run(&["explain", "poddistribution.spec.groups"]).await.ok("explain");
+    assert!(explain.contains("KIND:       PodDistribution") && explain.contains("FIELDS:"), "{explain}");
+    assert!(explain.contains("weight") && explain.contains("base"), "{explain}");
+
     let empty = kubectl.run(&["get", "zonebalancers", "-A"]).await;
     assert_eq!(empty.code, Some(0), "{empty:?}");
     assert_eq!(empty.stdout, "");

@@ -295,3 +295,30 @@ fn generated_cluster_objects_convert_back_to_the_snapshot() {
             .count()
     );
 }
+
+#[tokio::test]
+async fn custom_resources_are_reflected_with_readiness() {
+    use placement_kube::crd::ZoneBalancer;
+    use placement_kube::live::Reflected;
+    let server = FakeApiServer::start().await.unwrap();
+    for crd in placement_kube::crd::all_crds() {
+        server.put(serde_json::to_value(crd).unwrap()).unwrap();
+    }
+    server.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})).unwrap();
+    let example: Value = serde_yaml_ng::from_str(include_str!("../../examples/crds/zonebalancer.yaml")).unwrap();
+    let mut zb = example.clone();
+    zb["metadata"]["namespace"] = json!("shop");
+    server.put(zb).unwrap();
+    // The first list fails twice: not ready until it succeeds.
+    server.faults().inject(Fault::error(500).on(Verb::List).resource("zonebalancers").times(2));
+    let reflected = Reflected::spawn(Api::<ZoneBalancer>::all(server.client()));
+    assert!(!reflected.is_ready());
+    assert!(reflected.wait_ready(Duration::from_secs(15)).await);
+    assert_eq!(server.faults().hits(), 2);
+    assert_eq!(reflected.store().state().len(), 1);
+    let mut second = example;
+    second["metadata"]["name"] = json!("second");
+    second["metadata"]["namespace"] = json!("shop");
+    server.put(second).unwrap();
+    eventually("the new resource is reflected", || reflected.store().state().len() == 2).await;
+}

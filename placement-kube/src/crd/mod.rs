@@ -59,6 +59,53 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         NodeClass::crd(),
         TrafficWeight::crd(),
     ]
+    .into_iter()
+    .map(unwrap_descriptions)
+    .collect()
+}
+
+/// Descriptions come from doc comments wrapped at the source's line width; `kubectl explain` wraps
+/// text itself, so lines of one paragraph are joined (paragraph breaks and list items are kept).
+fn unwrap_descriptions(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    match child {
+                        serde_json::Value::String(text) if k == "description" => *text = unwrap_text(text),
+                        other => walk(other),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else { return crd };
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
+}
+
+fn unwrap_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line.trim_end());
+        if let Some(next) = lines.peek() {
+            let next = next.trim_start();
+            let breaks = line.trim().is_empty() || next.is_empty() || next.starts_with(['-', '*', '|']);
+            out.push(if breaks { '\n' } else { ' ' });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod unwrap_tests {
+    #[test]
+    fn paragraphs_and_lists_survive_unwrapping() {
+        assert_eq!(super::unwrap_text("one\ntwo\n\nthree\n- a\n- b"), "one two\n\nthree\n- a\n- b");
+    }
 }
 
 /// The CRD named by its kind (`PodDistribution`), plural (`poddistributions`), short name (`pdist`) or

@@ -26,6 +26,8 @@ pub struct ResourceType {
     pub extra_subresources: Vec<&'static str>,
     /// Read-only types (metrics.k8s.io) reject writes through the API; tests set them with the handle.
     pub read_only: bool,
+    /// The OpenAPI v3 schema of a custom resource version, served for `kubectl explain`.
+    pub schema: Option<Value>,
 }
 
 impl ResourceType {
@@ -174,6 +176,7 @@ impl Registry {
                 status: t.status,
                 extra_subresources: if t.plural == "pods" { vec!["eviction", "binding"] } else { vec![] },
                 read_only: false,
+                schema: None,
             });
         }
         for (kind, plural, namespaced) in [("NodeMetrics", "nodes", false), ("PodMetrics", "pods", true)] {
@@ -188,6 +191,7 @@ impl Registry {
                 status: false,
                 extra_subresources: vec![],
                 read_only: true,
+                schema: None,
             });
         }
         r
@@ -254,6 +258,7 @@ impl Registry {
                 status,
                 extra_subresources: vec![],
                 read_only: false,
+                schema: v.pointer("/schema/openAPIV3Schema").cloned(),
             };
             self.insert(t.clone());
             added.push(Arc::new(t));
@@ -339,11 +344,22 @@ impl Registry {
         if paths.is_empty() {
             return None;
         }
+        // Custom resources' schemas, so that `kubectl explain` shows their descriptions.
+        let mut schemas = serde_json::Map::new();
+        for t in self.types.values().filter(|t| t.group == group && t.version == version) {
+            if let Some(schema) = &t.schema {
+                let mut s = schema.clone();
+                s["x-kubernetes-group-version-kind"] =
+                    json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
+                let reversed: Vec<&str> = t.group.split('.').rev().collect();
+                schemas.insert(format!("{}.{}.{}", reversed.join("."), t.version, t.kind), s);
+            }
+        }
         Some(json!({
             "openapi": "3.0.0",
             "info": {"title": "Kubernetes (placement fake)", "version": "v1.33.0"},
             "paths": paths,
-            "components": {"schemas": {}},
+            "components": {"schemas": schemas},
         }))
     }
 
