@@ -100,14 +100,6 @@ fn unwrap_text(text: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod unwrap_tests {
-    #[test]
-    fn paragraphs_and_lists_survive_unwrapping() {
-        assert_eq!(super::unwrap_text("one\ntwo\n\nthree\n- a\n- b"), "one two\n\nthree\n- a\n- b");
-    }
-}
-
 /// The CRD named by its kind (`PodDistribution`), plural (`poddistributions`), short name (`pdist`) or
 /// full name (`poddistributions.placement.dev`), case-insensitively.
 pub fn find_crd(name: &str) -> Option<CustomResourceDefinition> {
@@ -141,4 +133,12 @@ pub fn crd_yaml_by_name(name: &str) -> Option<Result<String, CrdError>> {
 /// Every CRD as `(file name, YAML)`, in [`all_crds`] order.
 pub fn rendered_files() -> Result<Vec<(String, String)>, CrdError> {
     all_crds().iter().map(|crd| Ok((crd_file_name(crd), crd_yaml(crd)?))).collect()
+}
+
+#[cfg(test)]
+mod unwrap_tests {
+    #[test]
+    fn paragraphs_and_lists_survive_unwrapping() {
+        assert_eq!(super::unwrap_text("one\ntwo\n\nthree\n- a\n- b"), "one two\n\nthree\n- a\n- b");
+    }
 }
