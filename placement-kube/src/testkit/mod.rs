@@ -29,6 +29,7 @@
 //! ```
 
 pub mod admission;
+pub mod events;
 pub mod eviction;
 pub mod faults;
 pub mod objects;

@@ -5,6 +5,7 @@
 //! server starts serving a CRD, so tests (and `kubectl apply -f deploy/crds`) install our CRDs the same way a
 //! cluster does.
 
+use super::events::View;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,9 +37,18 @@ impl ResourceType {
         if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
-    /// The key a type is stored under: one version per group and plural.
+    /// The key a type is stored under: one version per group and plural; `events.k8s.io` Events are
+    /// core Events ([`super::events`]).
     pub fn key(&self) -> TypeKey {
+        if self.view() == View::EventsV1 {
+            return TypeKey { group: String::new(), plural: "events".into() };
+        }
         TypeKey { group: self.group.clone(), plural: self.plural.clone() }
+    }
+
+    /// How stored objects are shown through this type.
+    pub fn view(&self) -> View {
+        if self.group == "events.k8s.io" && self.plural == "events" { View::EventsV1 } else { View::Stored }
     }
 
     fn discovery_entry(&self) -> Vec<Value> {

@@ -155,6 +155,11 @@ impl FieldQuery {
         self.0.is_empty()
     }
 
+    /// The same query with every path passed through `rename`.
+    pub fn renamed(self, rename: impl Fn(&str) -> String) -> Self {
+        FieldQuery(self.0.into_iter().map(|(p, eq, v)| (rename(&p), eq, v)).collect())
+    }
+
     /// Missing fields compare as the empty string, as on the real server (`spec.nodeName=` selects
     /// unbound pods).
     pub fn matches(&self, object: &Value) -> bool {

@@ -2,6 +2,7 @@
 //! content types, watch streams, and the handle tests use to start, seed, inspect and break it.
 
 use super::admission::{self, AdmissionRequest};
+use super::events::{self, View};
 use super::eviction;
 use super::faults::{Faults, Verb};
 use super::patch::{self, PatchKind};
@@ -544,7 +545,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         Verb::Watch => return watch(&shared, t, namespace, &query),
         Verb::Get => {
             let got = shared.lock().get(&t, &ns, name.as_deref().unwrap_or(""));
-            got.map(|s| json_response(StatusCode::OK, s.json.clone()))
+            got.map(|s| json_response(StatusCode::OK, t.view().bytes(&s.json)))
         }
         Verb::Create if sub.as_deref() == Some("binding") => {
             bind(&shared, &t, &ns, name.as_deref().unwrap_or(""), &body)
@@ -566,14 +567,27 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     result.unwrap_or_else(|e| error_response(&e))
 }
 
-fn selectors(query: &Query) -> Result<(LabelQuery, FieldQuery), ApiError> {
+fn selectors(t: &ResourceType, query: &Query) -> Result<(LabelQuery, FieldQuery), ApiError> {
     let labels = LabelQuery::parse(query.get("labelSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
-    let fields = FieldQuery::parse(query.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
+    let mut fields = FieldQuery::parse(query.get("fieldSelector").unwrap_or("")).map_err(ApiError::bad_request)?;
+    if t.view() == View::EventsV1 {
+        fields = fields.renamed(events::core_field_path);
+    }
     Ok((labels, fields))
 }
 
+/// The type objects of `t` are written as (core Events for `events.k8s.io` Events).
+fn storage_type(shared: &Shared, t: &ResourceType) -> Result<Arc<ResourceType>, ApiError> {
+    let state = shared.lock();
+    let found = match t.view() {
+        View::Stored => state.registry.get(&t.group, &t.version, &t.plural),
+        View::EventsV1 => state.registry.get("", "v1", "events"),
+    };
+    found.ok_or_else(|| ApiError::internal(format!("{} is not served", t.plural)))
+}
+
 fn list(shared: &Shared, t: &ResourceType, namespace: Option<&str>, query: &Query) -> Result<Response<Body>, ApiError> {
-    let (labels, fields) = selectors(query)?;
+    let (labels, fields) = selectors(t, query)?;
     let limit = match query.get("limit") {
         Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("limit: invalid value {l:?}")))?)
             .filter(|l| *l > 0),
@@ -599,14 +613,14 @@ fn list(shared: &Shared, t: &ResourceType, namespace: Option<&str>, query: &Quer
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&item.json);
+        out.extend_from_slice(&t.view().bytes(&item.json));
     }
     out.extend_from_slice(b"]}");
     Ok(json_response(StatusCode::OK, Bytes::from(out)))
 }
 
 fn watch(shared: &Arc<Shared>, t: Arc<ResourceType>, namespace: Option<String>, query: &Query) -> Response<Body> {
-    let (labels, fields) = match selectors(query) {
+    let (labels, fields) = match selectors(&t, query) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
@@ -627,7 +641,7 @@ fn watch(shared: &Arc<Shared>, t: Arc<ResourceType>, namespace: Option<String>, 
     }
     let bookmarks = query.flag("allowWatchBookmarks");
     let timeout = query.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs);
-    let filter = WatchFilter { key: t.key(), namespace, labels, fields };
+    let filter = WatchFilter { key: t.key(), view: t.view(), namespace, labels, fields };
     // With sendInitialEvents the stream starts with the current state whatever the version given.
     let start_rv = if send_initial { None } else { from_rv };
     let started = shared.lock().watch(&t, filter, start_rv, send_initial);
@@ -696,7 +710,9 @@ async fn create(
     body: &[u8],
     query: &Query,
 ) -> Result<Response<Body>, ApiError> {
-    let mut obj = parse_body(body)?;
+    let view = t.view();
+    let mut obj = view.incoming(parse_body(body)?);
+    let t = &storage_type(shared, t)?;
     let dry_run = query.dry_run();
     // Clients cannot set the status of types that have a status subresource on create.
     if t.status
@@ -728,7 +744,7 @@ async fn create(
         warnings = admitted.warnings;
     }
     let stored = shared.lock().create(t, ns, obj, dry_run)?;
-    Ok(with_warnings(json_response(StatusCode::CREATED, stored.json.clone()), &warnings))
+    Ok(with_warnings(json_response(StatusCode::CREATED, view.bytes(&stored.json)), &warnings))
 }
 
 fn admission_request<'a>(
@@ -768,9 +784,11 @@ fn update(
     body: &[u8],
     query: &Query,
 ) -> Result<Response<Body>, ApiError> {
-    let obj = parse_body(body)?;
+    let view = t.view();
+    let obj = view.incoming(parse_body(body)?);
+    let t = &storage_type(shared, t)?;
     let stored = shared.lock().update(t, ns, name, obj, status_only, query.dry_run())?;
-    Ok(json_response(StatusCode::OK, stored.json.clone()))
+    Ok(json_response(StatusCode::OK, view.bytes(&stored.json)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -795,9 +813,11 @@ fn patch_object(
         ));
     }
     let status_only = sub == Some("status");
+    let view = t.view();
+    let t = &storage_type(shared, t)?;
     let mut state = shared.lock();
     let current = match state.get(t, ns, name) {
-        Ok(c) => c.value(),
+        Ok(c) => view.value(c.value()),
         Err(e) if kind == PatchKind::Apply && !status_only => {
             let mut obj = patch::parse_object(kind, body)?;
             if obj.pointer("/metadata/name").is_none() {
@@ -806,8 +826,8 @@ fn patch_object(
             if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("resourceVersion");
             }
-            let stored = state.create(t, ns, obj, query.dry_run())?;
-            return Ok(json_response(StatusCode::CREATED, stored.json.clone()));
+            let stored = state.create(t, ns, view.incoming(obj), query.dry_run())?;
+            return Ok(json_response(StatusCode::CREATED, view.bytes(&stored.json)));
         }
         Err(e) => return Err(e),
     };
@@ -819,8 +839,8 @@ fn patch_object(
             "PATCH with application/apply-patch+yaml requires the fieldManager parameter",
         ));
     }
-    let stored = state.update(t, ns, name, next, status_only, query.dry_run())?;
-    Ok(json_response(StatusCode::OK, stored.json.clone()))
+    let stored = state.update(t, ns, name, view.incoming(next), status_only, query.dry_run())?;
+    Ok(json_response(StatusCode::OK, view.bytes(&stored.json)))
 }
 
 fn is_builtin_group(group: &str) -> bool {
@@ -847,7 +867,7 @@ fn delete(
     let stored = shared.lock().delete(t, ns, name, opts.get("preconditions"), dry_run)?;
     let v = stored.value();
     if v.pointer("/metadata/deletionTimestamp").is_some() {
-        return Ok(json_response(StatusCode::OK, stored.json.clone()));
+        return Ok(json_response(StatusCode::OK, t.view().bytes(&stored.json)));
     }
     let uid = v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
     Ok(value_response(StatusCode::OK, &success_status(&t.group, &t.plural, name, uid)))
@@ -859,7 +879,7 @@ fn delete_collection(
     namespace: Option<&str>,
     query: &Query,
 ) -> Result<Response<Body>, ApiError> {
-    let (labels, fields) = selectors(query)?;
+    let (labels, fields) = selectors(t, query)?;
     let mut state = shared.lock();
     let items = state.list(t, namespace, &labels, &fields, None, None)?.items;
     let mut deleted = Vec::new();
@@ -867,7 +887,7 @@ fn delete_collection(
         let v = item.value();
         let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
         let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
-        deleted.push(state.delete(t, &ns, &name, None, query.dry_run())?.value());
+        deleted.push(t.view().value(state.delete(t, &ns, &name, None, query.dry_run())?.value()));
     }
     let rv = state.resource_version();
     Ok(value_response(

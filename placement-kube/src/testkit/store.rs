@@ -10,6 +10,7 @@
 //! Objects are kept as their serialized JSON (plus labels for selectors): lists and watches copy bytes,
 //! and 150,000 pods fit in a few hundred megabytes.
 
+use super::events::View;
 use super::resources::{Registry, ResourceType, TypeKey};
 use super::selectors::{FieldQuery, LabelQuery};
 use super::status::ApiError;
@@ -95,6 +96,8 @@ struct LogEntry {
 #[derive(Clone, Debug)]
 pub struct WatchFilter {
     pub key: TypeKey,
+    /// How the watcher sees the objects (events.k8s.io Events are stored as core Events).
+    pub view: View,
     pub namespace: Option<String>,
     pub labels: LabelQuery,
     pub fields: FieldQuery,
@@ -361,7 +364,7 @@ impl State {
                     if filter.labels.matches(&obj.labels)
                         && (filter.fields.is_empty() || filter.fields.matches(&obj.value()))
                     {
-                        let _ = tx.send(event_line("ADDED", &obj.json));
+                        let _ = tx.send(event_line("ADDED", &filter.view.bytes(&obj.json)));
                     }
                 }
                 if initial_events_end {
@@ -815,7 +818,7 @@ fn render_for(filter: &WatchFilter, e: &LogEntry) -> Option<Bytes> {
         (EventType::Deleted, true, _) => EventType::Deleted,
         _ => return None,
     };
-    Some(event_line(etype.as_str(), &e.object.json))
+    Some(event_line(etype.as_str(), &filter.view.bytes(&e.object.json)))
 }
 
 fn bookmark_line(t: &ResourceType, rv: u64, initial_events_end: bool) -> Bytes {
