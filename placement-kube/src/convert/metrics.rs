@@ -105,51 +105,36 @@ impl Serialize for PodMetrics {
     }
 }
 
-impl k8s_openapi::Resource for NodeMetrics {
-    const API_VERSION: &'static str = API_VERSION;
-    const GROUP: &'static str = GROUP;
-    const KIND: &'static str = "NodeMetrics";
-    const VERSION: &'static str = VERSION;
-    const URL_PATH_SEGMENT: &'static str = "nodes";
-    type Scope = k8s_openapi::ClusterResourceScope;
+/// `kube::Resource` (through k8s-openapi's traits) for a metrics.k8s.io kind.
+macro_rules! metrics_resource {
+    ($ty:ty, $kind:literal, $list_kind:literal, $plural:literal, $scope:ty) => {
+        impl k8s_openapi::Resource for $ty {
+            const API_VERSION: &'static str = API_VERSION;
+            const GROUP: &'static str = GROUP;
+            const KIND: &'static str = $kind;
+            const VERSION: &'static str = VERSION;
+            const URL_PATH_SEGMENT: &'static str = $plural;
+            type Scope = $scope;
+        }
+
+        impl k8s_openapi::ListableResource for $ty {
+            const LIST_KIND: &'static str = $list_kind;
+        }
+
+        impl k8s_openapi::Metadata for $ty {
+            type Ty = ObjectMeta;
+            fn metadata(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
 
-impl k8s_openapi::ListableResource for NodeMetrics {
-    const LIST_KIND: &'static str = "NodeMetricsList";
-}
-
-impl k8s_openapi::Metadata for NodeMetrics {
-    type Ty = ObjectMeta;
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
-impl k8s_openapi::Resource for PodMetrics {
-    const API_VERSION: &'static str = API_VERSION;
-    const GROUP: &'static str = GROUP;
-    const KIND: &'static str = "PodMetrics";
-    const VERSION: &'static str = VERSION;
-    const URL_PATH_SEGMENT: &'static str = "pods";
-    type Scope = k8s_openapi::NamespaceResourceScope;
-}
-
-impl k8s_openapi::ListableResource for PodMetrics {
-    const LIST_KIND: &'static str = "PodMetricsList";
-}
-
-impl k8s_openapi::Metadata for PodMetrics {
-    type Ty = ObjectMeta;
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+metrics_resource!(NodeMetrics, "NodeMetrics", "NodeMetricsList", "nodes", k8s_openapi::ClusterResourceScope);
+metrics_resource!(PodMetrics, "PodMetrics", "PodMetricsList", "pods", k8s_openapi::NamespaceResourceScope);
 
 fn name(meta: &ObjectMeta) -> &str {
     meta.name.as_deref().unwrap_or("<unnamed>")
