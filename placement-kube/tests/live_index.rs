@@ -322,3 +322,30 @@ async fn custom_resources_are_reflected_with_readiness() {
     server.put(second).unwrap();
     eventually("the new resource is reflected", || reflected.store().state().len() == 2).await;
 }
+
+#[tokio::test]
+async fn the_example_cluster_and_resources_load_and_index() {
+    use placement_core::strategy::Strategy;
+    let server = FakeApiServer::start().await.unwrap();
+    for crd in placement_kube::crd::all_crds() {
+        server.put(serde_json::to_value(crd).unwrap()).unwrap();
+    }
+    let n = server.put_yaml(include_str!("../../examples/clusters/small.yaml")).unwrap();
+    assert_eq!(n, 9);
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/crds");
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        server.put_yaml(&text).unwrap();
+    }
+    let (shared, _watchers) = live::spawn(server.client(), WatchOptions::default());
+    assert!(shared.wait_ready(Duration::from_secs(15)).await);
+    let index = shared.read();
+    let web = WorkloadRef::deployment("shop", "web");
+    let workload = index.workload(&web).expect("the Deployment is indexed");
+    let strategy: Strategy = workload.annotations[placement_core::strategy::STRATEGY_ANNOTATION]
+        .parse()
+        .expect("the example strategy parses");
+    let groups: Vec<NodeGroup> = strategy.groups();
+    assert_eq!(index.counts().group_counts(&web, Some("5d8f7"), &groups), vec![1, 1]);
+    assert_eq!(index.node_count(), 3);
+}
