@@ -398,6 +398,20 @@ async fn crds_from_the_repository_and_custom_resources() {
     let out = kubectl.run(&["apply", "-f", &examples]).await.ok("apply -f examples/crds/");
     assert_eq!(out.lines().count(), 7, "{out}");
     assert!(out.contains("zonebalancer.placement.dev/singletons configured"), "{out}");
+    // Printer columns are evaluated (the fake answers kubectl's Table requests).
+    server
+        .put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "PodDistribution",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": server.get("placement.dev/v1alpha1", "PodDistribution", "shop", "web").unwrap()["spec"].clone(),
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Synced", "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
+        .unwrap();
+    let table = kubectl.run(&["get", "pdist", "-n", "shop", "web"]).await.ok("get pdist");
+    let header: Vec<&str> = table.lines().next().unwrap_or("").split_whitespace().collect();
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "KIND", "TARGET", "GROUPS", "STRICT", "READY", "AGE"], "{table}");
+    assert_eq!(&row[..6], ["web", "Deployment", "web", "on-demand,spot", "false", "True"], "{table}");
+
     let all = kubectl.run(&["get", "placement", "-A", "-o", "name"]).await.ok("get placement -A");
     assert_eq!(all.lines().count(), 7, "{all}");
 

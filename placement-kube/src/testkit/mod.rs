@@ -39,6 +39,7 @@ pub mod selectors;
 mod server;
 pub mod status;
 pub mod store;
+pub mod table;
 
 pub use faults::{Fault, FaultAction, Faults, Verb};
 pub use server::{FakeApiServer, FakeConfig};

@@ -29,6 +29,8 @@ pub struct ResourceType {
     pub read_only: bool,
     /// The OpenAPI v3 schema of a custom resource version, served for `kubectl explain`.
     pub schema: Option<Value>,
+    /// A custom resource version's `additionalPrinterColumns`, for `kubectl get` tables.
+    pub printer_columns: Vec<Value>,
 }
 
 impl ResourceType {
@@ -187,6 +189,7 @@ impl Registry {
                 extra_subresources: if t.plural == "pods" { vec!["eviction", "binding"] } else { vec![] },
                 read_only: false,
                 schema: None,
+                printer_columns: Vec::new(),
             });
         }
         for (kind, plural, namespaced) in [("NodeMetrics", "nodes", false), ("PodMetrics", "pods", true)] {
@@ -202,6 +205,7 @@ impl Registry {
                 extra_subresources: vec![],
                 read_only: true,
                 schema: None,
+                printer_columns: Vec::new(),
             });
         }
         r
@@ -269,6 +273,11 @@ impl Registry {
                 extra_subresources: vec![],
                 read_only: false,
                 schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+                printer_columns: v
+                    .get("additionalPrinterColumns")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
             };
             self.insert(t.clone());
             added.push(Arc::new(t));

@@ -10,6 +10,7 @@ use super::resources::{Registry, ResourceType};
 use super::selectors::{FieldQuery, LabelQuery};
 use super::status::{ApiError, success_status};
 use super::store::{State, Stored, WatchFilter};
+use super::table;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -468,6 +469,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let as_table = table::wants_table(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     if content_type.starts_with("application/vnd.kubernetes.protobuf") || content_type.starts_with("application/cbor") {
         return error_response(&ApiError::new(
             415,
@@ -541,11 +543,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         flush_pdbs(&shared);
     }
     let result = match verb {
-        Verb::List => list(&shared, &t, namespace.as_deref(), &query),
+        Verb::List => list(&shared, &t, namespace.as_deref(), &query, as_table),
         Verb::Watch => return watch(&shared, t, namespace, &query),
         Verb::Get => {
             let got = shared.lock().get(&t, &ns, name.as_deref().unwrap_or(""));
-            got.map(|s| json_response(StatusCode::OK, t.view().bytes(&s.json)))
+            got.map(|s| {
+                if as_table {
+                    let rv = s.rv;
+                    value_response(StatusCode::OK, &table::table(&t, &[t.view().value(s.value())], rv, None))
+                } else {
+                    json_response(StatusCode::OK, t.view().bytes(&s.json))
+                }
+            })
         }
         Verb::Create if sub.as_deref() == Some("binding") => {
             bind(&shared, &t, &ns, name.as_deref().unwrap_or(""), &body)
@@ -586,7 +595,13 @@ fn storage_type(shared: &Shared, t: &ResourceType) -> Result<Arc<ResourceType>, 
     found.ok_or_else(|| ApiError::internal(format!("{} is not served", t.plural)))
 }
 
-fn list(shared: &Shared, t: &ResourceType, namespace: Option<&str>, query: &Query) -> Result<Response<Body>, ApiError> {
+fn list(
+    shared: &Shared,
+    t: &ResourceType,
+    namespace: Option<&str>,
+    query: &Query,
+    as_table: bool,
+) -> Result<Response<Body>, ApiError> {
     let (labels, fields) = selectors(t, query)?;
     let limit = match query.get("limit") {
         Some(l) => Some(l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("limit: invalid value {l:?}")))?)
@@ -595,6 +610,13 @@ fn list(shared: &Shared, t: &ResourceType, namespace: Option<&str>, query: &Quer
     };
     let result =
         shared.lock().list(t, namespace, &labels, &fields, limit, query.get("continue").filter(|c| !c.is_empty()))?;
+    if as_table {
+        let objects: Vec<Value> = result.items.iter().map(|i| t.view().value(i.value())).collect();
+        return Ok(value_response(
+            StatusCode::OK,
+            &table::table(t, &objects, result.rv, result.continue_token.as_deref()),
+        ));
+    }
     let mut meta = json!({"resourceVersion": result.rv.to_string()});
     if let Some(c) = &result.continue_token {
         meta["continue"] = json!(c);
