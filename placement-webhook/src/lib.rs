@@ -1,7 +1,8 @@
 //! # placement-webhook
 //!
-//! The mutating admission server. It arrives with its own issue; today this crate only re-exports the
-//! core so that the workspace layout of DESIGN §2 holds from the start.
+//! The mutating admission server: AdmissionReview v1 over HTTPS in, a JSON Patch that places the pod
+//! out. Serving (TLS with certificate reload, probes, metrics) is kept apart from deciding, which reads
+//! the live indexes of `placement-kube` and asks `placement-core`.
 #![forbid(unsafe_code)]
 
 pub use placement_core as core;
