@@ -349,3 +349,30 @@ async fn the_example_cluster_and_resources_load_and_index() {
     assert_eq!(index.counts().group_counts(&web, Some("5d8f7"), &groups), vec![1, 1]);
     assert_eq!(index.node_count(), 3);
 }
+
+#[test]
+fn a_seen_pod_confirms_its_reservation_under_the_same_lock() {
+    use placement_core::ledger::{RESERVATION_ANNOTATION, Reservation};
+    let mut index = LiveIndex::new();
+    let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(node("n0", "a", "spot")).unwrap();
+    index.apply_node(&n);
+    let web = WorkloadRef::deployment("shop", "web");
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(30);
+    let reservation = Reservation {
+        id: "uid-1".into(),
+        workload: web.clone(),
+        revision: Some("111".into()),
+        group: "spot".into(),
+        pod: None,
+        expires,
+    };
+    assert!(index.ledger_mut().add(reservation.clone()));
+    let total = |i: &LiveIndex| counts(i, "111")[1] + i.ledger().reserved(&web, Some("111"), "spot");
+    assert_eq!(total(&index), 1, "reserved, not yet seen");
+    let mut p = pod("web-111-x", "web-111", "111", Some("n0"));
+    p["metadata"]["annotations"] = json!({RESERVATION_ANNOTATION: "uid-1"});
+    index.apply_pod(&serde_json::from_value(p).unwrap());
+    assert_eq!(index.ledger().reserved(&web, Some("111"), "spot"), 0);
+    assert_eq!(total(&index), 1, "seen, no longer reserved: counted once");
+    assert!(!index.ledger_mut().add(reservation), "a late copy of a confirmed reservation is ignored");
+}

@@ -17,6 +17,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1 as core_v1;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use placement_core::index::{CountIndex, ScopeId, ZoneScope};
+use placement_core::ledger::{Ledger, RESERVATION_ANNOTATION};
 use placement_core::model::{Node, Pdb, Pod, Snapshot, Workload, WorkloadRef};
 use placement_core::resources::Resources;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -83,6 +84,12 @@ pub struct LiveIndex {
     error_count: u64,
     events: u64,
     relists: u64,
+    /// In-flight admission decisions not yet seen as pods; a pod carrying the
+    /// `placement.dev/reservation` annotation confirms its reservation when it is applied, under the
+    /// same lock, so no pod is ever counted both as a reservation and as a pod.
+    ledger: Ledger,
+    /// How long a confirmed reservation id is remembered (so that a late copy is never counted).
+    confirm_memory: jiff::SignedDuration,
 }
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
@@ -91,7 +98,27 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 
 impl LiveIndex {
     pub fn new() -> Self {
-        Self::default()
+        LiveIndex { confirm_memory: jiff::SignedDuration::from_mins(5), ..Self::default() }
+    }
+
+    /// ReplicaSet owners, to resolve the workload of a pod being admitted (not yet in the index).
+    pub fn owners(&self) -> &ReplicaSetOwners {
+        &self.owners
+    }
+
+    /// The reservations in flight.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The reservations, to add to (the webhook) or merge a peer's into (strict mode).
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// Both halves an admission decision reads, together.
+    pub fn counts_and_ledger(&self) -> (&CountIndex, &Ledger) {
+        (&self.counts, &self.ledger)
     }
 
     /// The core counting index (group and zone counts, node totals).
@@ -233,6 +260,10 @@ impl LiveIndex {
                 pod.usage = self.pod_usage.get(pk.as_str()).copied();
                 // Annotations other than the ones the core reads are dropped: they can be large.
                 pod.annotations.retain(|k, _| is_read_annotation(k));
+                if let Some(id) = pod.annotations.get(RESERVATION_ANNOTATION) {
+                    let now = jiff::Timestamp::now();
+                    self.ledger.confirm(id, now.saturating_add(self.confirm_memory).unwrap_or(now));
+                }
                 self.counts.apply_pod(&pod);
                 self.pods.insert(pk.into_boxed_str(), LeanPod::new(pod, &mut self.interner));
             }
@@ -400,6 +431,6 @@ fn split_key(key: &str) -> (String, String) {
 fn is_read_annotation(key: &str) -> bool {
     key == placement_core::model::PINNED_ANNOTATION
         || key == placement_core::model::MIRROR_ANNOTATION
-        || key == placement_core::ledger::RESERVATION_ANNOTATION
+        || key == RESERVATION_ANNOTATION
         || key.starts_with("placement.dev/")
 }
