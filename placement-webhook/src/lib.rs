@@ -6,3 +6,4 @@
 #![forbid(unsafe_code)]
 
 pub use placement_core as core;
+pub mod decide;

@@ -45,6 +45,13 @@ pub struct SharedIndex {
 }
 
 impl SharedIndex {
+    /// A shared index over an index built by the caller (tests, `simulate`), ready at once.
+    pub fn from_index(index: LiveIndex) -> Self {
+        let (tx, ready) = signal::channel(true);
+        drop(tx);
+        SharedIndex { inner: Arc::new(RwLock::new(index)), ready }
+    }
+
     /// A read view. Hold it briefly: watch events wait while it is held.
     pub fn read(&self) -> RwLockReadGuard<'_, LiveIndex> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())

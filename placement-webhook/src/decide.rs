@@ -1,0 +1,351 @@
+//! What the webhook decides for one pod at CREATE, and the reservation that makes the next decision see it.
+//!
+//! The rule that applies, first match wins:
+//! 1. a `PodDistribution` in the pod's namespace whose `targetRef` is the pod's workload;
+//! 2. the `placement.dev/strategy` annotation on the pod's Deployment or StatefulSet;
+//! 3. a `ZoneBalancer` (mode `webhook`) in the pod's namespace whose selector matches the pod, for a
+//!    workload of at most one replica;
+//! 4. none: the pod is left alone.
+//!
+//! Counts are the live index's pods plus the reservations in flight, read and updated under one write
+//! lock, so a burst of admissions for one ReplicaSet lands exactly on target. A decision is recorded as a
+//! reservation keyed by the AdmissionReview uid; the pod carries that id in `placement.dev/reservation`, and
+//! the live index confirms the reservation when the pod appears. Dry-run requests reserve nothing.
+
+use placement_core::Labels;
+use placement_core::admission::{DistributionRule, decide_distribution, decide_zone, zone_scope_key};
+use placement_core::apportion::Fallback;
+use placement_core::index::{ScopeId, ZoneScope};
+use placement_core::ledger::{RESERVATION_ANNOTATION, Reservation};
+use placement_core::model::{Pod, WorkloadKind, WorkloadRef};
+use placement_core::strategy::{LEGACY_STRATEGY_ANNOTATION, STRATEGY_ANNOTATION, Strategy};
+use placement_kube::crd::pod_distribution::Enforcement;
+use placement_kube::crd::zone_balancer::{ZoneAffinity, ZoneMode};
+use placement_kube::crd::{PodDistribution, ZoneBalancer};
+use placement_kube::live::{LiveIndex, SharedIndex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Which rule placed a pod; bounded, for metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    PodDistribution,
+    Strategy,
+    ZoneBalancer,
+    None,
+}
+
+impl RuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::PodDistribution => "pod_distribution",
+            RuleKind::Strategy => "strategy",
+            RuleKind::ZoneBalancer => "zone_balancer",
+            RuleKind::None => "none",
+        }
+    }
+}
+
+/// The decision for one pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub rule: RuleKind,
+    /// Where the rule came from (`PodDistribution shop/web`), empty when no rule applied.
+    pub source: String,
+    /// nodeSelector entries to add (required placement).
+    pub required: Labels,
+    /// Labels of one preferred node-affinity term to add (preferred placement).
+    pub preferred: Labels,
+    /// Why, in words (`spot: shortfall 1 (target 4 of 20, has 3)`).
+    pub reason: String,
+    /// The reservation id recorded (the AdmissionReview uid), when the pod was placed and not a dry run.
+    pub reservation: Option<String>,
+}
+
+impl Decision {
+    fn none(reason: impl Into<String>) -> Self {
+        Decision {
+            rule: RuleKind::None,
+            source: String::new(),
+            required: Labels::new(),
+            preferred: Labels::new(),
+            reason: reason.into(),
+            reservation: None,
+        }
+    }
+
+    /// Whether the pod gets a placement.
+    pub fn places(&self) -> bool {
+        !self.required.is_empty() || !self.preferred.is_empty()
+    }
+}
+
+/// Where the webhook reads its custom resources from (reflector stores in the server, plain lists in
+/// tests).
+pub trait RuleSource: Send + Sync {
+    fn distributions(&self, namespace: &str) -> Vec<Arc<PodDistribution>>;
+    fn zone_balancers(&self, namespace: &str) -> Vec<Arc<ZoneBalancer>>;
+}
+
+/// Fixed lists of resources.
+#[derive(Default)]
+pub struct StaticRules {
+    pub distributions: Vec<Arc<PodDistribution>>,
+    pub zone_balancers: Vec<Arc<ZoneBalancer>>,
+}
+
+fn in_namespace<K: kube::Resource>(items: &[Arc<K>], namespace: &str) -> Vec<Arc<K>> {
+    items.iter().filter(|o| o.meta().namespace.as_deref() == Some(namespace)).cloned().collect()
+}
+
+impl RuleSource for StaticRules {
+    fn distributions(&self, namespace: &str) -> Vec<Arc<PodDistribution>> {
+        in_namespace(&self.distributions, namespace)
+    }
+
+    fn zone_balancers(&self, namespace: &str) -> Vec<Arc<ZoneBalancer>> {
+        in_namespace(&self.zone_balancers, namespace)
+    }
+}
+
+/// Decides placements against a live index.
+pub struct Decider {
+    index: SharedIndex,
+    rules: Arc<dyn RuleSource>,
+    reservation_ttl: Duration,
+    /// Parsed rules by their source text (a strategy annotation or a PodDistribution's uid+generation):
+    /// parsing and group membership are cached, not redone per admission.
+    rule_cache: Mutex<HashMap<String, Arc<DistributionRule>>>,
+    /// Zone scopes registered in the index, by balancer and its scope.
+    scopes: Mutex<HashMap<(String, String), (ZoneScope, ScopeId)>>,
+}
+
+/// What is known of the pod under admission.
+pub struct Candidate<'a> {
+    pub pod: &'a k8s_openapi::api::core::v1::Pod,
+    /// The request's namespace (the pod's own is often empty at CREATE).
+    pub namespace: &'a str,
+    /// The AdmissionReview uid: the reservation id.
+    pub uid: &'a str,
+    pub dry_run: bool,
+}
+
+impl Decider {
+    pub fn new(index: SharedIndex, rules: Arc<dyn RuleSource>, reservation_ttl: Duration) -> Self {
+        Decider {
+            index,
+            rules,
+            reservation_ttl,
+            rule_cache: Mutex::new(HashMap::new()),
+            scopes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn index(&self) -> &SharedIndex {
+        &self.index
+    }
+
+    /// Decides, and reserves unless it is a dry run. Errors are the caller's to fail open on.
+    pub fn decide(&self, c: &Candidate<'_>) -> Result<Decision, DecideError> {
+        if let Some(id) = c.pod.metadata.annotations.as_ref().and_then(|a| a.get(RESERVATION_ANNOTATION)) {
+            // A reinvocation: this admission already placed the pod.
+            return Ok(Decision::none(format!("already placed (reservation {id})")));
+        }
+        let mut index = self.index.write();
+        let mut pod = placement_kube::convert::pod(c.pod, index.owners()).map_err(DecideError::Convert)?;
+        pod.namespace = c.namespace.to_string();
+        let Some(workload) = pod.workload.clone() else {
+            return Ok(Decision::none("pod has no controller: left alone"));
+        };
+        if let Some((rule, kind, source, enforcement)) = self.distribution_rule(&index, &workload)? {
+            return self.place_distributed(&mut index, c, &pod, &workload, &rule, kind, source, enforcement);
+        }
+        for zb in self.rules.zone_balancers(c.namespace) {
+            if let Some(d) = self.try_zone(&mut index, c, &pod, &workload, &zb)? {
+                return Ok(d);
+            }
+        }
+        Ok(Decision::none("no PodDistribution, strategy annotation or ZoneBalancer applies"))
+    }
+
+    /// The distribution rule for `workload`, if any: a PodDistribution first, then the annotation.
+    fn distribution_rule(
+        &self,
+        index: &LiveIndex,
+        workload: &WorkloadRef,
+    ) -> Result<Option<(Arc<DistributionRule>, RuleKind, String, Enforcement)>, DecideError> {
+        for pd in self.rules.distributions(&workload.namespace) {
+            let config = pd.spec.to_core(&workload.namespace).map_err(|e| {
+                DecideError::Rule(format!("PodDistribution {}/{}: {e}", workload.namespace, name_of(&*pd)))
+            })?;
+            if config.target != *workload {
+                continue;
+            }
+            let key = format!(
+                "pd/{}/{}",
+                pd.metadata.uid.as_deref().unwrap_or(""),
+                pd.metadata.generation.unwrap_or_default()
+            );
+            let rule = self.cached(key, || Ok(config.rule.clone()))?;
+            let source = format!("PodDistribution {}/{}", workload.namespace, name_of(&*pd));
+            return Ok(Some((rule, RuleKind::PodDistribution, source, config.enforcement)));
+        }
+        let Some(w) = index.workload(workload) else { return Ok(None) };
+        let text = w.annotations.get(STRATEGY_ANNOTATION).or_else(|| w.annotations.get(LEGACY_STRATEGY_ANNOTATION));
+        let Some(text) = text else { return Ok(None) };
+        let rule = self.cached(format!("strategy/{text}"), || {
+            let strategy: Strategy = text.parse().map_err(|e| DecideError::Rule(format!("{workload}: {e}")))?;
+            DistributionRule::from_strategy(&strategy, Fallback::Next).map_err(|e| DecideError::Rule(e.to_string()))
+        })?;
+        Ok(Some((rule, RuleKind::Strategy, format!("strategy annotation on {workload}"), Enforcement::Required)))
+    }
+
+    fn cached(
+        &self,
+        key: String,
+        build: impl FnOnce() -> Result<DistributionRule, DecideError>,
+    ) -> Result<Arc<DistributionRule>, DecideError> {
+        let mut cache = self.rule_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = cache.get(&key) {
+            return Ok(r.clone());
+        }
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        let rule = Arc::new(build()?);
+        cache.insert(key, rule.clone());
+        Ok(rule)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn place_distributed(
+        &self,
+        index: &mut LiveIndex,
+        c: &Candidate<'_>,
+        pod: &Pod,
+        workload: &WorkloadRef,
+        rule: &DistributionRule,
+        kind: RuleKind,
+        source: String,
+        enforcement: Enforcement,
+    ) -> Result<Decision, DecideError> {
+        let (counts, ledger) = index.counts_and_ledger();
+        let d = decide_distribution(counts, ledger, rule, pod).map_err(|e| DecideError::Rule(e.to_string()))?;
+        let Some(group) = d.group_name.clone() else {
+            return Ok(Decision { rule: kind, source, ..Decision::none(d.reason) });
+        };
+        let reservation = self.reserve(index, c, workload, pod.revision.clone(), group);
+        let (required, preferred) = match enforcement {
+            Enforcement::Required => (d.node_selector, Labels::new()),
+            Enforcement::Preferred => (Labels::new(), d.node_selector),
+        };
+        Ok(Decision { rule: kind, source, required, preferred, reason: d.reason, reservation })
+    }
+
+    fn try_zone(
+        &self,
+        index: &mut LiveIndex,
+        c: &Candidate<'_>,
+        pod: &Pod,
+        workload: &WorkloadRef,
+        zb: &ZoneBalancer,
+    ) -> Result<Option<Decision>, DecideError> {
+        let name = name_of(zb);
+        let config =
+            zb.spec.to_core().map_err(|e| DecideError::Rule(format!("ZoneBalancer {}/{name}: {e}", c.namespace)))?;
+        if config.mode != ZoneMode::Webhook || !config.selector.matches(&pod.labels) {
+            return Ok(None);
+        }
+        if let Some(w) = index.workload(workload)
+            && w.replicas > 1
+        {
+            return Ok(None);
+        }
+        let scope = ZoneScope {
+            namespace: c.namespace.to_string(),
+            selector: config.selector.clone(),
+            topology_key: config.topology_key.clone(),
+        };
+        let scope_id = self.scope(index, c.namespace, &name, scope);
+        let key = zone_scope_key(c.namespace, &name);
+        let (counts, ledger) = index.counts_and_ledger();
+        let d = decide_zone(counts, ledger, scope_id, &key, &config.zones, pod);
+        let source = format!("ZoneBalancer {}/{name}", c.namespace);
+        let Some(zone) = d.zone.clone() else {
+            return Ok(Some(Decision { rule: RuleKind::ZoneBalancer, source, ..Decision::none(d.reason) }));
+        };
+        let reservation = self.reserve(index, c, &key, None, zone.clone());
+        let labels = Labels::from([(config.topology_key.clone(), zone)]);
+        let (required, preferred) = match config.affinity {
+            ZoneAffinity::Required => (labels, Labels::new()),
+            ZoneAffinity::Preferred => (Labels::new(), labels),
+        };
+        Ok(Some(Decision { rule: RuleKind::ZoneBalancer, source, required, preferred, reason: d.reason, reservation }))
+    }
+
+    /// The index scope of a zone balancer, registered on first use (and again if its scope changed).
+    fn scope(&self, index: &mut LiveIndex, namespace: &str, name: &str, scope: ZoneScope) -> ScopeId {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (namespace.to_string(), name.to_string());
+        if let Some((s, id)) = scopes.get(&key)
+            && *s == scope
+        {
+            return *id;
+        }
+        let id = index.add_zone_scope(scope.clone());
+        scopes.insert(key, (scope, id));
+        id
+    }
+
+    fn reserve(
+        &self,
+        index: &mut LiveIndex,
+        c: &Candidate<'_>,
+        workload: &WorkloadRef,
+        revision: Option<String>,
+        group: String,
+    ) -> Option<String> {
+        if c.dry_run {
+            return None;
+        }
+        let now = jiff::Timestamp::now();
+        let ttl = jiff::SignedDuration::try_from(self.reservation_ttl).unwrap_or(jiff::SignedDuration::from_secs(30));
+        let expires = now.saturating_add(ttl).unwrap_or(now);
+        let r = Reservation { id: c.uid.to_string(), workload: workload.clone(), revision, group, pod: None, expires };
+        index.ledger_mut().add(r);
+        Some(c.uid.to_string())
+    }
+
+    /// Drops reservations whose pods never appeared.
+    pub fn expire_reservations(&self) -> usize {
+        self.index.write().ledger_mut().expire(jiff::Timestamp::now()).len()
+    }
+}
+
+fn name_of<K: kube::Resource>(o: &K) -> String {
+    o.meta().name.clone().unwrap_or_default()
+}
+
+/// Why no decision could be made (the caller fails open).
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("the pod cannot be read: {0}")]
+    Convert(placement_kube::convert::ConvertError),
+    #[error("invalid placement rule: {0}")]
+    Rule(String),
+}
+
+impl DecideError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            DecideError::Convert(_) => "convert",
+            DecideError::Rule(_) => "rule",
+        }
+    }
+}
+
+/// Workload kinds whose pods the webhook places.
+pub fn placeable(kind: &WorkloadKind) -> bool {
+    matches!(kind, WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::ReplicaSet)
+}

@@ -1,0 +1,232 @@
+//! The webhook's decisions over a live index built from realistic objects: bursts land on target through
+//! reservations, dry runs reserve nothing, rules take precedence in order, reinvocations are idempotent.
+
+use k8s_openapi::api::core::v1::Pod;
+use placement_core::apportion::{Apportionment, Base};
+use placement_core::ledger::RESERVATION_ANNOTATION;
+use placement_kube::crd::{PodDistribution, ZoneBalancer};
+use placement_kube::live::{LiveIndex, SharedIndex};
+use placement_webhook::decide::{Candidate, Decider, RuleKind, StaticRules};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const STRATEGY: &str = "base=1,weight=1,nodeSelector=capacity:on-demand;weight=3,nodeSelector=capacity:spot";
+
+fn node(name: &str, zone: &str, capacity: &str) -> Value {
+    let mut n = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {
+            "topology.kubernetes.io/zone": zone, "capacity": capacity}},
+        "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "500"},
+                   "conditions": [{"type": "Ready", "status": "True"}]}});
+    if capacity == "spot" {
+        n["spec"] = json!({"taints": [{"key": "spot", "value": "true", "effect": "NoSchedule"}]});
+    }
+    n
+}
+
+fn deployment(name: &str, replicas: u32, strategy: Option<&str>) -> Value {
+    let annotations = strategy.map(|s| json!({"placement.dev/strategy": s})).unwrap_or(json!({}));
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "shop", "annotations": annotations},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": []}}}})
+}
+
+fn replicaset(deployment: &str, hash: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": format!("{deployment}-{hash}"), "namespace": "shop",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": "d", "controller": true}]}})
+}
+
+/// A pod as the API server sends it to the webhook: generateName, no name, no node.
+fn incoming(deployment: &str, hash: &str, labels: Value) -> Pod {
+    let mut l = labels;
+    l["pod-template-hash"] = json!(hash);
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": format!("{deployment}-{hash}-"), "namespace": "shop", "labels": l,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{deployment}-{hash}"), "uid": "rs", "controller": true}]},
+        "spec": {"tolerations": [{"key": "spot", "operator": "Exists"}],
+                 "containers": [{"name": "app", "image": "app", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}))
+    .unwrap()
+}
+
+fn index(objects: &[Value]) -> SharedIndex {
+    let mut index = LiveIndex::new();
+    for o in objects {
+        match o["kind"].as_str().unwrap() {
+            "Node" => index.apply_node(&serde_json::from_value(o.clone()).unwrap()),
+            "Deployment" => index.apply_deployment(&serde_json::from_value(o.clone()).unwrap()),
+            "ReplicaSet" => index.apply_replicaset(&serde_json::from_value(o.clone()).unwrap()),
+            "Pod" => index.apply_pod(&serde_json::from_value(o.clone()).unwrap()),
+            _ => {}
+        }
+    }
+    SharedIndex::from_index(index)
+}
+
+fn cluster(strategy: Option<&str>) -> Vec<Value> {
+    vec![
+        node("od-a", "a", "on-demand"),
+        node("od-b", "b", "on-demand"),
+        node("spot-c", "c", "spot"),
+        deployment("web", 20, strategy),
+        replicaset("web", "h1"),
+    ]
+}
+
+fn decide_n(decider: &Decider, prefix: &str, n: usize, dry_run: bool) -> BTreeMap<String, u32> {
+    let mut placed = BTreeMap::new();
+    for i in 0..n {
+        let pod = incoming("web", "h1", json!({"app": "web"}));
+        let uid = format!("{prefix}-{i}");
+        let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: &uid, dry_run }).unwrap();
+        assert_eq!(d.rule, RuleKind::Strategy, "{d:?}");
+        assert_eq!(d.reservation.is_some(), !dry_run);
+        *placed.entry(d.required["capacity"].clone()).or_default() += 1;
+    }
+    placed
+}
+
+#[test]
+fn a_burst_lands_exactly_on_target_through_reservations() {
+    let decider =
+        Decider::new(index(&cluster(Some(STRATEGY))), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    let placed = decide_n(&decider, "burst", 20, false);
+    let want = Apportionment::new(vec![("a".into(), 1), ("b".into(), 3)], Some(Base { group: 0, count: 1 }))
+        .unwrap()
+        .target(20);
+    assert_eq!(placed.get("on-demand").copied().unwrap_or(0), want[0], "{placed:?}");
+    assert_eq!(placed.get("spot").copied().unwrap_or(0), want[1], "{placed:?}");
+    assert_eq!(decider.index().read().ledger().len(), 20);
+}
+
+#[test]
+fn dry_runs_reserve_nothing() {
+    let decider =
+        Decider::new(index(&cluster(Some(STRATEGY))), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    let placed = decide_n(&decider, "dry", 5, true);
+    assert_eq!(placed, BTreeMap::from([("on-demand".to_string(), 5)]), "every dry run sees the same empty counts");
+    assert_eq!(decider.index().read().ledger().len(), 0);
+}
+
+#[test]
+fn pods_that_appear_replace_their_reservations() {
+    let shared = index(&cluster(Some(STRATEGY)));
+    let decider = Decider::new(shared.clone(), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    // Ten decisions, then their pods appear (bound to a node of the chosen group) carrying the ids.
+    for i in 0..10 {
+        let pod = incoming("web", "h1", json!({"app": "web"}));
+        let uid = format!("uid-{i}");
+        let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: &uid, dry_run: false }).unwrap();
+        let node = if d.required["capacity"] == "spot" { "spot-c" } else { "od-a" };
+        let mut seen = serde_json::to_value(&pod).unwrap();
+        seen["metadata"]["name"] = json!(format!("web-h1-{i}"));
+        seen["metadata"]["annotations"] = json!({RESERVATION_ANNOTATION: uid});
+        seen["spec"]["nodeName"] = json!(node);
+        seen["status"] = json!({"phase": "Running"});
+        shared.write().apply_pod(&serde_json::from_value(seen).unwrap());
+    }
+    assert_eq!(shared.read().ledger().len(), 0, "every reservation confirmed by its pod");
+    // The next ten continue from the true counts.
+    let placed = decide_n(&decider, "second", 10, false);
+    let total_spot = placed.get("spot").copied().unwrap_or(0)
+        + shared.read().snapshot().pods.iter().filter(|p| p.node_name.as_deref() == Some("spot-c")).count() as u32;
+    let want = Apportionment::new(vec![("a".into(), 1), ("b".into(), 3)], Some(Base { group: 0, count: 1 }))
+        .unwrap()
+        .target(20);
+    assert_eq!(
+        total_spot,
+        want[1],
+        "placed {placed:?}, pods {:?}",
+        shared
+            .read()
+            .snapshot()
+            .pods
+            .iter()
+            .map(|p| (p.node_name.clone(), p.workload.clone(), p.revision.clone()))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_pod_distribution_wins_over_the_annotation_and_preferred_enforcement_prefers() {
+    let pd: PodDistribution = serde_yaml_ng::from_str(
+        r#"
+apiVersion: placement.dev/v1alpha1
+kind: PodDistribution
+metadata: {name: web, namespace: shop, uid: pd-1, generation: 1}
+spec:
+  targetRef: {kind: Deployment, name: web}
+  enforcement: preferred
+  groups:
+  - name: spot
+    nodeSelector: {matchLabels: {capacity: spot}}
+    weight: 1
+"#,
+    )
+    .unwrap();
+    let rules = StaticRules { distributions: vec![Arc::new(pd)], zone_balancers: vec![] };
+    let decider = Decider::new(index(&cluster(Some(STRATEGY))), Arc::new(rules), Duration::from_secs(60));
+    let pod = incoming("web", "h1", json!({"app": "web"}));
+    let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: "u", dry_run: false }).unwrap();
+    assert_eq!(d.rule, RuleKind::PodDistribution);
+    assert_eq!(d.source, "PodDistribution shop/web");
+    assert!(d.required.is_empty());
+    assert_eq!(d.preferred.get("capacity").map(String::as_str), Some("spot"));
+}
+
+#[test]
+fn zone_balancer_spreads_single_replica_workloads_and_skips_others() {
+    let zb: ZoneBalancer = serde_yaml_ng::from_str(
+        r#"
+apiVersion: placement.dev/v1alpha1
+kind: ZoneBalancer
+metadata: {name: singletons, namespace: shop}
+spec:
+  selector: {matchLabels: {zone-balance: "true"}}
+  topologyKey: topology.kubernetes.io/zone
+  mode: webhook
+  affinity: required
+"#,
+    )
+    .unwrap();
+    let mut objects = cluster(None);
+    for name in ["s1", "s2", "s3", "s4"] {
+        objects.push(deployment(name, 1, None));
+        objects.push(replicaset(name, "h"));
+    }
+    objects.push(deployment("big", 5, None));
+    objects.push(replicaset("big", "h"));
+    let rules = StaticRules { distributions: vec![], zone_balancers: vec![Arc::new(zb)] };
+    let decider = Decider::new(index(&objects), Arc::new(rules), Duration::from_secs(60));
+    let mut zones = Vec::new();
+    for name in ["s1", "s2", "s3", "s4"] {
+        let pod = incoming(name, "h", json!({"app": name, "zone-balance": "true"}));
+        let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: name, dry_run: false }).unwrap();
+        assert_eq!(d.rule, RuleKind::ZoneBalancer, "{d:?}");
+        zones.push(d.required["topology.kubernetes.io/zone"].clone());
+    }
+    assert_eq!(zones, ["a", "b", "c", "a"], "least-loaded zone, ties to the lowest name");
+    let pod = incoming("big", "h", json!({"app": "big", "zone-balance": "true"}));
+    let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: "big", dry_run: false }).unwrap();
+    assert_eq!(d.rule, RuleKind::None, "five replicas are not a single-replica workload");
+}
+
+#[test]
+fn reinvocations_bare_pods_and_bad_rules() {
+    let decider =
+        Decider::new(index(&cluster(Some(STRATEGY))), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    let mut pod = incoming("web", "h1", json!({"app": "web"}));
+    pod.metadata.annotations = Some([(RESERVATION_ANNOTATION.to_string(), "uid-0".to_string())].into());
+    let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: "uid-0", dry_run: false }).unwrap();
+    assert!(!d.places() && d.reason.contains("already placed"), "{d:?}");
+    let mut bare = incoming("web", "h1", json!({}));
+    bare.metadata.owner_references = None;
+    let d = decider.decide(&Candidate { pod: &bare, namespace: "shop", uid: "b", dry_run: false }).unwrap();
+    assert!(!d.places() && d.reason.contains("no controller"), "{d:?}");
+
+    let bad =
+        Decider::new(index(&cluster(Some("weight=x"))), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    let pod = incoming("web", "h1", json!({"app": "web"}));
+    let e = bad.decide(&Candidate { pod: &pod, namespace: "shop", uid: "x", dry_run: false }).unwrap_err();
+    assert_eq!(e.metric_label(), "rule");
+    assert!(e.to_string().contains("Deployment/shop/web"), "{e}");
+}
