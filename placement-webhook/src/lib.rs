@@ -6,3 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub use placement_core as core;
+
+pub mod probes;
+pub mod serve;
+pub mod tls;
