@@ -87,8 +87,14 @@ pub async fn serve_tls<F>(
             let tls = tokio::select! {
                 result = handshake => match result {
                     Ok(Ok(tls)) => tls,
-                    Ok(Err(err)) => return tracing::debug!(%peer, error = %err, "TLS handshake failed"),
-                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
                 },
                 () = stopped(stop.clone()) => return,
             };
