@@ -109,6 +109,14 @@ impl RuleSource for StaticRules {
     }
 }
 
+/// A distribution rule that applies to a pod, and where it came from.
+struct ChosenRule {
+    rule: Arc<DistributionRule>,
+    kind: RuleKind,
+    source: String,
+    enforcement: Enforcement,
+}
+
 /// Decides placements against a live index.
 pub struct Decider {
     index: SharedIndex,
@@ -158,8 +166,8 @@ impl Decider {
         let Some(workload) = pod.workload.clone() else {
             return Ok(Decision::none("pod has no controller: left alone"));
         };
-        if let Some((rule, kind, source, enforcement)) = self.distribution_rule(&index, &workload)? {
-            return self.place_distributed(&mut index, c, &pod, &workload, &rule, kind, source, enforcement);
+        if let Some(chosen) = self.distribution_rule(&index, &workload)? {
+            return self.place_distributed(&mut index, c, &pod, &workload, chosen);
         }
         for zb in self.rules.zone_balancers(c.namespace) {
             if let Some(d) = self.try_zone(&mut index, c, &pod, &workload, &zb)? {
@@ -170,11 +178,7 @@ impl Decider {
     }
 
     /// The distribution rule for `workload`, if any: a PodDistribution first, then the annotation.
-    fn distribution_rule(
-        &self,
-        index: &LiveIndex,
-        workload: &WorkloadRef,
-    ) -> Result<Option<(Arc<DistributionRule>, RuleKind, String, Enforcement)>, DecideError> {
+    fn distribution_rule(&self, index: &LiveIndex, workload: &WorkloadRef) -> Result<Option<ChosenRule>, DecideError> {
         for pd in self.rules.distributions(&workload.namespace) {
             let config = pd.spec.to_core(&workload.namespace).map_err(|e| {
                 DecideError::Rule(format!("PodDistribution {}/{}: {e}", workload.namespace, name_of(&*pd)))
@@ -189,7 +193,12 @@ impl Decider {
             );
             let rule = self.cached(key, || Ok(config.rule.clone()))?;
             let source = format!("PodDistribution {}/{}", workload.namespace, name_of(&*pd));
-            return Ok(Some((rule, RuleKind::PodDistribution, source, config.enforcement)));
+            return Ok(Some(ChosenRule {
+                rule,
+                kind: RuleKind::PodDistribution,
+                source,
+                enforcement: config.enforcement,
+            }));
         }
         let Some(w) = index.workload(workload) else { return Ok(None) };
         let text = w.annotations.get(STRATEGY_ANNOTATION).or_else(|| w.annotations.get(LEGACY_STRATEGY_ANNOTATION));
@@ -198,7 +207,8 @@ impl Decider {
             let strategy: Strategy = text.parse().map_err(|e| DecideError::Rule(format!("{workload}: {e}")))?;
             DistributionRule::from_strategy(&strategy, Fallback::Next).map_err(|e| DecideError::Rule(e.to_string()))
         })?;
-        Ok(Some((rule, RuleKind::Strategy, format!("strategy annotation on {workload}"), Enforcement::Required)))
+        let source = format!("strategy annotation on {workload}");
+        Ok(Some(ChosenRule { rule, kind: RuleKind::Strategy, source, enforcement: Enforcement::Required }))
     }
 
     fn cached(
@@ -218,20 +228,17 @@ impl Decider {
         Ok(rule)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn place_distributed(
         &self,
         index: &mut LiveIndex,
         c: &Candidate<'_>,
         pod: &Pod,
         workload: &WorkloadRef,
-        rule: &DistributionRule,
-        kind: RuleKind,
-        source: String,
-        enforcement: Enforcement,
+        chosen: ChosenRule,
     ) -> Result<Decision, DecideError> {
+        let ChosenRule { rule, kind, source, enforcement } = chosen;
         let (counts, ledger) = index.counts_and_ledger();
-        let d = decide_distribution(counts, ledger, rule, pod).map_err(|e| DecideError::Rule(e.to_string()))?;
+        let d = decide_distribution(counts, ledger, &rule, pod).map_err(|e| DecideError::Rule(e.to_string()))?;
         let Some(group) = d.group_name.clone() else {
             return Ok(Decision { rule: kind, source, ..Decision::none(d.reason) });
         };

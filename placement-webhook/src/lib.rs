@@ -6,4 +6,8 @@
 #![forbid(unsafe_code)]
 
 pub use placement_core as core;
+
 pub mod decide;
+pub mod probes;
+pub mod serve;
+pub mod tls;
