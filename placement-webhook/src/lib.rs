@@ -8,6 +8,7 @@
 pub use placement_core as core;
 
 pub mod decide;
+pub mod metrics;
 pub mod probes;
 pub mod serve;
 pub mod tls;
