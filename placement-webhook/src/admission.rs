@@ -1,0 +1,142 @@
+//! One admission request, end to end: AdmissionReview in, decision, JSON Patch, AdmissionReview out.
+//!
+//! The webhook never blocks a pod. Anything that goes wrong — a malformed review, an unreadable pod, an
+//! invalid rule, a decision that took longer than the deadline — answers `allowed: true` without a
+//! patch, with a warning the client sees, a `placement_webhook_fail_open_total` count and a log line.
+//! A pod that already pins a different value for a key the decision would set is left as its owner
+//! wrote it, with a warning. A reservation made for a pod that is then not placed is released.
+
+use crate::decide::{Candidate, Decider, Decision, RuleKind};
+use crate::metrics::{AdmissionMetrics, Outcome};
+use crate::patch::{Placement, PreferredTerm, Requirement, plan_patch_json};
+use crate::review::{Response, parse_review};
+use placement_core::ledger::RESERVATION_ANNOTATION;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The annotation a placed pod carries: which rule placed it and why.
+pub const DECISION_ANNOTATION: &str = "placement.dev/decision";
+
+/// Weight of the preferred node-affinity term a `preferred` placement adds.
+const PREFERRED_WEIGHT: i32 = 100;
+
+/// The admission handler: decider, metrics and the time budget of one request.
+pub struct Admission {
+    decider: Arc<Decider>,
+    metrics: AdmissionMetrics,
+    /// Past this, the decision is dropped and the pod admitted unmutated (well inside the API server's
+    /// `timeoutSeconds`).
+    deadline: Duration,
+}
+
+impl Admission {
+    pub fn new(decider: Arc<Decider>, metrics: AdmissionMetrics, deadline: Duration) -> Self {
+        Admission { decider, metrics, deadline }
+    }
+
+    pub fn decider(&self) -> &Decider {
+        &self.decider
+    }
+
+    /// Answers one AdmissionReview body with one AdmissionReview body.
+    pub fn review(&self, body: &[u8]) -> Vec<u8> {
+        let started = Instant::now();
+        let request = match parse_review(body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed AdmissionReview: allowed unmutated");
+                self.metrics.fail_open(e.metric_label());
+                self.metrics.observe(RuleKind::None, Outcome::Malformed, false, started.elapsed().as_secs_f64());
+                return Response::for_invalid(body, &e).to_review_json();
+            }
+        };
+        let uid = request.uid.clone();
+        let span = tracing::info_span!("admission", %uid, namespace = ?request.namespace, name = %request.name,
+            rule = tracing::field::Empty, outcome = tracing::field::Empty);
+        let _entered = span.enter();
+        let dry_run = request.dry_run;
+        let (pod, raw) = match (request.pod(), request.object.as_ref()) {
+            (Some(pod), Some(object)) if request.is_pod() => (pod, object.raw()),
+            _ => {
+                self.metrics.observe(RuleKind::None, Outcome::Unchanged, dry_run, started.elapsed().as_secs_f64());
+                return Response::allow(uid).to_review_json();
+            }
+        };
+        let namespace = request.namespace.clone().unwrap_or_default();
+        let candidate = Candidate { pod, namespace: &namespace, uid: &uid, dry_run };
+        let decision = match self.decider.decide(&candidate) {
+            Ok(d) => d,
+            Err(e) => return self.fail_open(&uid, RuleKind::None, e.metric_label(), &e.to_string(), dry_run, started),
+        };
+        span.record("rule", decision.rule.as_str());
+        if started.elapsed() > self.deadline {
+            self.release(&decision);
+            let why = format!("the decision took longer than {:?}", self.deadline);
+            return self.fail_open(&uid, decision.rule, "deadline", &why, dry_run, started);
+        }
+        if !decision.places() {
+            tracing::debug!(reason = %decision.reason, "left unmutated");
+            span.record("outcome", "unchanged");
+            self.metrics.observe(decision.rule, Outcome::Unchanged, dry_run, started.elapsed().as_secs_f64());
+            return Response::allow(uid).to_review_json();
+        }
+        match plan_patch_json(raw, &placement(&decision)) {
+            Ok(plan) => {
+                tracing::info!(reason = %decision.reason, source = %decision.source, "placed");
+                span.record("outcome", "placed");
+                self.metrics.observe(decision.rule, Outcome::Placed, dry_run, started.elapsed().as_secs_f64());
+                self.metrics.set_reservations(self.decider.index().read().ledger().len());
+                Response::allow(uid).with_patch(&plan.patch).with_warnings(plan.notes).to_review_json()
+            }
+            Err(conflict) => {
+                self.release(&decision);
+                let warning = format!("placement: {conflict}; the pod is admitted as written ({})", decision.source);
+                tracing::info!(%conflict, "left unmutated: the pod pins another value");
+                span.record("outcome", "conflict");
+                self.metrics.observe(decision.rule, Outcome::Conflict, dry_run, started.elapsed().as_secs_f64());
+                Response::allow(uid).with_warnings(vec![warning]).to_review_json()
+            }
+        }
+    }
+
+    fn release(&self, decision: &Decision) {
+        if let Some(id) = &decision.reservation {
+            self.decider.index().write().ledger_mut().release(id);
+        }
+    }
+
+    fn fail_open(
+        &self,
+        uid: &str,
+        rule: RuleKind,
+        class: &'static str,
+        why: &str,
+        dry_run: bool,
+        started: Instant,
+    ) -> Vec<u8> {
+        tracing::warn!(error = %why, "placement failed: admitted unmutated");
+        self.metrics.fail_open(class);
+        self.metrics.observe(rule, Outcome::FailOpen, dry_run, started.elapsed().as_secs_f64());
+        Response::allow(uid)
+            .with_warnings(vec![format!("placement: {why}; the pod is admitted unmutated")])
+            .to_review_json()
+    }
+}
+
+/// What a decision adds to the pod.
+pub fn placement(d: &Decision) -> Placement {
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert(DECISION_ANNOTATION.to_string(), format!("{}: {}", d.source, d.reason));
+    if let Some(id) = &d.reservation {
+        annotations.insert(RESERVATION_ANNOTATION.to_string(), id.clone());
+    }
+    let preferred_terms = if d.preferred.is_empty() {
+        Vec::new()
+    } else {
+        vec![PreferredTerm {
+            weight: PREFERRED_WEIGHT,
+            match_expressions: d.preferred.iter().map(|(k, v)| Requirement::is_in(k.clone(), [v.clone()])).collect(),
+        }]
+    };
+    Placement { node_selector: d.required.clone(), preferred_terms, required_term_exprs: Vec::new(), annotations }
+}
