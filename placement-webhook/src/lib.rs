@@ -6,3 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub use placement_core as core;
+
+pub mod patch;
+pub mod review;
