@@ -240,7 +240,12 @@ fn add_op(path: &[String], value: Value) -> PatchOperation {
 }
 
 /// Turns the additions into `add` operations against what `node` holds at `path`.
-fn emit(node: Option<&Value>, path: &mut Vec<String>, add: &Add, ops: &mut Vec<PatchOperation>) -> Result<(), Conflict> {
+fn emit(
+    node: Option<&Value>,
+    path: &mut Vec<String>,
+    add: &Add,
+    ops: &mut Vec<PatchOperation>,
+) -> Result<(), Conflict> {
     if add.is_empty() {
         return Ok(());
     }
@@ -326,16 +331,21 @@ fn allowed_values(placement: &Placement) -> Result<BTreeMap<&str, BTreeSet<&str>
     }
 
     let mut allowed: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let constraints = placement
-        .node_selector
-        .iter()
-        .map(|(key, value)| (key.as_str(), BTreeSet::from([value.as_str()])))
-        .chain(placement.required_term_exprs.iter().map(|r| (r.key.as_str(), r.values.iter().map(String::as_str).collect())));
+    let constraints =
+        placement.node_selector.iter().map(|(key, value)| (key.as_str(), BTreeSet::from([value.as_str()]))).chain(
+            placement
+                .required_term_exprs
+                .iter()
+                .map(|r| (r.key.as_str(), r.values.iter().map(String::as_str).collect())),
+        );
     for (key, values) in constraints {
         let entry = allowed.entry(key).or_insert_with(|| values.clone());
         entry.retain(|value| values.contains(value));
         if entry.is_empty() {
-            return Err(invalid(format!("no value of {} satisfies all its requirements", bounded(key, MAX_QUOTE_CHARS))));
+            return Err(invalid(format!(
+                "no value of {} satisfies all its requirements",
+                bounded(key, MAX_QUOTE_CHARS)
+            )));
         }
     }
     Ok(allowed)
@@ -427,8 +437,12 @@ fn expression_accepts(expression: &Value, value: &str) -> bool {
         Some("NotIn") => !values.contains(&value),
         Some("Exists") => true,
         Some("DoesNotExist") => false,
-        Some("Gt") => matches!((number(value), values.first().and_then(|v| number(v))), (Some(v), Some(bound)) if v > bound),
-        Some("Lt") => matches!((number(value), values.first().and_then(|v| number(v))), (Some(v), Some(bound)) if v < bound),
+        Some("Gt") => {
+            matches!((number(value), values.first().and_then(|v| number(v))), (Some(v), Some(bound)) if v > bound)
+        }
+        Some("Lt") => {
+            matches!((number(value), values.first().and_then(|v| number(v))), (Some(v), Some(bound)) if v < bound)
+        }
         _ => true,
     }
 }
@@ -505,7 +519,8 @@ fn new_preferred_terms(existing: Option<&Value>, wanted: &[PreferredTerm]) -> Ve
         existing.and_then(Value::as_array).into_iter().flatten().filter_map(normalize_preferred).collect();
     let mut terms = Vec::new();
     for term in wanted {
-        let mut expressions: Vec<NormalRequirement> = term.match_expressions.iter().map(normalize_requirement).collect();
+        let mut expressions: Vec<NormalRequirement> =
+            term.match_expressions.iter().map(normalize_requirement).collect();
         expressions.sort();
         if seen.insert((i64::from(term.weight), expressions)) {
             terms.push(term.to_json());
@@ -533,12 +548,12 @@ fn required_additions(terms: Option<&Vec<Value>>, wanted: &[Requirement]) -> Add
                     .flatten()
                     .filter_map(normalize_expression)
                     .collect();
-                let missing: Vec<Value> = unique
-                    .iter()
-                    .filter(|r| !have.contains(&normalize_requirement(r)))
-                    .map(|r| r.to_json())
-                    .collect();
-                items.insert(index, Add::Members(BTreeMap::from([("matchExpressions".to_owned(), Add::Append(missing))])));
+                let missing: Vec<Value> =
+                    unique.iter().filter(|r| !have.contains(&normalize_requirement(r))).map(|r| r.to_json()).collect();
+                items.insert(
+                    index,
+                    Add::Members(BTreeMap::from([("matchExpressions".to_owned(), Add::Append(missing))])),
+                );
             }
             Add::Members(BTreeMap::from([("nodeSelectorTerms".to_owned(), Add::Items(items))]))
         }

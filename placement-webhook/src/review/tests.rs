@@ -1,5 +1,4 @@
 use super::*;
-use base64::Engine as _;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use serde_json::json;
@@ -23,9 +22,18 @@ fn pod_request() -> Value {
     })
 }
 
+/// `value` with `new` set at `pointer` (inserted when the member is absent; no escaping in these tests).
 fn with(mut value: Value, pointer: &str, new: Value) -> Value {
-    if let Some(slot) = value.pointer_mut(pointer) {
-        *slot = new;
+    let (parent, key) = pointer.rsplit_once('/').expect("a pointer below the root");
+    match value.pointer_mut(parent) {
+        Some(Value::Object(map)) => {
+            map.insert(key.to_owned(), new);
+        }
+        Some(Value::Array(items)) => {
+            let index: usize = key.parse().expect("an index");
+            items[index] = new;
+        }
+        _ => panic!("test pointer {pointer} has no parent"),
     }
     value
 }
@@ -43,15 +51,16 @@ fn nested_arrays(depth: usize) -> Vec<u8> {
     body.into_bytes()
 }
 
+fn nest(mut inner: Value, depth: usize) -> Value {
+    for _ in 0..depth {
+        inner = json!({ "a": inner });
+    }
+    inner
+}
+
 #[test]
 fn malformed_bodies_give_clear_errors() {
-    let deep_object = {
-        let mut inner = json!(1);
-        for _ in 0..100 {
-            inner = json!({ "a": inner });
-        }
-        inner
-    };
+    let deep_object = nest(json!(1), 100);
     let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
         ("empty body", b"".to_vec(), "not_json", "line 1, column 0"),
         ("whitespace", b"   \n ".to_vec(), "not_json", "EOF"),
@@ -129,12 +138,7 @@ fn malformed_bodies_give_clear_errors() {
         ("name a number", review_with(with(pod_request(), "/name", json!(3))), "invalid_request", "request.name"),
         ("missing object", review_with(without(pod_request(), "", "object")), "missing_object", "CREATE"),
         ("null object", review_with(with(pod_request(), "/object", Value::Null)), "missing_object", "CREATE"),
-        (
-            "object a number",
-            review_with(with(pod_request(), "/object", json!(5))),
-            "object_not_pod",
-            "request.object:",
-        ),
+        ("object a number", review_with(with(pod_request(), "/object", json!(5))), "object_not_pod", "request.object:"),
         (
             "containers a number",
             review_with(with(pod_request(), "/object/spec/containers", json!(5))),
@@ -166,10 +170,10 @@ fn malformed_bodies_give_clear_errors() {
             "Service",
         ),
         (
-            "deep nesting inside the object",
-            review_with(with(pod_request(), "/object/spec/affinity", deep_object)),
-            "object_not_pod",
-            "request.object.spec.affinity",
+            "too deep inside the object",
+            review_with(with(pod_request(), "/object/spec/affinity", nest(deep_object.clone(), 100))),
+            "not_json",
+            "recursion limit",
         ),
     ];
 
@@ -180,7 +184,10 @@ fn malformed_bodies_give_clear_errors() {
             Err(error) => {
                 let text = error.to_string();
                 if error.metric_label() != label || !text.contains(needle) {
-                    failures.push(format!("{name}: got [{}] {text:?}, want [{label}] containing {needle:?}", error.metric_label()));
+                    failures.push(format!(
+                        "{name}: got [{}] {text:?}, want [{label}] containing {needle:?}",
+                        error.metric_label()
+                    ));
                 }
                 if text.chars().count() > 400 {
                     failures.push(format!("{name}: message not bounded ({} chars)", text.chars().count()));
@@ -196,6 +203,20 @@ fn malformed_bodies_give_clear_errors() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn deep_unknown_fields_and_huge_values_are_accepted() {
+    // Unknown fields are ignored by k8s-openapi, however deep (within serde_json's limit of 128).
+    let deep = review_with(with(pod_request(), "/object/spec/affinity", nest(json!(1), 100)));
+    let request = parse_review(&deep).expect("deep but within the limit");
+    assert!(request.pod().is_some_and(|p| p.spec.as_ref().is_some_and(|s| s.affinity.is_some())));
+
+    let huge = "x".repeat(4 << 20);
+    let body = review_with(with(pod_request(), "/object/metadata", json!({"annotations": {"big": huge}})));
+    let request = parse_review(&body).expect("a big annotation is not an error here");
+    let annotations = request.pod().and_then(|p| p.metadata.annotations.as_ref()).expect("annotations");
+    assert_eq!(annotations.get("big").map(String::len), Some(4 << 20));
 }
 
 #[test]
@@ -329,8 +350,8 @@ fn response_carries_uid_gvk_and_a_base64_string_patch() {
 
 #[test]
 fn empty_patch_and_denials_send_no_patch_fields() {
-    let allowed: Value = serde_json::from_slice(&Response::allow("u").with_patch(&Patch(vec![])).to_review_json())
-        .expect("json");
+    let allowed: Value =
+        serde_json::from_slice(&Response::allow("u").with_patch(&Patch(vec![])).to_review_json()).expect("json");
     assert_eq!(allowed, json!({"apiVersion": API_VERSION, "kind": KIND, "response": {"uid": "u", "allowed": true}}));
 
     let ops = Patch(vec![add(&["spec", "nodeSelector"], json!({"a": "b"}))]);
