@@ -57,7 +57,7 @@ pub enum ReviewError {
     #[error("kind is {found}, expected \"AdmissionReview\"")]
     WrongKind { found: String },
     /// The envelope has no `request` object.
-    #[error("AdmissionReview has no request (found {found})")]
+    #[error("AdmissionReview has no request object (request is {found})")]
     MissingRequest { found: String },
     /// `request.uid` is absent or empty.
     #[error("request.uid is missing or empty")]

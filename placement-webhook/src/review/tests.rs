@@ -387,6 +387,13 @@ fn warnings_are_bounded() {
 fn arbitrary_bytes_never_panic() {
     // A cheap, deterministic sweep over mutations of the fixture (the fuzz target goes further).
     let base = POD_CREATE.as_bytes();
+    let placement = crate::patch::Placement {
+        node_selector: BTreeMap::from([("topology.kubernetes.io/zone".to_owned(), "a".to_owned())]),
+        required_term_exprs: vec![crate::patch::Requirement::is_in("topology.kubernetes.io/zone", ["a", "b"])],
+        annotations: BTreeMap::from([("placement.dev/decision".to_owned(), "a".to_owned())]),
+        ..crate::patch::Placement::default()
+    };
+    let mut parsed_pods = 0;
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     for _ in 0..2000 {
         state ^= state << 13;
@@ -401,8 +408,20 @@ fn arbitrary_bytes_never_panic() {
                 body.remove(at);
             }
         }
-        if let Err(error) = parse_review(&body) {
-            let _ = Response::for_invalid(&body, &error).to_review_json();
+        match parse_review(&body) {
+            Err(error) => {
+                let _ = Response::for_invalid(&body, &error).to_review_json();
+            }
+            Ok(request) => {
+                // What parses is planned against the object as sent; the plan applies and re-plans empty.
+                let Some(Object::Pod { raw, .. }) = &request.object else { continue };
+                parsed_pods += 1;
+                let Ok(plan) = crate::patch::plan_patch_json(raw, &placement) else { continue };
+                let mut patched = raw.clone();
+                json_patch::patch(&mut patched, &plan.patch).expect("the plan applies");
+                assert!(crate::patch::plan_patch_json(&patched, &placement).is_ok_and(|p| p.is_empty()));
+            }
         }
     }
+    assert!(parsed_pods > 100, "the sweep should reach the planner often ({parsed_pods})");
 }
