@@ -7,8 +7,11 @@
 
 pub use placement_core as core;
 
+pub mod admission;
 pub mod decide;
 pub mod metrics;
+pub mod patch;
 pub mod probes;
+pub mod review;
 pub mod serve;
 pub mod tls;

@@ -91,7 +91,9 @@ impl AdmissionMetrics {
     }
 
     pub fn observe(&self, rule: RuleKind, outcome: Outcome, dry_run: bool, seconds: f64) {
-        self.admissions.get_or_create(&AdmissionLabels { rule: rule.as_str(), outcome: outcome.as_str(), dry_run }).inc();
+        self.admissions
+            .get_or_create(&AdmissionLabels { rule: rule.as_str(), outcome: outcome.as_str(), dry_run })
+            .inc();
         self.duration.observe(seconds);
     }
 
@@ -117,7 +119,10 @@ mod tests {
         m.set_reservations(3);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(text.contains(r#"placement_webhook_admissions_total{rule="strategy",outcome="placed",dry_run="false"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"placement_webhook_admissions_total{rule="strategy",outcome="placed",dry_run="false"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"placement_webhook_fail_open_total{reason="deadline"} 1"#), "{text}");
         assert!(text.contains("placement_webhook_reservations 3"), "{text}");
         assert!(text.contains("placement_webhook_admission_duration_seconds_count 1"), "{text}");

@@ -1,0 +1,464 @@
+//! The AdmissionReview v1 wire format, both ways.
+//!
+//! What this module decides, and why:
+//!
+//! * **Only `admission.k8s.io/v1` is accepted.** A `v1beta1` review (or anything else) is an error that
+//!   says so, because the response must carry the request's apiVersion and this server only speaks v1
+//!   (the webhook configuration must list `admissionReviewVersions: ["v1"]`).
+//! * **The uid survives as much damage as possible.** The API server discards a response whose uid does
+//!   not match its request, so the body is first read as plain JSON and `request.uid` taken from there;
+//!   the rest is validated afterwards. [`recover_uid`] and [`Response::for_invalid`] use the same rule
+//!   for bodies that fail validation further down.
+//! * **Errors name what is wrong** (JSON line/column, the field path inside `request.object` through
+//!   `serde_path_to_error`) and carry a short, fixed [`ReviewError::metric_label`]. Values quoted from the
+//!   input are bounded, so a hostile body cannot produce an unbounded log line.
+//! * **Nothing here panics on input.** Depth is bounded by serde_json's recursion limit (a too-deep body
+//!   is a "not JSON" error); the size of the body is the HTTP layer's business.
+//! * **The response is written by hand, not with kube-core's `AdmissionResponse`**, which serializes
+//!   `patch` as an array of numbers (kube-rs issue 1781). Here `patch` is the base64 *string* of the JSON
+//!   Patch and `patchType` is `"JSONPatch"`; an empty patch emits neither field. Every response echoes the
+//!   uid and carries `apiVersion`/`kind`. Warnings are bounded in number and length.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::Operation;
+use kube::core::{GroupVersionKind, GroupVersionResource};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// The only AdmissionReview version this server reads and writes.
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+/// The kind of the review envelope.
+pub const KIND: &str = "AdmissionReview";
+/// At most this many warnings are sent back; the rest are dropped.
+pub const MAX_WARNINGS: usize = 8;
+/// A warning longer than this many characters is cut (ending with `…`).
+pub const MAX_WARNING_CHARS: usize = 256;
+/// Values quoted from the input inside error messages are cut to this many characters.
+const MAX_EXCERPT_CHARS: usize = 64;
+
+/// Why a body is not a usable AdmissionReview v1 request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    /// The body is not JSON at all (or nests deeper than serde_json's recursion limit).
+    #[error("body is not JSON: {message} (line {line}, column {column})")]
+    NotJson { line: usize, column: usize, message: String },
+    /// The body is JSON but not an object.
+    #[error("body is JSON {found}, not an AdmissionReview object")]
+    NotAnObject { found: &'static str },
+    /// `apiVersion` is missing or is not `admission.k8s.io/v1`.
+    #[error(
+        "apiVersion is {found}, expected \"admission.k8s.io/v1\" (list only v1 in the webhook's admissionReviewVersions)"
+    )]
+    WrongApiVersion { found: String },
+    /// `kind` is missing or is not `AdmissionReview`.
+    #[error("kind is {found}, expected \"AdmissionReview\"")]
+    WrongKind { found: String },
+    /// The envelope has no `request` object.
+    #[error("AdmissionReview has no request object (request is {found})")]
+    MissingRequest { found: String },
+    /// `request.uid` is absent or empty.
+    #[error("request.uid is missing or empty")]
+    MissingUid,
+    /// `request.uid` is not a string.
+    #[error("request.uid must be a string, found {found}")]
+    InvalidUid { found: &'static str },
+    /// A field of the request (other than the object) has the wrong shape.
+    #[error("request field {path} is invalid: {message}")]
+    InvalidRequest { path: String, message: String },
+    /// A CREATE or UPDATE without `request.object`.
+    #[error("request.object is missing for a {operation} request")]
+    MissingObject { operation: String },
+    /// The review says the object is a core/v1 Pod but it does not read as one.
+    #[error("request.object is not a core/v1 Pod: at {path}: {message}")]
+    ObjectNotPod { path: String, message: String },
+}
+
+impl ReviewError {
+    /// A short, fixed label for metrics (bounded cardinality).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ReviewError::NotJson { .. } => "not_json",
+            ReviewError::NotAnObject { .. } => "not_an_object",
+            ReviewError::WrongApiVersion { .. } => "wrong_api_version",
+            ReviewError::WrongKind { .. } => "wrong_kind",
+            ReviewError::MissingRequest { .. } => "missing_request",
+            ReviewError::MissingUid => "missing_uid",
+            ReviewError::InvalidUid { .. } => "invalid_uid",
+            ReviewError::InvalidRequest { .. } => "invalid_request",
+            ReviewError::MissingObject { .. } => "missing_object",
+            ReviewError::ObjectNotPod { .. } => "object_not_pod",
+        }
+    }
+}
+
+/// The object under review.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    /// The review's kind is core/v1 Pod: the typed pod, and the JSON exactly as the API server sent it
+    /// (which is what a JSON Patch is applied to, see `patch::plan_patch_json`).
+    Pod { pod: Box<Pod>, raw: Value },
+    /// Any other kind, kept as sent.
+    Other(Value),
+}
+
+impl Object {
+    /// The typed pod, when the object is one.
+    pub fn pod(&self) -> Option<&Pod> {
+        match self {
+            Object::Pod { pod, .. } => Some(pod),
+            Object::Other(_) => None,
+        }
+    }
+
+    /// The object as the API server sent it.
+    pub fn raw(&self) -> &Value {
+        match self {
+            Object::Pod { raw, .. } | Object::Other(raw) => raw,
+        }
+    }
+}
+
+/// An AdmissionReview v1 request, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Echoed in the response.
+    pub uid: String,
+    /// Kind of the object (for pods: group "", version "v1", kind "Pod").
+    pub kind: GroupVersionKind,
+    /// Resource being requested (for pods: group "", version "v1", resource "pods").
+    pub resource: GroupVersionResource,
+    /// Subresource, e.g. `ephemeralcontainers`; `None` for the main resource.
+    pub sub_resource: Option<String>,
+    /// Namespace of the object; `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// Name of the object; empty on CREATE with `generateName`.
+    pub name: String,
+    /// CREATE, UPDATE, DELETE or CONNECT.
+    pub operation: Operation,
+    /// A dry-run request must have no side effects (no reservations recorded).
+    pub dry_run: bool,
+    /// The new object (absent on DELETE and usually on CONNECT).
+    pub object: Option<Object>,
+    /// The old object on UPDATE and DELETE, as sent.
+    pub old_object: Option<Value>,
+    /// The operation's options (e.g. `CreateOptions`), as sent.
+    pub options: Option<Value>,
+}
+
+impl Request {
+    /// The typed pod, when the object is one.
+    pub fn pod(&self) -> Option<&Pod> {
+        self.object.as_ref().and_then(Object::pod)
+    }
+
+    /// Whether the review is about a core/v1 Pod.
+    pub fn is_pod(&self) -> bool {
+        is_core_v1_pod(&self.kind)
+    }
+}
+
+/// The request fields read with serde (uid and object are handled apart).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest {
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(default)]
+    old_object: Option<Value>,
+    #[serde(default)]
+    options: Option<Value>,
+}
+
+fn is_core_v1_pod(kind: &GroupVersionKind) -> bool {
+    kind.group.is_empty() && kind.version == "v1" && kind.kind == "Pod"
+}
+
+/// The JSON type of a value, for messages.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A value quoted from the input, bounded in length.
+fn excerpt(value: Option<&Value>) -> String {
+    match value {
+        None => "missing".to_owned(),
+        Some(value) => bounded(&value.to_string(), MAX_EXCERPT_CHARS),
+    }
+}
+
+/// `text` cut to at most `max` characters (the last one `…` when cut).
+pub(crate) fn bounded(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// The path reported by `serde_path_to_error`, under a prefix (`"."` is its root).
+fn join_path(prefix: &str, path: &serde_path_to_error::Path) -> String {
+    let path = path.to_string();
+    if path == "." { prefix.to_owned() } else { format!("{prefix}.{path}") }
+}
+
+/// Reads a body as JSON, or says where it stops being JSON.
+fn read_json(body: &[u8]) -> Result<Value, ReviewError> {
+    serde_json::from_slice(body).map_err(|e| {
+        // serde_json's Display appends " at line L column C"; keep the message without it.
+        let full = e.to_string();
+        let message = match full.rfind(" at line ") {
+            Some(at) => full[..at].to_owned(),
+            None => full,
+        };
+        ReviewError::NotJson { line: e.line(), column: e.column(), message }
+    })
+}
+
+/// Takes `request.uid` from an already parsed body, if it is a non-empty string.
+fn uid_of(review: &Value) -> Option<&str> {
+    review.get("request")?.get("uid")?.as_str().filter(|uid| !uid.is_empty())
+}
+
+/// The uid of a body that may be invalid in other ways: `request.uid` when the body is JSON and it is a
+/// non-empty string.
+pub fn recover_uid(body: &[u8]) -> Option<String> {
+    let review: Value = serde_json::from_slice(body).ok()?;
+    uid_of(&review).map(str::to_owned)
+}
+
+/// Parses and validates an AdmissionReview v1 request body.
+pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
+    let review = read_json(body)?;
+    let Value::Object(mut envelope) = review else {
+        return Err(ReviewError::NotAnObject { found: json_type(&review) });
+    };
+
+    match envelope.get("apiVersion") {
+        Some(Value::String(v)) if v == API_VERSION => {}
+        other => return Err(ReviewError::WrongApiVersion { found: excerpt(other) }),
+    }
+    match envelope.get("kind") {
+        Some(Value::String(k)) if k == KIND => {}
+        other => return Err(ReviewError::WrongKind { found: excerpt(other) }),
+    }
+    let mut request = match envelope.remove("request") {
+        Some(Value::Object(request)) => request,
+        other => return Err(ReviewError::MissingRequest { found: excerpt(other.as_ref()) }),
+    };
+
+    let uid = match request.remove("uid") {
+        Some(Value::String(uid)) if !uid.is_empty() => uid,
+        None | Some(Value::Null) | Some(Value::String(_)) => return Err(ReviewError::MissingUid),
+        Some(other) => return Err(ReviewError::InvalidUid { found: json_type(&other) }),
+    };
+
+    let object = match request.remove("object") {
+        None | Some(Value::Null) => None,
+        Some(object) => Some(object),
+    };
+
+    let wire: WireRequest = serde_path_to_error::deserialize(Value::Object(request)).map_err(|e| {
+        ReviewError::InvalidRequest { path: join_path("request", e.path()), message: e.into_inner().to_string() }
+    })?;
+
+    if object.is_none() && matches!(wire.operation, Operation::Create | Operation::Update) {
+        return Err(ReviewError::MissingObject { operation: operation_name(&wire.operation).to_owned() });
+    }
+
+    let object = match object {
+        None => None,
+        Some(raw) if is_core_v1_pod(&wire.kind) => {
+            let pod: Pod = serde_path_to_error::deserialize(&raw).map_err(|e| ReviewError::ObjectNotPod {
+                path: join_path("request.object", e.path()),
+                message: e.into_inner().to_string(),
+            })?;
+            Some(Object::Pod { pod: Box::new(pod), raw })
+        }
+        Some(raw) => Some(Object::Other(raw)),
+    };
+
+    Ok(Request {
+        uid,
+        kind: wire.kind,
+        resource: wire.resource,
+        sub_resource: wire.sub_resource.filter(|s| !s.is_empty()),
+        namespace: wire.namespace.filter(|s| !s.is_empty()),
+        name: wire.name.unwrap_or_default(),
+        operation: wire.operation,
+        dry_run: wire.dry_run.unwrap_or(false),
+        object,
+        old_object: wire.old_object.filter(|v| !v.is_null()),
+        options: wire.options.filter(|v| !v.is_null()),
+    })
+}
+
+/// The wire name of an operation.
+pub fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// An AdmissionReview v1 response, built step by step and written with [`Response::to_review_json`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    uid: String,
+    allowed: bool,
+    status: Option<(u16, String)>,
+    patch: Option<String>,
+    warnings: Vec<String>,
+    audit_annotations: BTreeMap<String, String>,
+}
+
+impl Response {
+    /// Admits the request unchanged (add a patch with [`Response::with_patch`]).
+    pub fn allow(uid: impl Into<String>) -> Self {
+        Response {
+            uid: uid.into(),
+            allowed: true,
+            status: None,
+            patch: None,
+            warnings: Vec::new(),
+            audit_annotations: BTreeMap::new(),
+        }
+    }
+
+    /// Rejects the request with an HTTP-like status code and a message shown to the user.
+    pub fn deny(uid: impl Into<String>, code: u16, message: impl Into<String>) -> Self {
+        Response { allowed: false, status: Some((code, message.into())), ..Response::allow(uid) }
+    }
+
+    /// The answer to a body that [`parse_review`] rejected: denied with code 400 and the error as message,
+    /// echoing the uid when it can be recovered from the body (empty otherwise, in which case the API
+    /// server treats the call as failed and applies the webhook's failurePolicy).
+    pub fn for_invalid(body: &[u8], error: &ReviewError) -> Self {
+        Response::deny(recover_uid(body).unwrap_or_default(), 400, error.to_string())
+    }
+
+    /// Sets the JSON Patch to apply (base64 of its JSON, `patchType: JSONPatch`). An empty patch, or any
+    /// patch on a denied response, sends no patch fields.
+    pub fn with_patch(mut self, ops: &json_patch::Patch) -> Self {
+        if ops.0.is_empty() || !self.allowed {
+            self.patch = None;
+            return self;
+        }
+        match serde_json::to_vec(ops) {
+            Ok(json) => self.patch = Some(base64::engine::general_purpose::STANDARD.encode(json)),
+            Err(error) => {
+                // Not reachable for patches of JSON values; never send a half-written patch.
+                tracing::error!(%error, "could not serialize the JSON Patch; admitting without it");
+                self.patch = None;
+            }
+        }
+        self
+    }
+
+    /// Adds warnings shown to the client (kubectl prints them). At most [`MAX_WARNINGS`] are kept in
+    /// all, each cut to [`MAX_WARNING_CHARS`] characters; control characters become spaces and empty
+    /// warnings are dropped.
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        for warning in warnings {
+            if self.warnings.len() >= MAX_WARNINGS {
+                break;
+            }
+            let clean: String =
+                warning.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_owned();
+            if clean.is_empty() {
+                continue;
+            }
+            self.warnings.push(bounded(&clean, MAX_WARNING_CHARS));
+        }
+        self
+    }
+
+    /// Adds audit annotations (the API server prefixes each key with the webhook's name).
+    pub fn with_audit_annotations(mut self, annotations: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.audit_annotations.extend(annotations);
+        self
+    }
+
+    /// The uid echoed.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Whether the request is admitted.
+    pub fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// The base64 JSON Patch, if any.
+    pub fn patch_base64(&self) -> Option<&str> {
+        self.patch.as_deref()
+    }
+
+    /// The warnings as they will be sent.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The response as a JSON value (the full AdmissionReview envelope).
+    pub fn to_review_value(&self) -> Value {
+        let mut response = Map::new();
+        response.insert("uid".into(), Value::String(self.uid.clone()));
+        response.insert("allowed".into(), Value::Bool(self.allowed));
+        if let Some(patch) = &self.patch {
+            response.insert("patchType".into(), Value::String("JSONPatch".into()));
+            response.insert("patch".into(), Value::String(patch.clone()));
+        }
+        if let Some((code, message)) = &self.status {
+            let mut status = Map::new();
+            status.insert("code".into(), Value::from(*code));
+            status.insert("message".into(), Value::String(message.clone()));
+            if !self.allowed {
+                status.insert("status".into(), Value::String("Failure".into()));
+            }
+            response.insert("status".into(), Value::Object(status));
+        }
+        if !self.warnings.is_empty() {
+            response.insert("warnings".into(), self.warnings.iter().cloned().map(Value::String).collect());
+        }
+        if !self.audit_annotations.is_empty() {
+            let annotations =
+                self.audit_annotations.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            response.insert("auditAnnotations".into(), Value::Object(annotations));
+        }
+        let mut review = Map::new();
+        review.insert("apiVersion".into(), Value::String(API_VERSION.into()));
+        review.insert("kind".into(), Value::String(KIND.into()));
+        review.insert("response".into(), Value::Object(response));
+        Value::Object(review)
+    }
+
+    /// The response body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{…}}`.
+    pub fn to_review_json(&self) -> Vec<u8> {
+        self.to_review_value().to_string().into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests;
