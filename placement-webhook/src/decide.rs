@@ -161,7 +161,15 @@ impl Decider {
             return Ok(Decision::none(format!("already placed (reservation {id})")));
         }
         let mut index = self.index.write();
-        let mut pod = placement_kube::convert::pod(c.pod, index.owners()).map_err(DecideError::Convert)?;
+        let converted = if c.pod.metadata.namespace.as_deref().is_none_or(str::is_empty) {
+            // The namespace is the request's when the object does not carry it.
+            let mut with_ns = c.pod.clone();
+            with_ns.metadata.namespace = Some(c.namespace.to_string());
+            placement_kube::convert::pod(&with_ns, index.owners())
+        } else {
+            placement_kube::convert::pod(c.pod, index.owners())
+        };
+        let mut pod = converted.map_err(DecideError::Convert)?;
         pod.namespace = c.namespace.to_string();
         let Some(workload) = pod.workload.clone() else {
             return Ok(Decision::none("pod has no controller: left alone"));

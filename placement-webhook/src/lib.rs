@@ -14,4 +14,5 @@ pub mod patch;
 pub mod probes;
 pub mod review;
 pub mod serve;
+pub mod server;
 pub mod tls;

@@ -736,6 +736,13 @@ async fn create(
     let mut obj = view.incoming(parse_body(body)?);
     let t = &storage_type(shared, t)?;
     let dry_run = query.dry_run();
+    // As the real server does before admission: the object's namespace is the request's.
+    if t.namespaced
+        && let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+        && meta.get("namespace").and_then(Value::as_str).is_none_or(str::is_empty)
+    {
+        meta.insert("namespace".into(), json!(ns));
+    }
     // Clients cannot set the status of types that have a status subresource on create.
     if t.status
         && let Some(o) = obj.as_object_mut()
