@@ -128,7 +128,7 @@ async fn a_dry_run_changes_nothing_and_a_pinned_pod_is_kept() {
     pinned.spec.as_mut().unwrap().node_selector = Some([("capacity".to_string(), "gpu".to_string())].into());
     let created = pods.create(&PostParams::default(), &pinned).await.unwrap();
     assert_eq!(created.spec.unwrap().node_selector.unwrap()["capacity"], "gpu", "the user's pin is kept");
-    assert!(created.metadata.annotations.unwrap_or_default().get("placement.dev/decision").is_none());
+    assert!(!created.metadata.annotations.unwrap_or_default().contains_key("placement.dev/decision"));
     assert_eq!(s.webhook.admission.decider().index().read().ledger().len(), 0, "the conflict released its reservation");
     s.webhook.shutdown().await;
 }
