@@ -20,6 +20,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(tune: impl FnOnce(&mut ServerConfig)) -> Setup {
     let fake = FakeApiServer::start().await.unwrap();
     for crd in placement_kube::crd::all_crds() {
         fake.put(serde_json::to_value(crd).unwrap()).unwrap();
@@ -43,13 +47,14 @@ async fn setup() -> Setup {
     let cert_pem = key.cert.pem();
     std::fs::write(certs.path().join("tls.crt"), &cert_pem).unwrap();
     std::fs::write(certs.path().join("tls.key"), key.signing_key.serialize_pem()).unwrap();
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         probe_listen: "127.0.0.1:0".parse().unwrap(),
         tls_cert: certs.path().join("tls.crt"),
         tls_key: certs.path().join("tls.key"),
         ..ServerConfig::default()
     };
+    tune(&mut config);
     let webhook = server::start(config, fake.client()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !webhook.readiness.is_ready() {
@@ -73,9 +78,13 @@ async fn setup() -> Setup {
 }
 
 fn pod() -> Pod {
+    pod_of("h1")
+}
+
+fn pod_of(hash: &str) -> Pod {
     serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"generateName": "web-h1-", "labels": {"app": "web", "pod-template-hash": "h1"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-h1", "uid": "rs", "controller": true}]},
+        "metadata": {"generateName": format!("web-{hash}-"), "labels": {"app": "web", "pod-template-hash": hash},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("web-{hash}"), "uid": "rs", "controller": true}]},
         "spec": {"tolerations": [{"key": "spot", "operator": "Exists"}],
                  "containers": [{"name": "app", "image": "app", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}))
     .unwrap()
@@ -140,4 +149,131 @@ async fn a_stopped_webhook_fails_open() {
     s.webhook.shutdown().await;
     let created = pods.create(&PostParams::default(), &pod()).await.unwrap();
     assert!(created.spec.unwrap().node_selector.is_none(), "failurePolicy Ignore: admitted unmutated");
+}
+
+fn target(n: u32) -> Vec<u32> {
+    Apportionment::new(vec![("on-demand".into(), 1), ("spot".into(), 3)], Some(Base { group: 0, count: 1 }))
+        .unwrap()
+        .target(n)
+}
+
+/// Pods of revision `hash` per group (on-demand, spot) as stored in the fake.
+fn placed(fake: &FakeApiServer, hash: &str) -> Vec<u32> {
+    let mut counts = vec![0, 0];
+    for p in fake.list("v1", "Pod", Some("shop")) {
+        if p.pointer("/metadata/labels/pod-template-hash").and_then(Value::as_str) != Some(hash) {
+            continue;
+        }
+        match p.pointer("/spec/nodeSelector/capacity").and_then(Value::as_str) {
+            Some("on-demand") => counts[0] += 1,
+            Some("spot") => counts[1] += 1,
+            other => panic!("pod {:?} not placed: {other:?}", p.pointer("/metadata/name")),
+        }
+    }
+    counts
+}
+
+async fn create_burst(pods: &Api<Pod>, hash: &str, n: usize) {
+    let creates = (0..n).map(|_| {
+        let pods = pods.clone();
+        let p = pod_of(hash);
+        async move { pods.create(&PostParams::default(), &p).await }
+    });
+    for created in futures::future::join_all(creates).await {
+        created.expect("never rejected");
+    }
+}
+
+#[tokio::test]
+async fn scale_up_to_a_thousand_in_doubling_bursts_stays_on_target() {
+    let s = setup().await;
+    let pods: Api<Pod> = Api::namespaced(s.fake.client(), "shop");
+    let (mut total, mut burst) = (0usize, 1usize);
+    while total < 1000 {
+        let n = burst.min(1000 - total);
+        create_burst(&pods, "h1", n).await;
+        total += n;
+        assert_eq!(placed(&s.fake, "h1"), target(total as u32), "after {total} pods");
+        burst *= 2;
+    }
+    s.webhook.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rolling_update_keeps_the_new_revision_on_target() {
+    let s = setup().await;
+    s.fake
+        .put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-h2", "namespace": "shop",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d", "controller": true}]}}))
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(s.fake.client(), "shop");
+    create_burst(&pods, "h1", 20).await;
+    assert_eq!(placed(&s.fake, "h1"), target(20));
+    // Surge the new revision in steps of 5 while the old one shrinks: the new one is counted on its own.
+    let mut old: Vec<String> = s
+        .fake
+        .list("v1", "Pod", Some("shop"))
+        .iter()
+        .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    for step in 1..=4u32 {
+        create_burst(&pods, "h2", 5).await;
+        assert_eq!(placed(&s.fake, "h2"), target(step * 5), "new revision after {} pods", step * 5);
+        for name in old.drain(..5) {
+            s.fake.delete("v1", "Pod", "shop", &name).unwrap();
+        }
+    }
+    s.webhook.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_server_faults_end_in_placement_or_fail_open_never_a_rejection() {
+    use placement_kube::testkit::{Fault, Verb};
+    let s = setup().await;
+    let pods: Api<Pod> = Api::namespaced(s.fake.client(), "shop");
+    create_burst(&pods, "h1", 4).await;
+    // The webhook's watches fail and restart, the log is compacted (410 on resume), lists are slow.
+    s.fake.faults().inject(Fault::error(500).on(Verb::Watch).times(6));
+    s.fake.faults().inject(Fault::delay(Duration::from_millis(200)).on(Verb::List).times(6));
+    s.fake.drop_watches();
+    s.fake.compact();
+    create_burst(&pods, "h1", 8).await;
+    s.fake.drop_watches();
+    create_burst(&pods, "h1", 8).await;
+    let all = s.fake.list("v1", "Pod", Some("shop"));
+    assert_eq!(all.len(), 20, "every pod admitted");
+    // Once the watches are back, the index agrees with the cluster and decisions stay on target.
+    s.fake.faults().clear();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.webhook.admission.decider().index().read().pod_count() != 20 {
+        assert!(tokio::time::Instant::now() < deadline, "the index did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(placed(&s.fake, "h1"), target(20));
+    s.webhook.shutdown().await;
+}
+
+#[tokio::test]
+async fn past_the_deadline_the_pod_is_admitted_unmutated_with_a_warning() {
+    let s = setup_with(|c| c.deadline = Duration::ZERO).await;
+    let pods: Api<Pod> = Api::namespaced(s.fake.client(), "shop");
+    let created = pods.create(&PostParams::default(), &pod()).await.unwrap();
+    assert!(created.spec.unwrap().node_selector.is_none());
+    assert_eq!(s.webhook.admission.decider().index().read().ledger().len(), 0, "the reservation was released");
+    let metrics = reqwest_free_get(s.webhook.probe_address, "/metrics").await;
+    assert!(metrics.contains(r#"placement_webhook_fail_open_total{reason="deadline"} 1"#), "{metrics}");
+    s.webhook.shutdown().await;
+}
+
+/// A plain HTTP GET on the probe listener.
+async fn reqwest_free_get(address: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
 }
