@@ -23,6 +23,8 @@ const PREFERRED_WEIGHT: i32 = 100;
 /// The admission handler: decider, metrics and the time budget of one request.
 pub struct Admission {
     decider: Arc<Decider>,
+    /// For strict mode (reservations shared through a PodDistribution's status).
+    client: Option<kube::Client>,
     metrics: AdmissionMetrics,
     /// Past this, the decision is dropped and the pod admitted unmutated (well inside the API server's
     /// `timeoutSeconds`).
@@ -31,40 +33,84 @@ pub struct Admission {
 
 impl Admission {
     pub fn new(decider: Arc<Decider>, metrics: AdmissionMetrics, deadline: Duration) -> Self {
-        Admission { decider, metrics, deadline }
+        Admission { decider, metrics, deadline, client: None }
+    }
+
+    /// Enables strict mode for PodDistributions that ask for it.
+    pub fn with_client(mut self, client: kube::Client) -> Self {
+        self.client = Some(client);
+        self
     }
 
     pub fn decider(&self) -> &Decider {
         &self.decider
     }
 
-    /// Answers one AdmissionReview body with one AdmissionReview body.
+    /// Answers one AdmissionReview body with one AdmissionReview body, deciding locally (strict mode
+    /// needs [`Self::review_async`]).
     pub fn review(&self, body: &[u8]) -> Vec<u8> {
         let started = Instant::now();
-        let request = match parse_review(body) {
+        let request = match self.parse(body, started) {
             Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "malformed AdmissionReview: allowed unmutated");
-                self.metrics.fail_open(e.metric_label());
-                self.metrics.observe(RuleKind::None, Outcome::Malformed, false, started.elapsed().as_secs_f64());
-                return Response::for_invalid(body, &e).to_review_json();
-            }
+            Err(answer) => return answer,
         };
+        let Some((pod, namespace)) = pod_of(&request) else { return self.not_a_pod(&request, started) };
+        let candidate = Candidate { pod, namespace: &namespace, uid: &request.uid, dry_run: request.dry_run };
+        let decided = self.decider.decide(&candidate);
+        self.respond(&request, decided, started)
+    }
+
+    /// Like [`Self::review`], with strict mode: a pod of a PodDistribution with `strict: true` is decided
+    /// against the ledger the replicas share through its status.
+    pub async fn review_async(&self, body: &[u8]) -> Vec<u8> {
+        let started = Instant::now();
+        let request = match self.parse(body, started) {
+            Ok(r) => r,
+            Err(answer) => return answer,
+        };
+        let Some((pod, namespace)) = pod_of(&request) else { return self.not_a_pod(&request, started) };
+        let candidate = Candidate { pod, namespace: &namespace, uid: &request.uid, dry_run: request.dry_run };
+        let decided = match (&self.client, self.decider.strict_distribution(&candidate)) {
+            (Some(client), Some(pd)) => {
+                let deadline = started + self.deadline;
+                crate::strict::decide(client, &self.decider, &candidate, &pd, deadline).await.map(|(d, conflicts)| {
+                    if conflicts > 0 {
+                        tracing::debug!(conflicts, "strict mode: retried after conflicting status writes");
+                    }
+                    d
+                })
+            }
+            _ => self.decider.decide(&candidate),
+        };
+        self.respond(&request, decided, started)
+    }
+
+    fn parse(&self, body: &[u8], started: Instant) -> Result<crate::review::Request, Vec<u8>> {
+        parse_review(body).map_err(|e| {
+            tracing::warn!(error = %e, "malformed AdmissionReview: allowed unmutated");
+            self.metrics.fail_open(e.metric_label());
+            self.metrics.observe(RuleKind::None, Outcome::Malformed, false, started.elapsed().as_secs_f64());
+            Response::for_invalid(body, &e).to_review_json()
+        })
+    }
+
+    fn not_a_pod(&self, request: &crate::review::Request, started: Instant) -> Vec<u8> {
+        self.metrics.observe(RuleKind::None, Outcome::Unchanged, request.dry_run, started.elapsed().as_secs_f64());
+        Response::allow(request.uid.clone()).to_review_json()
+    }
+
+    fn respond(
+        &self,
+        request: &crate::review::Request,
+        decided: Result<Decision, crate::decide::DecideError>,
+        started: Instant,
+    ) -> Vec<u8> {
         let uid = request.uid.clone();
+        let dry_run = request.dry_run;
         let span = tracing::info_span!("admission", %uid, namespace = ?request.namespace, name = %request.name,
             rule = tracing::field::Empty, outcome = tracing::field::Empty);
         let _entered = span.enter();
-        let dry_run = request.dry_run;
-        let (pod, raw) = match (request.pod(), request.object.as_ref()) {
-            (Some(pod), Some(object)) if request.is_pod() => (pod, object.raw()),
-            _ => {
-                self.metrics.observe(RuleKind::None, Outcome::Unchanged, dry_run, started.elapsed().as_secs_f64());
-                return Response::allow(uid).to_review_json();
-            }
-        };
-        let namespace = request.namespace.clone().unwrap_or_default();
-        let candidate = Candidate { pod, namespace: &namespace, uid: &uid, dry_run };
-        let decision = match self.decider.decide(&candidate) {
+        let decision = match decided {
             Ok(d) => d,
             Err(e) => return self.fail_open(&uid, RuleKind::None, e.metric_label(), &e.to_string(), dry_run, started),
         };
@@ -80,7 +126,8 @@ impl Admission {
             self.metrics.observe(decision.rule, Outcome::Unchanged, dry_run, started.elapsed().as_secs_f64());
             return Response::allow(uid).to_review_json();
         }
-        match plan_patch_json(raw, &placement(&decision)) {
+        let raw = request.object.as_ref().map(|o| o.raw()).cloned().unwrap_or_default();
+        match plan_patch_json(&raw, &placement(&decision)) {
             Ok(plan) => {
                 tracing::info!(reason = %decision.reason, source = %decision.source, "placed");
                 span.record("outcome", "placed");
@@ -121,6 +168,14 @@ impl Admission {
             .with_warnings(vec![format!("placement: {why}; the pod is admitted unmutated")])
             .to_review_json()
     }
+}
+
+/// The pod of a pod review, and the request's namespace.
+fn pod_of(request: &crate::review::Request) -> Option<(&k8s_openapi::api::core::v1::Pod, String)> {
+    if !request.is_pod() {
+        return None;
+    }
+    Some((request.pod()?, request.namespace.clone().unwrap_or_default()))
 }
 
 /// What a decision adds to the pod.

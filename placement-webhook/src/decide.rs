@@ -16,7 +16,7 @@ use placement_core::Labels;
 use placement_core::admission::{DistributionRule, decide_distribution, decide_zone, zone_scope_key};
 use placement_core::apportion::Fallback;
 use placement_core::index::{ScopeId, ZoneScope};
-use placement_core::ledger::{RESERVATION_ANNOTATION, Reservation};
+use placement_core::ledger::{LedgerState, RESERVATION_ANNOTATION, Reservation};
 use placement_core::model::{Pod, WorkloadKind, WorkloadRef};
 use placement_core::strategy::{LEGACY_STRATEGY_ANNOTATION, STRATEGY_ANNOTATION, Strategy};
 use placement_kube::crd::pod_distribution::Enforcement;
@@ -332,6 +332,60 @@ impl Decider {
         Some(c.uid.to_string())
     }
 
+    /// The strict-mode PodDistribution that applies to a pod, if any (its reservations are shared
+    /// through its status; see [`crate::strict`]).
+    pub fn strict_distribution(&self, c: &Candidate<'_>) -> Option<Arc<PodDistribution>> {
+        let pds = self.rules.distributions(c.namespace);
+        if !pds.iter().any(|pd| pd.spec.strict) {
+            return None;
+        }
+        let workload = {
+            let index = self.index.read();
+            let mut with_ns = c.pod.clone();
+            with_ns.metadata.namespace = Some(c.namespace.to_string());
+            placement_kube::convert::pod(&with_ns, index.owners()).ok()?.workload?
+        };
+        pds.into_iter()
+            .filter(|pd| pd.spec.strict)
+            .find(|pd| pd.spec.to_core(c.namespace).is_ok_and(|config| config.target == workload))
+    }
+
+    /// Folds a peer's shared ledger into the local one (expired reservations are left out).
+    pub fn merge_peer_ledger(&self, peer: &LedgerState) {
+        let now = jiff::Timestamp::now();
+        let live = LedgerState {
+            reservations: peer.reservations.iter().filter(|r| r.expires > now).cloned().collect(),
+            confirmed: peer.confirmed.iter().filter(|(_, until)| **until > now).map(|(k, v)| (k.clone(), *v)).collect(),
+        };
+        self.index.write().ledger_mut().merge(&live);
+    }
+
+    /// The ledger to share for `target`: the local reservations of that workload, and the ids of the
+    /// previously shared ones that have been seen as pods since (so no replica counts them again).
+    pub fn shared_state(&self, target: &WorkloadRef, previous: &LedgerState) -> LedgerState {
+        let now = jiff::Timestamp::now();
+        let index = self.index.read();
+        let ledger = index.ledger();
+        let local = ledger.state();
+        let mut confirmed: std::collections::BTreeMap<String, jiff::Timestamp> =
+            previous.confirmed.iter().filter(|(_, until)| **until > now).map(|(k, v)| (k.clone(), *v)).collect();
+        for r in &previous.reservations {
+            if ledger.is_confirmed(&r.id) {
+                let until = local.confirmed.get(&r.id).copied().unwrap_or(r.expires);
+                confirmed.insert(r.id.clone(), until);
+            }
+        }
+        LedgerState {
+            reservations: local.reservations.into_iter().filter(|r| r.workload == *target && r.expires > now).collect(),
+            confirmed,
+        }
+    }
+
+    /// Drops one reservation (a decision that was not applied).
+    pub fn release(&self, id: &str) {
+        self.index.write().ledger_mut().release(id);
+    }
+
     /// Drops reservations whose pods never appeared.
     pub fn expire_reservations(&self) -> usize {
         self.index.write().ledger_mut().expire(jiff::Timestamp::now()).len()
@@ -349,6 +403,8 @@ pub enum DecideError {
     Convert(placement_kube::convert::ConvertError),
     #[error("invalid placement rule: {0}")]
     Rule(String),
+    #[error("strict mode: {0}")]
+    Strict(String),
 }
 
 impl DecideError {
@@ -356,6 +412,7 @@ impl DecideError {
         match self {
             DecideError::Convert(_) => "convert",
             DecideError::Rule(_) => "rule",
+            DecideError::Strict(_) => "strict",
         }
     }
 }

@@ -15,4 +15,5 @@ pub mod probes;
 pub mod review;
 pub mod serve;
 pub mod server;
+pub mod strict;
 pub mod tls;

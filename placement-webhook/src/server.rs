@@ -122,9 +122,11 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
     readiness.set_certificates_loaded(true);
 
     let (index, watchers) = live::spawn(client.clone(), WatchOptions::default());
+    let client_for_strict = client.clone();
     let rules = Arc::new(ReflectedRules::spawn(client));
     let decider = Arc::new(Decider::new(index.clone(), rules.clone(), config.reservation_ttl));
-    let admission = Arc::new(Admission::new(decider.clone(), admission_metrics, config.deadline));
+    let admission =
+        Arc::new(Admission::new(decider.clone(), admission_metrics, config.deadline).with_client(client_for_strict));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -196,12 +198,15 @@ pub fn mutate_route(
         .and(warp::path::end())
         .and(warp::body::content_length_limit(max_body_bytes))
         .and(warp::body::bytes())
-        .map(move |body: bytes::Bytes| {
-            let out = admission.review(&body);
-            warp::http::Response::builder()
-                .header("content-type", "application/json")
-                .body(out)
-                .unwrap_or_else(|_| warp::http::Response::new(Vec::new()))
+        .then(move |body: bytes::Bytes| {
+            let admission = admission.clone();
+            async move {
+                let out = admission.review_async(&body).await;
+                warp::http::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(out)
+                    .unwrap_or_else(|_| warp::http::Response::new(Vec::new()))
+            }
         })
 }
 

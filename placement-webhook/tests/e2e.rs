@@ -19,12 +19,7 @@ struct Setup {
     _certs: tempfile::TempDir,
 }
 
-async fn setup() -> Setup {
-    setup_with(|_| {}).await
-}
-
-async fn setup_with(tune: impl FnOnce(&mut ServerConfig)) -> Setup {
-    let fake = FakeApiServer::start().await.unwrap();
+fn seed(fake: &FakeApiServer) {
     for crd in placement_kube::crd::all_crds() {
         fake.put(serde_json::to_value(crd).unwrap()).unwrap();
     }
@@ -41,17 +36,28 @@ async fn setup_with(tune: impl FnOnce(&mut ServerConfig)) -> Setup {
     fake.put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-h1", "namespace": "shop",
         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d", "controller": true}]}}))
         .unwrap();
+}
 
+/// A self-signed certificate for `localhost` in a temporary directory, and its PEM.
+fn certificates() -> (tempfile::TempDir, String) {
     let certs = tempfile::tempdir().unwrap();
     let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let cert_pem = key.cert.pem();
     std::fs::write(certs.path().join("tls.crt"), &cert_pem).unwrap();
     std::fs::write(certs.path().join("tls.key"), key.signing_key.serialize_pem()).unwrap();
+    (certs, cert_pem)
+}
+
+async fn start_webhook(
+    fake: &FakeApiServer,
+    certs: &std::path::Path,
+    tune: impl FnOnce(&mut ServerConfig),
+) -> server::RunningServer {
     let mut config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         probe_listen: "127.0.0.1:0".parse().unwrap(),
-        tls_cert: certs.path().join("tls.crt"),
-        tls_key: certs.path().join("tls.key"),
+        tls_cert: certs.join("tls.crt"),
+        tls_key: certs.join("tls.key"),
         ..ServerConfig::default()
     };
     tune(&mut config);
@@ -65,6 +71,11 @@ async fn setup_with(tune: impl FnOnce(&mut ServerConfig)) -> Setup {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    webhook
+}
+
+/// The MutatingWebhookConfiguration a cluster would have, pointing at `port` on localhost.
+fn register_webhook(fake: &FakeApiServer, port: u16, cert_pem: &str) {
     let ca = base64::engine::general_purpose::STANDARD.encode(cert_pem);
     fake.put(json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": "placement"},
@@ -72,8 +83,20 @@ async fn setup_with(tune: impl FnOnce(&mut ServerConfig)) -> Setup {
             "failurePolicy": "Ignore", "timeoutSeconds": 3, "reinvocationPolicy": "IfNeeded",
             "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]},
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-            "clientConfig": {"url": format!("https://localhost:{}/mutate", webhook.address.port()), "caBundle": ca}}]}))
+            "clientConfig": {"url": format!("https://localhost:{port}/mutate"), "caBundle": ca}}]}))
         .unwrap();
+}
+
+async fn setup() -> Setup {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(tune: impl FnOnce(&mut ServerConfig)) -> Setup {
+    let fake = FakeApiServer::start().await.unwrap();
+    seed(&fake);
+    let (certs, cert_pem) = certificates();
+    let webhook = start_webhook(&fake, certs.path(), tune).await;
+    register_webhook(&fake, webhook.address.port(), &cert_pem);
     Setup { fake, webhook, _certs: certs }
 }
 
@@ -276,4 +299,65 @@ async fn reqwest_free_get(address: std::net::SocketAddr, path: &str) -> String {
     let mut out = String::new();
     stream.read_to_string(&mut out).await.unwrap();
     out
+}
+
+/// A TCP load balancer on localhost: each new connection goes to the next backend, as a Service does.
+async fn round_robin(backends: Vec<std::net::SocketAddr>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut next = 0;
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let backend = backends[next % backends.len()];
+            next += 1;
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn three_replicas_in_strict_mode_share_reservations_and_stay_on_target() {
+    let fake = FakeApiServer::start().await.unwrap();
+    seed(&fake);
+    fake.put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "PodDistribution",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "strict": true,
+            "groups": [{"name": "on-demand", "nodeSelector": {"matchLabels": {"capacity": "on-demand"}}, "weight": 1, "base": 1},
+                       {"name": "spot", "nodeSelector": {"matchLabels": {"capacity": "spot"}}, "weight": 3}]}}))
+        .unwrap();
+    let (certs, cert_pem) = certificates();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(start_webhook(&fake, certs.path(), |_| {}).await);
+    }
+    let balancer = round_robin(replicas.iter().map(|r| r.address).collect()).await;
+    register_webhook(&fake, balancer.port(), &cert_pem);
+    let pods: Api<Pod> = Api::namespaced(fake.client(), "shop");
+    let mut total = 0;
+    for burst in [1usize, 2, 4, 8, 16, 9] {
+        create_burst(&pods, "h1", burst).await;
+        total += burst;
+        assert_eq!(placed(&fake, "h1"), target(total as u32), "after {total} pods");
+    }
+    let pd = fake.get("placement.dev/v1alpha1", "PodDistribution", "shop", "web").unwrap();
+    assert!(
+        pd.pointer("/status/reservations").and_then(Value::as_array).is_some(),
+        "the ledger is shared in the status"
+    );
+    let decisions: Vec<String> = fake
+        .list("v1", "Pod", Some("shop"))
+        .iter()
+        .filter_map(|p| {
+            p.pointer("/metadata/annotations/placement.dev~1decision").and_then(Value::as_str).map(str::to_string)
+        })
+        .collect();
+    assert!(decisions.iter().all(|d| d.starts_with("PodDistribution shop/web: ")), "{decisions:?}");
+    for r in replicas {
+        r.shutdown().await;
+    }
 }
