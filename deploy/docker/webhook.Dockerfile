@@ -1,0 +1,67 @@
+# syntax=docker/dockerfile:1
+#
+# The placement-webhook image. Build from the repository root (the build context):
+#
+#   docker build -f deploy/docker/webhook.Dockerfile -t <registry>/placement-webhook:0.1.0 .
+#
+# then point deploy/webhook/deployment.yaml at it (its image, ghcr.io/placement-dev/..., is a placeholder).
+#
+# NOT BUILT IN THIS PROJECT'S CI: the machines CI runs on have no Docker engine (the `docker` command there
+# is only a client). CI checks the Kubernetes manifests only; this file has never been built there, so
+# build it once yourself before relying on it. The stub step below mirrors the workspace's targets; when a
+# crate gains an explicit target (a [[bin]], [[bench]] or [[example]] with a path), add its stub there.
+
+ARG RUST_IMAGE=rust:1.95-bookworm
+# distroless "cc": glibc and libgcc_s (which a Rust binary built against glibc needs), CA certificates,
+# tzdata, and a passwd entry for nonroot (65532); no shell, no package manager, nothing else to patch.
+# The builder is Debian 12 too, so the binary's glibc matches. A static (musl) build on
+# distroless/static would also do, at the cost of a slower allocator and a musl toolchain in the builder.
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${RUST_IMAGE} AS builder
+WORKDIR /src
+ENV CARGO_TERM_COLOR=never \
+    CARGO_PROFILE_RELEASE_STRIP=symbols
+
+# 1. Dependencies only: the manifests, the lock file and empty stand-ins for every target, built once.
+#    This layer is reused as long as no Cargo.toml and Cargo.lock change. The stand-ins' own builds are
+#    then forgotten, so that the real sources are compiled whatever their timestamps.
+COPY Cargo.toml Cargo.lock ./
+COPY placement-core/Cargo.toml placement-core/
+COPY placement-kube/Cargo.toml placement-kube/
+COPY placement-webhook/Cargo.toml placement-webhook/
+COPY placement-operator/Cargo.toml placement-operator/
+COPY benches/Cargo.toml benches/
+COPY examples/Cargo.toml examples/
+RUN set -eu; \
+    for crate in placement-core placement-kube placement-webhook placement-operator; do \
+        mkdir -p "$crate/src"; : > "$crate/src/lib.rs"; \
+    done; \
+    mkdir -p placement-kube/src/bin benches/benches; \
+    for main in placement-webhook/src/main.rs placement-operator/src/main.rs placement-kube/src/bin/fake-apiserver.rs \
+        benches/benches/core.rs benches/benches/live_sync.rs benches/benches/live_events.rs \
+        examples/tune_policy.rs examples/embed.rs; do \
+        echo 'fn main() {}' > "$main"; \
+    done; \
+    : > benches/lib.rs; : > examples/lib.rs; \
+    cargo build --release -p placement-webhook --locked; \
+    rm -rf target/release/.fingerprint/placement-* target/release/deps/placement_* \
+        target/release/deps/libplacement_* target/release/placement-webhook*
+
+# 2. The crates the webhook is built from (the operator, benches and examples keep their stand-ins).
+COPY placement-core placement-core
+COPY placement-kube placement-kube
+COPY placement-webhook placement-webhook
+RUN cargo build --release -p placement-webhook --locked \
+    && install -D -m 0755 target/release/placement-webhook /out/placement-webhook
+
+FROM ${RUNTIME_IMAGE}
+LABEL org.opencontainers.image.title="placement-webhook" \
+      org.opencontainers.image.description="Mutating admission webhook placing pods at creation" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=builder /out/placement-webhook /placement-webhook
+USER 65532:65532
+# 8443: HTTPS admission (POST /mutate); 8080: plain HTTP /healthz, /readyz, /metrics.
+EXPOSE 8443 8080
+ENTRYPOINT ["/placement-webhook"]
+CMD ["serve"]
