@@ -174,6 +174,10 @@ impl Decider {
         let Some(workload) = pod.workload.clone() else {
             return Ok(Decision::none("pod has no controller: left alone"));
         };
+        if !placeable(&workload.kind) {
+            // A DaemonSet pod belongs on its own node, a Job's pods are not spread: never add a selector.
+            return Ok(Decision::none(format!("{} pods are not placed: left alone", workload.kind)));
+        }
         if let Some(chosen) = self.distribution_rule(&index, &workload)? {
             return self.place_distributed(&mut index, c, &pod, &workload, chosen);
         }
