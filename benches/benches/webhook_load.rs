@@ -9,8 +9,9 @@
 //! watch would; the server only ever holds the live index.
 //!
 //! Closed loop by default (each connection sends its next request when the answer arrives: the most the
-//! pair of processes sustains). `--rate R` is an open loop at R admissions/s in all, latency counted
-//! from when each request was due, so a slow answer is not hidden by the requests it delayed.
+//! pair of processes sustains). `--rate R` is an open loop at R admissions/s in all, a request's latency
+//! counted from when it was due (or sent, if earlier), so a slow answer is not hidden by the requests it
+//! delayed.
 //!
 //! ```text
 //! cargo bench -p placement-benches --bench webhook_load                                # 16 connections, 10 s
@@ -51,6 +52,9 @@ const SERVE_ENV: &str = "PLACEMENT_BENCH_WEBHOOK_SERVE";
 
 /// Largest AdmissionReview the server accepts (the production default).
 const MAX_BODY: u64 = 3 << 20;
+
+/// The granularity of tokio's timer.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
 
 struct Args {
     seconds: f64,
@@ -353,8 +357,13 @@ async fn client(
     loop {
         let sent = match plan.interval {
             Some(interval) => {
-                tokio::time::sleep_until(due.into()).await;
-                let at = due;
+                // tokio's timer fires on whole milliseconds, late: wake up to one early instead. A request
+                // sent early counts from when it was sent; one sent late (its connection was busy) from
+                // when it was due.
+                if due > Instant::now() + TIMER_SLACK {
+                    tokio::time::sleep_until((due - TIMER_SLACK).into()).await;
+                }
+                let at = due.min(Instant::now());
                 due += interval;
                 at
             }
@@ -574,10 +583,10 @@ fn load(args: &Args) {
         rss_after / 1024,
         hwm / 1024
     );
-    if let Some(s) = stopped.and_then(|s| s.split_whitespace().nth(1).map(str::to_string)) {
-        if args.reserve {
-            println!("  reservations in the ledger at the end: {s}");
-        }
+    if let Some(s) = stopped.and_then(|s| s.split_whitespace().nth(1).map(str::to_string))
+        && args.reserve
+    {
+        println!("  reservations in the ledger at the end: {s}");
     }
     if let Some(e) = tallies.iter().find_map(|t| t.first_error.clone()) {
         println!("  first error: {e}");
