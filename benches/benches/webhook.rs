@@ -16,6 +16,8 @@
 mod webhook_setup;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use placement_core::ledger::{Ledger, Reservation};
+use placement_core::model::WorkloadRef;
 use placement_kube::live::SharedIndex;
 use placement_webhook::admission::{Admission, placement};
 use placement_webhook::decide::{Candidate, Decider, StaticRules};
@@ -118,5 +120,37 @@ fn admission(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, admission);
+/// The reservation expiry the server runs every 500 ms under the index write lock, when nothing is due:
+/// a scan of every active reservation and every tombstone of a confirmed one.
+fn ledger_expiry(c: &mut Criterion) {
+    let now = jiff::Timestamp::now();
+    let later = now.saturating_add(jiff::SignedDuration::from_mins(10)).expect("timestamp");
+    let workload = WorkloadRef::deployment("team-00", "web");
+    let reservation = |i: usize| Reservation {
+        id: format!("00000000-0000-4000-9000-{i:012x}"),
+        workload: workload.clone(),
+        revision: Some("abc123".into()),
+        group: if i % 4 == 0 { "ondemand".into() } else { "spot".into() },
+        pod: None,
+        expires: later,
+    };
+    let mut g = c.benchmark_group("ledger_expiry");
+    g.sample_size(20).measurement_time(Duration::from_secs(3));
+    // 10,000 admissions/s whose pods never appear, under the default 30 s TTL.
+    let mut active = Ledger::new();
+    for i in 0..300_000 {
+        active.add(reservation(i));
+    }
+    g.bench_function("scan_300k_active", |b| b.iter(|| active.expire(black_box(now))));
+    // 10,000 admissions/s whose pods appear: tombstones are kept 5 minutes (here 100 s worth).
+    let mut confirmed = Ledger::new();
+    for i in 0..1_000_000 {
+        confirmed.add(reservation(i));
+        confirmed.confirm(&reservation(i).id, later);
+    }
+    g.bench_function("scan_1m_tombstones", |b| b.iter(|| confirmed.expire(black_box(now))));
+    g.finish();
+}
+
+criterion_group!(benches, admission, ledger_expiry);
 criterion_main!(benches);

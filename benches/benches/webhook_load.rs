@@ -22,8 +22,9 @@
 //!
 //! Options: `--seconds` (10), `--warmup` (2), `--connections` (16), `--streams` (per HTTP/2 connection,
 //! 1), `--http2`, `--rate` (closed loop if absent), `--nodes` (5000), `--server-threads` (2),
-//! `--client-threads` (1), `--reserve` (real admissions: reservations with the default 30 s TTL,
-//! expired every 500 ms as the server does), `--log` (the server logs at info, as JSON, to /dev/null).
+//! `--client-threads` (1), `--reserve` (real admissions: reservations, expired every 500 ms as the
+//! server does; no pod ever confirms them), `--ttl-seconds` (of a reservation, 30 as in the server),
+//! `--log` (the server logs at info, as JSON, to /dev/null).
 
 #[allow(dead_code)] // shared with the webhook bench, which uses other parts
 mod webhook_setup;
@@ -44,7 +45,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use webhook_setup::{Cluster, ReviewBody};
 
@@ -67,6 +68,7 @@ struct Args {
     server_threads: usize,
     client_threads: usize,
     reserve: bool,
+    ttl: Duration,
     log: bool,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -91,6 +93,7 @@ impl Args {
             server_threads: number("--server-threads", 2.0).max(1.0) as usize,
             client_threads: number("--client-threads", 1.0).max(1.0) as usize,
             reserve: flag("--reserve"),
+            ttl: Duration::from_secs_f64(number("--ttl-seconds", 30.0).max(0.0)),
             log: flag("--log"),
             cert: value("--cert").map(PathBuf::from),
             key: value("--key").map(PathBuf::from),
@@ -148,11 +151,8 @@ fn serve(args: &Args) {
         let key = args.key.clone().expect("--key");
         let certs = Arc::new(CertReloader::load(cert, key).expect("certificate"));
         let tls = Arc::new(certs.server_config());
-        let decider = Arc::new(Decider::new(
-            SharedIndex::from_index(index),
-            Arc::new(StaticRules::default()),
-            Duration::from_secs(30),
-        ));
+        let decider =
+            Arc::new(Decider::new(SharedIndex::from_index(index), Arc::new(StaticRules::default()), args.ttl));
         let metrics = AdmissionMetrics::register(&mut Registry::default());
         let admission = Arc::new(Admission::new(decider.clone(), metrics, Duration::from_millis(1_500)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -167,14 +167,19 @@ fn serve(args: &Args) {
             },
             ServeLimits::default(),
         ));
-        // Reservations whose pods never come expire, as in the server.
+        // Reservations whose pods never come expire, as in the server. Ticks, total and longest time.
+        let expiry = Arc::new(Mutex::new((0u32, Duration::ZERO, Duration::ZERO)));
         let upkeep = {
-            let decider = decider.clone();
+            let (decider, expiry) = (decider.clone(), expiry.clone());
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
                 loop {
                     tick.tick().await;
+                    let t = Instant::now();
                     decider.expire_reservations();
+                    let took = t.elapsed();
+                    let mut e = expiry.lock().unwrap_or_else(PoisonError::into_inner);
+                    *e = (e.0 + 1, e.1 + took, e.2.max(took));
                 }
             })
         };
@@ -194,7 +199,8 @@ fn serve(args: &Args) {
         upkeep.abort();
         let _ = stop.send(());
         let _ = server.await;
-        println!("STOPPED {reservations}");
+        let (ticks, total, longest) = *expiry.lock().unwrap_or_else(PoisonError::into_inner);
+        println!("STOPPED {reservations} {ticks} {} {}", total.as_micros(), longest.as_micros());
     });
 }
 
@@ -442,6 +448,7 @@ fn load(args: &Args) {
     std::fs::write(&key_path, generated.signing_key.serialize_pem()).expect("write key");
     let mut command = Command::new(std::env::current_exe().expect("current exe"));
     command.env(SERVE_ENV, "1").args(["--server-threads", &args.server_threads.to_string()]);
+    command.args(["--ttl-seconds", &args.ttl.as_secs_f64().to_string()]);
     command.arg("--cert").arg(&cert_path).arg("--key").arg(&key_path);
     if args.log {
         command.arg("--log");
@@ -583,10 +590,17 @@ fn load(args: &Args) {
         rss_after / 1024,
         hwm / 1024
     );
-    if let Some(s) = stopped.and_then(|s| s.split_whitespace().nth(1).map(str::to_string))
+    let stopped: Vec<u64> =
+        stopped.unwrap_or_default().split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    if let [reservations, ticks, total_us, longest_us] = stopped[..]
         && args.reserve
     {
-        println!("  reservations in the ledger at the end: {s}");
+        println!(
+            "  ledger:         {reservations} reservations at the end; expiry ran {ticks} times (every 500 ms, under \
+             the index write lock): {:.1} ms in all, longest {:.2} ms",
+            total_us as f64 / 1e3,
+            longest_us as f64 / 1e3
+        );
     }
     if let Some(e) = tallies.iter().find_map(|t| t.first_error.clone()) {
         println!("  first error: {e}");
