@@ -130,7 +130,7 @@ fn ledger_expiry(c: &mut Criterion) {
         id: format!("00000000-0000-4000-9000-{i:012x}"),
         workload: workload.clone(),
         revision: Some("abc123".into()),
-        group: if i % 4 == 0 { "ondemand".into() } else { "spot".into() },
+        group: if i.is_multiple_of(4) { "ondemand".into() } else { "spot".into() },
         pod: None,
         expires: later,
     };
