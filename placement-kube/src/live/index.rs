@@ -89,7 +89,16 @@ pub struct LiveIndex {
     /// same lock, so no pod is ever counted both as a reservation and as a pod.
     ledger: Ledger,
     /// How long a confirmed reservation id is remembered (so that a late copy is never counted).
-    confirm_memory: jiff::SignedDuration,
+    confirm_memory: ConfirmMemory,
+}
+
+/// Five minutes, whether the index is made with `new` or `default`.
+struct ConfirmMemory(jiff::SignedDuration);
+
+impl Default for ConfirmMemory {
+    fn default() -> Self {
+        ConfirmMemory(jiff::SignedDuration::from_mins(5))
+    }
 }
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {
@@ -98,7 +107,7 @@ fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 
 impl LiveIndex {
     pub fn new() -> Self {
-        LiveIndex { confirm_memory: jiff::SignedDuration::from_mins(5), ..Self::default() }
+        Self::default()
     }
 
     /// ReplicaSet owners, to resolve the workload of a pod being admitted (not yet in the index).
@@ -262,7 +271,7 @@ impl LiveIndex {
                 pod.annotations.retain(|k, _| is_read_annotation(k));
                 if let Some(id) = pod.annotations.get(RESERVATION_ANNOTATION) {
                     let now = jiff::Timestamp::now();
-                    self.ledger.confirm(id, now.saturating_add(self.confirm_memory).unwrap_or(now));
+                    self.ledger.confirm(id, now.saturating_add(self.confirm_memory.0).unwrap_or(now));
                 }
                 self.counts.apply_pod(&pod);
                 self.pods.insert(pk.into_boxed_str(), LeanPod::new(pod, &mut self.interner));
