@@ -403,6 +403,7 @@ fn invalid_specs_of_other_kinds_name_the_field() {
         s.to_core().map(|_| ()).expect_err("invalid").to_string()
     };
     assert_eq!(zb("selector: {}\nrebalanceThreshold: 2"), "spec.rebalanceThreshold: applies only to mode operator");
+    assert_eq!(zb("selector: {}\nmode: operator\nstrict: true"), "spec.strict: applies only to mode webhook");
     assert_eq!(zb("selector: {}\nzones: [a, b, a]"), "spec.zones[2]: zone \"a\" is listed twice");
     assert!(
         zb("selector: {}\ntopologyKey: 'bad key'")
@@ -534,6 +535,16 @@ fn distribution_status_holds_the_ledger() {
     assert_eq!(json["reservations"][0]["expires"], "1970-01-01T00:01:40Z");
     let back: crd::PodDistributionStatus = serde_json::from_value(json).expect("parses");
     assert_eq!(back.ledger_state(), ledger.state());
+
+    use crd::SharedLedger;
+    let mut zb =
+        crd::ZoneBalancer::new("spread", serde_yaml_ng::from_str("selector: {}\nstrict: true").expect("parses"));
+    assert_eq!(zb.shared_ledger(), Default::default(), "no status, no ledger");
+    zb.set_shared_ledger(&ledger.state());
+    let json = serde_json::to_value(&zb).expect("serializes");
+    assert_eq!(json["status"]["confirmed"][0]["id"], "uid-0");
+    let back: crd::ZoneBalancer = serde_json::from_value(json).expect("parses");
+    assert_eq!(back.shared_ledger(), ledger.state());
 }
 
 #[test]

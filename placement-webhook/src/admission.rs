@@ -23,8 +23,8 @@ const PREFERRED_WEIGHT: i32 = 100;
 /// The admission handler: decider, metrics and the time budget of one request.
 pub struct Admission {
     decider: Arc<Decider>,
-    /// For strict mode (reservations shared through a PodDistribution's status).
-    client: Option<kube::Client>,
+    /// For strict mode (reservations shared through a PodDistribution's or ZoneBalancer's status).
+    strict: Option<crate::strict::StrictMode>,
     metrics: AdmissionMetrics,
     /// Past this, the decision is dropped and the pod admitted unmutated (well inside the API server's
     /// `timeoutSeconds`).
@@ -33,12 +33,12 @@ pub struct Admission {
 
 impl Admission {
     pub fn new(decider: Arc<Decider>, metrics: AdmissionMetrics, deadline: Duration) -> Self {
-        Admission { decider, metrics, deadline, client: None }
+        Admission { decider, metrics, deadline, strict: None }
     }
 
-    /// Enables strict mode for PodDistributions that ask for it.
+    /// Enables strict mode for the PodDistributions and ZoneBalancers that ask for it.
     pub fn with_client(mut self, client: kube::Client) -> Self {
-        self.client = Some(client);
+        self.strict = Some(crate::strict::StrictMode::new(client, self.decider.clone(), self.metrics.clone()));
         self
     }
 
@@ -60,8 +60,8 @@ impl Admission {
         self.respond(&request, decided, started)
     }
 
-    /// Like [`Self::review`], with strict mode: a pod of a PodDistribution with `strict: true` is decided
-    /// against the ledger the replicas share through its status.
+    /// Like [`Self::review`], with strict mode: a pod placed by a PodDistribution or ZoneBalancer with
+    /// `strict: true` is decided against the ledger the replicas share through its status.
     pub async fn review_async(&self, body: &[u8]) -> Vec<u8> {
         let started = Instant::now();
         let request = match self.parse(body, started) {
@@ -70,16 +70,8 @@ impl Admission {
         };
         let Some((pod, namespace)) = pod_of(&request) else { return self.not_a_pod(&request, started) };
         let candidate = Candidate { pod, namespace: &namespace, uid: &request.uid, dry_run: request.dry_run };
-        let decided = match (&self.client, self.decider.strict_distribution(&candidate)) {
-            (Some(client), Some(pd)) => {
-                let deadline = started + self.deadline;
-                crate::strict::decide(client, &self.decider, &candidate, &pd, deadline).await.map(|(d, conflicts)| {
-                    if conflicts > 0 {
-                        tracing::debug!(conflicts, "strict mode: retried after conflicting status writes");
-                    }
-                    d
-                })
-            }
+        let decided = match (&self.strict, self.decider.strict_target(&candidate)) {
+            (Some(strict), Some(target)) => strict.decide(&candidate, target, started + self.deadline).await,
             _ => self.decider.decide(&candidate),
         };
         self.respond(&request, decided, started)
@@ -148,7 +140,7 @@ impl Admission {
 
     fn release(&self, decision: &Decision) {
         if let Some(id) = &decision.reservation {
-            self.decider.index().write().ledger_mut().release(id);
+            self.decider.release(id);
         }
     }
 

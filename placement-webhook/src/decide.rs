@@ -127,6 +127,9 @@ pub struct Decider {
     rule_cache: Mutex<HashMap<String, Arc<DistributionRule>>>,
     /// Zone scopes registered in the index, by balancer and its scope.
     scopes: Mutex<HashMap<(String, String), (ZoneScope, ScopeId)>>,
+    /// Reservations this replica dropped after deciding (a pin conflict, the deadline, a lost write),
+    /// until they would have expired: strict mode must not share them again.
+    released: Mutex<HashMap<String, jiff::Timestamp>>,
 }
 
 /// What is known of the pod under admission.
@@ -147,6 +150,7 @@ impl Decider {
             reservation_ttl,
             rule_cache: Mutex::new(HashMap::new()),
             scopes: Mutex::new(HashMap::new()),
+            released: Mutex::new(HashMap::new()),
         }
     }
 
@@ -271,16 +275,7 @@ impl Decider {
         zb: &ZoneBalancer,
     ) -> Result<Option<Decision>, DecideError> {
         let name = name_of(zb);
-        let config =
-            zb.spec.to_core().map_err(|e| DecideError::Rule(format!("ZoneBalancer {}/{name}: {e}", c.namespace)))?;
-        if config.mode != ZoneMode::Webhook || !config.selector.matches(&pod.labels) {
-            return Ok(None);
-        }
-        if let Some(w) = index.workload(workload)
-            && w.replicas > 1
-        {
-            return Ok(None);
-        }
+        let Some(config) = zone_config_applying(index, c.namespace, zb, pod, workload)? else { return Ok(None) };
         let scope = ZoneScope {
             namespace: c.namespace.to_string(),
             selector: config.selector.clone(),
@@ -332,68 +327,196 @@ impl Decider {
         let ttl = jiff::SignedDuration::try_from(self.reservation_ttl).unwrap_or(jiff::SignedDuration::from_secs(30));
         let expires = now.saturating_add(ttl).unwrap_or(now);
         let r = Reservation { id: c.uid.to_string(), workload: workload.clone(), revision, group, pod: None, expires };
+        self.released.lock().unwrap_or_else(|e| e.into_inner()).remove(c.uid);
         index.ledger_mut().add(r);
         Some(c.uid.to_string())
     }
 
-    /// The strict-mode PodDistribution that applies to a pod, if any (its reservations are shared
-    /// through its status; see [`crate::strict`]).
-    pub fn strict_distribution(&self, c: &Candidate<'_>) -> Option<Arc<PodDistribution>> {
-        let pds = self.rules.distributions(c.namespace);
-        if !pds.iter().any(|pd| pd.spec.strict) {
+    /// The resource whose status shares the ledger for this pod's decision, when the rule that
+    /// applies to it asks for strict mode (see [`crate::strict`]). `None` for everything decided
+    /// locally, including reinvocations and pods that no rule places.
+    pub fn strict_target(&self, c: &Candidate<'_>) -> Option<StrictTarget> {
+        let distributions = self.rules.distributions(c.namespace);
+        let balancers = self.rules.zone_balancers(c.namespace);
+        if !distributions.iter().any(|pd| pd.spec.strict) && !balancers.iter().any(|zb| zb.spec.strict) {
             return None;
         }
-        let workload = {
-            let index = self.index.read();
-            let mut with_ns = c.pod.clone();
-            with_ns.metadata.namespace = Some(c.namespace.to_string());
-            placement_kube::convert::pod(&with_ns, index.owners()).ok()?.workload?
-        };
-        pds.into_iter()
-            .filter(|pd| pd.spec.strict)
-            .find(|pd| pd.spec.to_core(c.namespace).is_ok_and(|config| config.target == workload))
-    }
-
-    /// Folds a peer's shared ledger into the local one (expired reservations are left out).
-    pub fn merge_peer_ledger(&self, peer: &LedgerState) {
-        let now = jiff::Timestamp::now();
-        let live = LedgerState {
-            reservations: peer.reservations.iter().filter(|r| r.expires > now).cloned().collect(),
-            confirmed: peer.confirmed.iter().filter(|(_, until)| **until > now).map(|(k, v)| (k.clone(), *v)).collect(),
-        };
-        self.index.write().ledger_mut().merge(&live);
-    }
-
-    /// The ledger to share for `target`: the local reservations of that workload, and the ids of the
-    /// previously shared ones that have been seen as pods since (so no replica counts them again).
-    pub fn shared_state(&self, target: &WorkloadRef, previous: &LedgerState) -> LedgerState {
-        let now = jiff::Timestamp::now();
+        if c.pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(RESERVATION_ANNOTATION)) {
+            return None;
+        }
         let index = self.index.read();
-        let ledger = index.ledger();
-        let local = ledger.state();
-        let mut confirmed: std::collections::BTreeMap<String, jiff::Timestamp> =
-            previous.confirmed.iter().filter(|(_, until)| **until > now).map(|(k, v)| (k.clone(), *v)).collect();
-        for r in &previous.reservations {
-            if ledger.is_confirmed(&r.id) {
-                let until = local.confirmed.get(&r.id).copied().unwrap_or(r.expires);
-                confirmed.insert(r.id.clone(), until);
+        let mut with_ns = c.pod.clone();
+        with_ns.metadata.namespace = Some(c.namespace.to_string());
+        let pod = placement_kube::convert::pod(&with_ns, index.owners()).ok()?;
+        let workload = pod.workload.clone()?;
+        if !placeable(&workload.kind) {
+            return None;
+        }
+        // The same precedence as `decide`: a PodDistribution, then the annotation, then a ZoneBalancer.
+        for pd in distributions {
+            if pd.spec.to_core(c.namespace).is_ok_and(|config| config.target == workload) {
+                return pd.spec.strict.then(|| StrictTarget {
+                    ledger_key: workload.clone(),
+                    holder: SharedIn::PodDistribution(pd.clone()),
+                });
             }
         }
-        LedgerState {
-            reservations: local.reservations.into_iter().filter(|r| r.workload == *target && r.expires > now).collect(),
-            confirmed,
+        if index.workload(&workload).is_some_and(|w| {
+            w.annotations.contains_key(STRATEGY_ANNOTATION) || w.annotations.contains_key(LEGACY_STRATEGY_ANNOTATION)
+        }) {
+            return None;
+        }
+        for zb in balancers {
+            if let Ok(Some(_)) = zone_config_applying(&index, c.namespace, &zb, &pod, &workload) {
+                return zb.spec.strict.then(|| StrictTarget {
+                    ledger_key: zone_scope_key(c.namespace, &name_of(&*zb)),
+                    holder: SharedIn::ZoneBalancer(zb.clone()),
+                });
+            }
+        }
+        None
+    }
+
+    /// Makes the local ledger's reservations for `key` exactly those shared in `shared` (minus what is
+    /// expired, released here, or already seen as a pod here): strict mode calls it after reading the
+    /// status and before deciding. A shared reservation stays counted here until this replica's own
+    /// watch shows its pod, whichever replica saw it first.
+    pub fn sync_shared_ledger(&self, key: &WorkloadRef, shared: &LedgerState) {
+        let now = jiff::Timestamp::now();
+        let released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+        let live: HashMap<&str, &Reservation> = shared
+            .reservations
+            .iter()
+            .filter(|r| r.workload == *key && still_shared(r, shared, &released, now))
+            .map(|r| (r.id.as_str(), r))
+            .collect();
+        drop(released);
+        let mut index = self.index.write();
+        let ledger = index.ledger_mut();
+        for r in ledger.state().reservations {
+            if r.workload == *key && !live.contains_key(r.id.as_str()) {
+                ledger.release(&r.id);
+            }
+        }
+        for r in live.into_values() {
+            ledger.add(r.clone());
         }
     }
 
-    /// Drops one reservation (a decision that was not applied).
+    /// The shared ledger to write for `key` after deciding: what `shared` listed that still counts,
+    /// plus this replica's new reservations. A reservation this replica has seen as a pod is marked
+    /// confirmed and stays listed for [`CONFIRMED_LISTED_FOR`], so replicas whose watches are behind
+    /// keep counting it.
+    pub fn shared_state(&self, key: &WorkloadRef, shared: &LedgerState) -> LedgerState {
+        let now = jiff::Timestamp::now();
+        let grace = jiff::SignedDuration::try_from(CONFIRMED_LISTED_FOR).unwrap_or_default();
+        let released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+        let index = self.index.read();
+        let ledger = index.ledger();
+        let mut reservations: std::collections::BTreeMap<String, Reservation> = std::collections::BTreeMap::new();
+        let mut confirmed = std::collections::BTreeMap::new();
+        for r in shared.reservations.iter().filter(|r| r.workload == *key) {
+            if !still_shared(r, shared, &released, now) {
+                continue;
+            }
+            if let Some(until) = shared.confirmed.get(&r.id) {
+                confirmed.insert(r.id.clone(), *until);
+            } else if ledger.is_confirmed(&r.id) {
+                let until = now.saturating_add(grace).unwrap_or(now).min(r.expires);
+                confirmed.insert(r.id.clone(), until);
+            }
+            reservations.insert(r.id.clone(), r.clone());
+        }
+        for r in ledger.state().reservations {
+            if r.workload == *key && r.expires > now && !released.contains_key(&r.id) {
+                reservations.entry(r.id.clone()).or_insert(r);
+            }
+        }
+        LedgerState { reservations: reservations.into_values().collect(), confirmed }
+    }
+
+    /// Drops one reservation (a decision that was not applied), and remembers not to share it again.
     pub fn release(&self, id: &str) {
-        self.index.write().ledger_mut().release(id);
+        let dropped = self.index.write().ledger_mut().release(id);
+        let until = dropped.map(|r| r.expires).unwrap_or_else(|| {
+            let ttl = jiff::SignedDuration::try_from(self.reservation_ttl).unwrap_or_default();
+            jiff::Timestamp::now().saturating_add(ttl).unwrap_or_else(|_| jiff::Timestamp::now())
+        });
+        self.released.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), until);
     }
 
     /// Drops reservations whose pods never appeared.
     pub fn expire_reservations(&self) -> usize {
-        self.index.write().ledger_mut().expire(jiff::Timestamp::now()).len()
+        let now = jiff::Timestamp::now();
+        {
+            let mut released = self.released.lock().unwrap_or_else(|e| e.into_inner());
+            if !released.is_empty() {
+                released.retain(|_, until| *until > now);
+            }
+        }
+        self.index.write().ledger_mut().expire(now).len()
     }
+}
+
+/// How long a shared reservation stays listed after some replica saw its pod: a bound on how far one
+/// replica's pod watch may lag another's.
+pub const CONFIRMED_LISTED_FOR: Duration = Duration::from_secs(10);
+
+/// Whether a reservation read from a shared ledger still counts.
+fn still_shared(
+    r: &Reservation,
+    shared: &LedgerState,
+    released: &HashMap<String, jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> bool {
+    r.expires > now && !released.contains_key(&r.id) && shared.confirmed.get(&r.id).is_none_or(|until| *until > now)
+}
+
+/// The resource whose status holds a shared ledger.
+#[derive(Clone, Debug)]
+pub enum SharedIn {
+    PodDistribution(Arc<PodDistribution>),
+    ZoneBalancer(Arc<ZoneBalancer>),
+}
+
+/// Where strict mode shares the reservations of one decision.
+#[derive(Clone, Debug)]
+pub struct StrictTarget {
+    /// The resource whose status is the shared ledger.
+    pub holder: SharedIn,
+    /// The ledger's workload key: the PodDistribution's target, or the ZoneBalancer's zone scope.
+    pub ledger_key: WorkloadRef,
+}
+
+impl StrictTarget {
+    /// `PodDistribution/shop/web`: one shared ledger, one queue of decisions per replica.
+    pub fn key(&self) -> String {
+        let (kind, meta) = match &self.holder {
+            SharedIn::PodDistribution(pd) => ("PodDistribution", &pd.metadata),
+            SharedIn::ZoneBalancer(zb) => ("ZoneBalancer", &zb.metadata),
+        };
+        format!("{kind}/{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
+    }
+}
+
+/// The ZoneBalancer's config when it places this pod: mode webhook, its selector matching the pod, and
+/// a workload of at most one replica.
+fn zone_config_applying(
+    index: &LiveIndex,
+    namespace: &str,
+    zb: &ZoneBalancer,
+    pod: &Pod,
+    workload: &WorkloadRef,
+) -> Result<Option<placement_kube::crd::zone_balancer::ZoneBalancerConfig>, DecideError> {
+    let config =
+        zb.spec.to_core().map_err(|e| DecideError::Rule(format!("ZoneBalancer {namespace}/{}: {e}", name_of(zb))))?;
+    if config.mode != ZoneMode::Webhook || !config.selector.matches(&pod.labels) {
+        return Ok(None);
+    }
+    if index.workload(workload).is_some_and(|w| w.replicas > 1) {
+        return Ok(None);
+    }
+    Ok(Some(config))
 }
 
 fn name_of<K: kube::Resource>(o: &K) -> String {

@@ -55,6 +55,23 @@ pub struct AdmissionMetrics {
     duration: Histogram,
     fail_open: Family<ReasonLabels, Counter>,
     reservations: Gauge,
+    strict_writes: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// How one strict-mode status write ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrictWrite {
+    /// The shared ledger was written.
+    Written,
+    /// Another replica wrote first (409): re-read and decide again.
+    Conflict,
+    /// Reading or writing the status failed otherwise: the batch fails open.
+    Error,
 }
 
 impl AdmissionMetrics {
@@ -65,6 +82,7 @@ impl AdmissionMetrics {
             duration: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 16)),
             fail_open: Family::default(),
             reservations: Gauge::default(),
+            strict_writes: Family::default(),
         };
         registry.register(
             "placement_webhook_admissions",
@@ -87,6 +105,11 @@ impl AdmissionMetrics {
             "Placement decisions whose pods the watch has not shown yet",
             m.reservations.clone(),
         );
+        registry.register(
+            "placement_webhook_strict_writes",
+            "Strict mode: writes of the shared reservation ledger to a resource's status, by result",
+            m.strict_writes.clone(),
+        );
         m
     }
 
@@ -104,6 +127,15 @@ impl AdmissionMetrics {
     pub fn set_reservations(&self, n: usize) {
         self.reservations.set(n as i64);
     }
+
+    pub fn strict_write(&self, result: StrictWrite) {
+        let result = match result {
+            StrictWrite::Written => "written",
+            StrictWrite::Conflict => "conflict",
+            StrictWrite::Error => "error",
+        };
+        self.strict_writes.get_or_create(&ResultLabels { result }).inc();
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +149,7 @@ mod tests {
         m.observe(RuleKind::Strategy, Outcome::Placed, false, 0.0002);
         m.fail_open("deadline");
         m.set_reservations(3);
+        m.strict_write(StrictWrite::Conflict);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
@@ -125,6 +158,7 @@ mod tests {
         );
         assert!(text.contains(r#"placement_webhook_fail_open_total{reason="deadline"} 1"#), "{text}");
         assert!(text.contains("placement_webhook_reservations 3"), "{text}");
+        assert!(text.contains(r#"placement_webhook_strict_writes_total{result="conflict"} 1"#), "{text}");
         assert!(text.contains("placement_webhook_admission_duration_seconds_count 1"), "{text}");
     }
 }

@@ -1,56 +1,259 @@
 //! Strict mode: several webhook replicas share one reservation ledger through the `status` of the
-//! `PodDistribution` (`spec.strict: true`), as OpenKruise's WorkloadSpread does.
+//! resource that places the pod (`PodDistribution` or `ZoneBalancer` with `spec.strict: true`), as
+//! OpenKruise's WorkloadSpread does.
 //!
-//! Each admission reads the resource, folds the shared ledger into its own, decides, and writes the
-//! ledger back with the resource's `resourceVersion` as a precondition. A 409 means another replica
-//! wrote first: the local reservation is dropped and the whole round is done again with the fresh
-//! status, until the deadline. A replica's decision therefore always counts every reservation another
-//! replica has made, even before any of those pods reaches a watch.
+//! A round reads the resource, makes the local ledger's reservations for it exactly the shared ones
+//! ([`Decider::sync_shared_ledger`]), decides, and writes the ledger back with the resource's
+//! `resourceVersion` as a precondition. A 409 means another replica wrote first: the round's
+//! reservations are dropped and the round is done again with the fresh status, until each request's
+//! deadline. So a replica's decision counts every reservation another replica has made, even before
+//! that pod reaches its watch, and keeps counting it until its own watch shows the pod.
+//!
+//! A replica starts a round from the resource as it last wrote it, so while it is the only writer a
+//! round is one request; it reads only after a 409.
+//!
+//! Within one replica the admissions for one resource are *group-committed*: while a round is in
+//! flight, new admissions queue; the next round decides the whole queue in arrival order and writes
+//! once. One round per resource at a time also means no round can publish another's half-made
+//! decision. A round runs as its own task, so an admission whose client hung up does not cut it short;
+//! a decision whose admission has already given up (the deadline) is released, and the next write
+//! drops it from the status.
 
-use crate::decide::{Candidate, DecideError, Decider, Decision};
+use crate::decide::{Candidate, DecideError, Decider, Decision, SharedIn, StrictTarget};
+use crate::metrics::{AdmissionMetrics, StrictWrite};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use placement_kube::crd::PodDistribution;
+use placement_core::model::WorkloadRef;
+use placement_kube::crd::{PodDistribution, SharedLedger, ZoneBalancer};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::oneshot;
 
-/// Decides for a pod of a strict PodDistribution's workload, sharing the ledger through its status.
-pub async fn decide(
-    client: &kube::Client,
-    decider: &Decider,
-    c: &Candidate<'_>,
-    pd: &PodDistribution,
+/// Strict-mode decisions of one webhook replica.
+pub struct StrictMode {
+    client: kube::Client,
+    decider: Arc<Decider>,
+    metrics: AdmissionMetrics,
+    /// One queue per shared ledger (`PodDistribution/shop/web`).
+    queues: Mutex<HashMap<String, Arc<Queue>>>,
+}
+
+/// Admissions waiting for the next round on one shared ledger.
+#[derive(Default)]
+struct Queue {
+    waiting: Mutex<Vec<Job>>,
+    /// Held by the round in flight.
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// The resource as this replica last wrote it: the next round starts from it instead of reading,
+    /// and reads only when another replica wrote in between (409).
+    last_written: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+/// One admission in a round.
+struct Job {
+    pod: Pod,
+    namespace: String,
+    uid: String,
+    dry_run: bool,
     deadline: Instant,
-) -> Result<(Decision, u32), DecideError> {
-    let name = pd.metadata.name.clone().unwrap_or_default();
-    let api: Api<PodDistribution> = Api::namespaced(client.clone(), c.namespace);
-    let target = pd.spec.to_core(c.namespace).map_err(|e| DecideError::Rule(e.to_string()))?.target;
-    let mut conflicts = 0;
-    loop {
-        if Instant::now() > deadline {
-            return Err(DecideError::Strict(format!(
-                "{conflicts} conflicting writes to {name}'s status before the deadline"
-            )));
-        }
-        let current = api.get_status(&name).await.map_err(|e| DecideError::Strict(format!("reading {name}: {e}")))?;
-        let previous = current.status.as_ref().map(|s| s.ledger_state()).unwrap_or_default();
-        decider.merge_peer_ledger(&previous);
-        let decision = decider.decide(c)?;
-        let Some(id) = decision.reservation.clone() else { return Ok((decision, conflicts)) };
-        let shared = decider.shared_state(&target, &previous);
-        let mut next = current.clone();
-        next.status.get_or_insert_with(Default::default).set_ledger_state(&shared);
-        next.metadata.managed_fields = None;
-        match api.replace_status(&name, &PostParams::default(), &next).await {
-            Ok(_) => return Ok((decision, conflicts)),
-            Err(e) if is_conflict(&e) => {
-                decider.release(&id);
-                conflicts += 1;
-            }
-            Err(e) => {
-                decider.release(&id);
-                return Err(DecideError::Strict(format!("writing {name}'s status: {e}")));
+    answer: oneshot::Sender<Result<Decision, DecideError>>,
+}
+
+impl Job {
+    fn candidate(&self) -> Candidate<'_> {
+        Candidate { pod: &self.pod, namespace: &self.namespace, uid: &self.uid, dry_run: self.dry_run }
+    }
+}
+
+impl StrictMode {
+    pub fn new(client: kube::Client, decider: Arc<Decider>, metrics: AdmissionMetrics) -> Self {
+        StrictMode { client, decider, metrics, queues: Mutex::new(HashMap::new()) }
+    }
+
+    /// Decides for a pod against the ledger shared in `target`'s status, by `deadline`.
+    pub async fn decide(
+        &self,
+        c: &Candidate<'_>,
+        target: StrictTarget,
+        deadline: Instant,
+    ) -> Result<Decision, DecideError> {
+        let key = target.key();
+        let queue = self.queue(&key);
+        let (answer, mut answered) = oneshot::channel();
+        queue.waiting.lock().unwrap_or_else(|e| e.into_inner()).push(Job {
+            pod: c.pod.clone(),
+            namespace: c.namespace.to_string(),
+            uid: c.uid.to_string(),
+            dry_run: c.dry_run,
+            deadline,
+            answer,
+        });
+        let too_late = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(too_late);
+        loop {
+            tokio::select! {
+                biased;
+                decided = &mut answered => {
+                    return decided.unwrap_or_else(|_| Err(DecideError::Strict(format!("the round for {key} was abandoned"))));
+                }
+                _ = &mut too_late => {
+                    return Err(DecideError::Strict(format!("no answer from the shared ledger in {key} before the deadline")));
+                }
+                turn = queue.turn.clone().lock_owned() => {
+                    let jobs = std::mem::take(&mut *queue.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+                    if jobs.is_empty() {
+                        // An earlier round took this admission along; its answer is waiting.
+                        continue;
+                    }
+                    let round = Round {
+                        queue: queue.clone(),
+                        client: self.client.clone(),
+                        decider: self.decider.clone(),
+                        metrics: self.metrics.clone(),
+                        target: target.clone(),
+                    };
+                    tokio::spawn(async move {
+                        round.run(jobs).await;
+                        drop(turn);
+                    });
+                }
             }
         }
     }
+
+    fn queue(&self, key: &str) -> Arc<Queue> {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        if queues.len() > 1_000 {
+            // Resources come and go; drop the idle queues.
+            queues.retain(|_, q| Arc::strong_count(q) > 1);
+        }
+        queues.entry(key.to_string()).or_default().clone()
+    }
+}
+
+/// One read-decide-write cycle (repeated on conflict) over a batch of admissions.
+struct Round {
+    queue: Arc<Queue>,
+    client: kube::Client,
+    decider: Arc<Decider>,
+    metrics: AdmissionMetrics,
+    target: StrictTarget,
+}
+
+impl Round {
+    async fn run(self, jobs: Vec<Job>) {
+        match &self.target.holder {
+            SharedIn::PodDistribution(pd) => {
+                self.run_on(api_for::<PodDistribution>(&self.client, &pd.metadata), jobs).await
+            }
+            SharedIn::ZoneBalancer(zb) => self.run_on(api_for::<ZoneBalancer>(&self.client, &zb.metadata), jobs).await,
+        }
+    }
+
+    async fn run_on<K>(&self, (api, name): (Api<K>, String), mut jobs: Vec<Job>)
+    where
+        K: kube::Resource + SharedLedger + Clone + DeserializeOwned + Serialize + Debug + Send + 'static,
+    {
+        let key: &WorkloadRef = &self.target.ledger_key;
+        let mut conflicts = 0;
+        loop {
+            let now = Instant::now();
+            let (late, on_time): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.deadline <= now);
+            jobs = on_time;
+            for job in late {
+                let why = format!("{conflicts} conflicting writes to {name}'s status before the deadline");
+                let _ = job.answer.send(Err(DecideError::Strict(why)));
+            }
+            if jobs.is_empty() {
+                return;
+            }
+            let cached = self.queue.last_written.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let current = match cached.and_then(|c| c.downcast::<K>().ok()) {
+                Some(current) => *current,
+                None => match api.get_status(&name).await {
+                    Ok(current) => current,
+                    Err(e) => {
+                        self.metrics.strict_write(StrictWrite::Error);
+                        return fail_all(jobs, &format!("reading {name}: {e}"));
+                    }
+                },
+            };
+            let shared = current.shared_ledger();
+            self.decider.sync_shared_ledger(key, &shared);
+            let decisions: Vec<_> = jobs.iter().map(|j| self.decider.decide(&j.candidate())).collect();
+            let reserved: Vec<String> =
+                decisions.iter().filter_map(|d| d.as_ref().ok().and_then(|d| d.reservation.clone())).collect();
+            if reserved.is_empty() {
+                return self.answer_all(jobs, decisions);
+            }
+            let mut next = current;
+            next.set_shared_ledger(&self.decider.shared_state(key, &shared));
+            next.meta_mut().managed_fields = None;
+            let write_started = Instant::now();
+            match api.replace_status(&name, &PostParams::default(), &next).await {
+                Ok(written) => {
+                    *self.queue.last_written.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(written));
+                    self.metrics.strict_write(StrictWrite::Written);
+                    if conflicts > 0 {
+                        tracing::debug!(conflicts, decisions = jobs.len(), "strict mode: written after conflicts");
+                    }
+                    return self.answer_all(jobs, decisions);
+                }
+                Err(e) => {
+                    for id in &reserved {
+                        self.decider.release(id);
+                    }
+                    if is_conflict(&e) {
+                        self.metrics.strict_write(StrictWrite::Conflict);
+                        conflicts += 1;
+                        // Take along what queued meanwhile: one more round serves everyone waiting.
+                        jobs.append(&mut self.queue.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+                        // Replicas that lost together would otherwise retry together.
+                        tokio::time::sleep(jitter(write_started.elapsed())).await;
+                    } else {
+                        self.metrics.strict_write(StrictWrite::Error);
+                        return fail_all(jobs, &format!("writing {name}'s status: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands each admission its decision; one whose admission gave up meanwhile is released.
+    fn answer_all(&self, jobs: Vec<Job>, decisions: Vec<Result<Decision, DecideError>>) {
+        for (job, decided) in jobs.into_iter().zip(decisions) {
+            if let Err(Ok(Decision { reservation: Some(id), .. })) = job.answer.send(decided) {
+                self.decider.release(&id);
+            }
+        }
+    }
+}
+
+fn api_for<K>(client: &kube::Client, meta: &kube::api::ObjectMeta) -> (Api<K>, String)
+where
+    K: kube::Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    (Api::namespaced(client.clone(), namespace), meta.name.clone().unwrap_or_default())
+}
+
+fn fail_all(jobs: Vec<Job>, why: &str) {
+    for job in jobs {
+        let _ = job.answer.send(Err(DecideError::Strict(why.to_string())));
+    }
+}
+
+/// A pause between zero and `up_to` (capped at 20 ms), varying from call to call.
+fn jitter(up_to: std::time::Duration) -> std::time::Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let cap = up_to.min(std::time::Duration::from_millis(20));
+    cap.mul_f64(f64::from(nanos % 1_000) / 1_000.0)
 }
 
 fn is_conflict(e: &kube::Error) -> bool {

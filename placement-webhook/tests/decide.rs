@@ -230,3 +230,75 @@ fn reinvocations_bare_pods_and_bad_rules() {
     assert_eq!(e.metric_label(), "rule");
     assert!(e.to_string().contains("Deployment/shop/web"), "{e}");
 }
+
+/// The pod of decision `uid` as a watch shows it: named, bound to a node of its group, carrying the id.
+fn seen_pod(uid: &str, group: &str, i: usize) -> Pod {
+    let mut seen = serde_json::to_value(incoming("web", "h1", json!({"app": "web"}))).unwrap();
+    seen["metadata"]["name"] = json!(format!("web-h1-{i}"));
+    seen["metadata"]["annotations"] = json!({RESERVATION_ANNOTATION: uid});
+    seen["spec"]["nodeName"] = json!(if group == "spot" { "spot-c" } else { "od-a" });
+    seen["status"] = json!({"phase": "Running"});
+    serde_json::from_value(seen).unwrap()
+}
+
+#[test]
+fn strict_mode_counts_a_shared_reservation_until_the_local_watch_sees_its_pod() {
+    use placement_core::ledger::LedgerState;
+    use placement_core::model::{WorkloadKind, WorkloadRef};
+    let key = WorkloadRef::new(WorkloadKind::Deployment, "shop", "web");
+    let (index_a, index_b) = (index(&cluster(Some(STRATEGY))), index(&cluster(Some(STRATEGY))));
+    let a = Decider::new(index_a.clone(), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    let b = Decider::new(index_b.clone(), Arc::new(StaticRules::default()), Duration::from_secs(60));
+
+    // Replica a decides four pods and shares them.
+    let mut groups = Vec::new();
+    for i in 0..4 {
+        let pod = incoming("web", "h1", json!({"app": "web"}));
+        let uid = format!("a-{i}");
+        let d = a.decide(&Candidate { pod: &pod, namespace: "shop", uid: &uid, dry_run: false }).unwrap();
+        groups.push(d.required["capacity"].clone());
+    }
+    let shared = a.shared_state(&key, &LedgerState::default());
+    assert_eq!(shared.reservations.len(), 4);
+    assert!(shared.confirmed.is_empty());
+
+    // a's watch shows a-0's pod: a marks it confirmed but keeps it listed for lagging peers.
+    index_a.write().apply_pod(&seen_pod("a-0", &groups[0], 0));
+    let shared = a.shared_state(&key, &shared);
+    assert_eq!(shared.reservations.len(), 4, "still listed");
+    assert!(shared.confirmed.contains_key("a-0"));
+
+    // b has not seen that pod yet: it counts all four.
+    b.sync_shared_ledger(&key, &shared);
+    assert_eq!(index_b.read().ledger().len(), 4, "a-0 counted as a reservation until b sees its pod");
+    index_b.write().apply_pod(&seen_pod("a-0", &groups[0], 0));
+    assert_eq!(index_b.read().ledger().len(), 3, "and as a pod once it does, never twice");
+    b.sync_shared_ledger(&key, &shared);
+    assert_eq!(index_b.read().ledger().len(), 3, "a re-read does not bring it back");
+
+    // a drops a-1 (say its pod pinned another group): the next write leaves it out, and b follows.
+    a.release("a-1");
+    let shared = a.shared_state(&key, &shared);
+    assert!(!shared.reservations.iter().any(|r| r.id == "a-1"), "{shared:?}");
+    b.sync_shared_ledger(&key, &shared);
+    assert_eq!(index_b.read().ledger().len(), 2);
+
+    // A confirmation whose listing time is over drops the reservation everywhere.
+    let mut old = shared.clone();
+    old.confirmed.insert("a-2".into(), jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1));
+    b.sync_shared_ledger(&key, &old);
+    assert_eq!(index_b.read().ledger().len(), 1);
+    assert!(!b.shared_state(&key, &old).reservations.iter().any(|r| r.id == "a-2"));
+
+    // b's own next decision counts a-0's pod and a-3's reservation (a-1 and a-2 are gone): three on target(3).
+    let pod = incoming("web", "h1", json!({"app": "web"}));
+    let d = b.decide(&Candidate { pod: &pod, namespace: "shop", uid: "b-0", dry_run: false }).unwrap();
+    let mut counts = BTreeMap::<String, u32>::new();
+    for g in [&groups[0], &groups[3], &d.required["capacity"]] {
+        *counts.entry(g.clone()).or_default() += 1;
+    }
+    let want = Apportionment::new(vec![("a".into(), 1), ("b".into(), 3)], Some(Base { group: 0, count: 1 }))
+        .unwrap()
+        .target(3);
+    assert_eq!(counts.get("on-demand").copied().unwrap_or(0), want[0], "{counts:?}");
+}

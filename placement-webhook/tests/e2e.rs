@@ -196,6 +196,10 @@ fn placed(fake: &FakeApiServer, hash: &str) -> Vec<u32> {
     counts
 }
 
+/// The 1,000-pod tests take the machine's cores for a few seconds each: they run one at a time, so
+/// that neither measures the other.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn create_burst(pods: &Api<Pod>, hash: &str, n: usize) {
     let creates = (0..n).map(|_| {
         let pods = pods.clone();
@@ -209,6 +213,7 @@ async fn create_burst(pods: &Api<Pod>, hash: &str, n: usize) {
 
 #[tokio::test]
 async fn scale_up_to_a_thousand_in_doubling_bursts_stays_on_target() {
+    let _heavy = HEAVY.lock().await;
     let s = setup().await;
     let pods: Api<Pod> = Api::namespaced(s.fake.client(), "shop");
     let (mut total, mut burst) = (0usize, 1usize);
@@ -301,6 +306,21 @@ async fn reqwest_free_get(address: std::net::SocketAddr, path: &str) -> String {
     out
 }
 
+/// The value of one sample in a Prometheus text exposition (0 when absent).
+fn metric_value(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse::<f64>().unwrap_or(0.0) as u64))
+        .unwrap_or(0)
+}
+
+/// Three replicas, the API server and 500 concurrent creates share two cores here, so a strict round
+/// (read and write of a status listing hundreds of reservations) can take a few hundred milliseconds:
+/// the strict tests give decisions 2.5 s (still inside the configuration's `timeoutSeconds: 3`)
+/// instead of the default 1.5 s. In a cluster these are separate machines.
+fn strict_deadline(config: &mut ServerConfig) {
+    config.deadline = Duration::from_millis(2_500);
+}
+
 /// A TCP load balancer on localhost: each new connection goes to the next backend, as a Service does.
 async fn round_robin(backends: Vec<std::net::SocketAddr>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -320,8 +340,9 @@ async fn round_robin(backends: Vec<std::net::SocketAddr>) -> std::net::SocketAdd
     address
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_in_strict_mode_share_reservations_and_stay_on_target() {
+    let _heavy = HEAVY.lock().await;
     let fake = FakeApiServer::start().await.unwrap();
     seed(&fake);
     fake.put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "PodDistribution",
@@ -333,17 +354,26 @@ async fn three_replicas_in_strict_mode_share_reservations_and_stay_on_target() {
     let (certs, cert_pem) = certificates();
     let mut replicas = Vec::new();
     for _ in 0..3 {
-        replicas.push(start_webhook(&fake, certs.path(), |_| {}).await);
+        replicas.push(start_webhook(&fake, certs.path(), strict_deadline).await);
     }
     let balancer = round_robin(replicas.iter().map(|r| r.address).collect()).await;
     register_webhook(&fake, balancer.port(), &cert_pem);
     let pods: Api<Pod> = Api::namespaced(fake.client(), "shop");
-    let mut total = 0;
-    for burst in [1usize, 2, 4, 8, 16, 9] {
-        create_burst(&pods, "h1", burst).await;
-        total += burst;
+    let (mut total, mut burst) = (0usize, 1usize);
+    while total < 1000 {
+        let n = burst.min(1000 - total);
+        create_burst(&pods, "h1", n).await;
+        total += n;
         assert_eq!(placed(&fake, "h1"), target(total as u32), "after {total} pods");
+        burst *= 2;
     }
+    // The replicas did contend for the status, and resolved it by re-reading.
+    let mut written = 0;
+    for r in &replicas {
+        let metrics = reqwest_free_get(r.probe_address, "/metrics").await;
+        written += metric_value(&metrics, r#"placement_webhook_strict_writes_total{result="written"}"#);
+    }
+    assert!(written >= 3, "every replica wrote the shared ledger ({written} writes)");
     let pd = fake.get("placement.dev/v1alpha1", "PodDistribution", "shop", "web").unwrap();
     assert!(
         pd.pointer("/status/reservations").and_then(Value::as_array).is_some(),
@@ -357,6 +387,68 @@ async fn three_replicas_in_strict_mode_share_reservations_and_stay_on_target() {
         })
         .collect();
     assert!(decisions.iter().all(|d| d.starts_with("PodDistribution shop/web: ")), "{decisions:?}");
+    for r in replicas {
+        r.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn three_replicas_in_strict_mode_spread_single_replica_workloads_evenly_over_zones() {
+    let fake = FakeApiServer::start().await.unwrap();
+    seed(&fake);
+    for zone in ["a", "b", "c"] {
+        fake.put(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("zone-{zone}"),
+                "labels": {"topology.kubernetes.io/zone": zone}},
+            "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "500"}, "conditions": [{"type": "Ready", "status": "True"}]}}))
+            .unwrap();
+    }
+    fake.put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "ZoneBalancer",
+        "metadata": {"name": "singletons", "namespace": "shop"},
+        "spec": {"selector": {"matchLabels": {"tier": "singleton"}}, "strict": true}}))
+        .unwrap();
+    const WORKLOADS: usize = 30;
+    for i in 0..WORKLOADS {
+        fake.put(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": format!("one-{i}"), "namespace": "shop"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": format!("one-{i}")}},
+                "template": {"metadata": {"labels": {"app": format!("one-{i}"), "tier": "singleton"}}, "spec": {"containers": []}}}}))
+            .unwrap();
+        fake.put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": format!("one-{i}-h"), "namespace": "shop",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("one-{i}"), "uid": format!("d{i}"), "controller": true}]}}))
+            .unwrap();
+    }
+    let (certs, cert_pem) = certificates();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(start_webhook(&fake, certs.path(), strict_deadline).await);
+    }
+    let balancer = round_robin(replicas.iter().map(|r| r.address).collect()).await;
+    register_webhook(&fake, balancer.port(), &cert_pem);
+    // Every workload's pod at once, through three replicas: only the shared ledger keeps them apart.
+    let pods: Api<Pod> = Api::namespaced(fake.client(), "shop");
+    let creates = (0..WORKLOADS).map(|i| {
+        let pods = pods.clone();
+        let pod: Pod = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"generateName": format!("one-{i}-h-"), "labels": {"app": format!("one-{i}"), "tier": "singleton", "pod-template-hash": "h"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("one-{i}-h"), "uid": format!("rs{i}"), "controller": true}]},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}}))
+        .unwrap();
+        async move { pods.create(&PostParams::default(), &pod).await }
+    });
+    for created in futures::future::join_all(creates).await {
+        created.expect("never rejected");
+    }
+    let mut zones: BTreeMap<String, u32> = BTreeMap::new();
+    for p in fake.list("v1", "Pod", Some("shop")) {
+        let zone =
+            p.pointer("/spec/nodeSelector/topology.kubernetes.io~1zone").and_then(Value::as_str).unwrap_or("none");
+        *zones.entry(zone.to_string()).or_default() += 1;
+    }
+    assert_eq!(zones, BTreeMap::from([("a".into(), 10), ("b".into(), 10), ("c".into(), 10)]));
+    let zb = fake.get("placement.dev/v1alpha1", "ZoneBalancer", "shop", "singletons").unwrap();
+    assert!(
+        zb.pointer("/status/reservations").and_then(Value::as_array).is_some_and(|r| !r.is_empty()),
+        "the ledger is shared in the ZoneBalancer's status: {zb}"
+    );
     for r in replicas {
         r.shutdown().await;
     }

@@ -4,15 +4,16 @@
 //! their in-flight reservations through this resource's status.
 
 use super::CrdError;
-use super::common::{NodeGroupSelector, WorkloadTarget, check_label_value, kind_from_str};
+use super::common::{NodeGroupSelector, WorkloadTarget, check_label_value};
 use super::conditions::{Condition, impl_status_conditions};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use super::shared_ledger::{self, SharedLedger};
+pub use super::shared_ledger::{ConfirmedEntry, PodRef, ReservationEntry, ReservedWorkload};
 use kube::{CustomResource, KubeSchema};
 use placement_core::admission::DistributionRule;
 use placement_core::apportion::{Base, Fallback};
 use placement_core::group::NodeGroup;
-use placement_core::ledger::{LedgerState, Reservation};
-use placement_core::model::{PodKey, WorkloadRef};
+use placement_core::ledger::LedgerState;
+use placement_core::model::WorkloadRef;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -288,58 +289,6 @@ pub struct GroupStatus {
     pub target: u32,
 }
 
-/// The workload a reservation counts for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ReservedWorkload {
-    /// Workload kind (`Deployment`, `StatefulSet`, ...).
-    pub kind: String,
-    /// Workload namespace.
-    pub namespace: String,
-    /// Workload name.
-    pub name: String,
-}
-
-/// A pod by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PodRef {
-    /// Pod namespace.
-    pub namespace: String,
-    /// Pod name.
-    pub name: String,
-}
-
-/// One in-flight decision: counted until its pod is seen or it expires.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ReservationEntry {
-    /// Unique id of the admission (the AdmissionReview uid).
-    pub id: String,
-    /// The workload the pod belongs to.
-    pub workload: ReservedWorkload,
-    /// The pod's revision (`pod-template-hash` or `controller-revision-hash`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    /// The group the pod was sent to.
-    pub group: String,
-    /// The pod, when its name was known at admission.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<PodRef>,
-    /// When the reservation stops counting.
-    pub expires: Time,
-}
-
-/// A reservation whose pod was seen: remembered until `until` so that it is never counted twice.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ConfirmedEntry {
-    /// The reservation id.
-    pub id: String,
-    /// Until when the id is remembered.
-    pub until: Time,
-}
-
 /// Counts per group and, in strict mode, the shared reservation ledger.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -360,7 +309,8 @@ pub struct PodDistributionStatus {
     /// Strict mode: in-flight reservations shared by the webhook replicas.
     #[serde(default)]
     pub reservations: Vec<ReservationEntry>,
-    /// Strict mode: reservations already seen as pods, kept so that none is counted twice.
+    /// Strict mode: reservations some replica has seen as pods, and until when they stay listed (so a
+    /// replica whose watch is behind still counts them).
     #[serde(default)]
     pub confirmed: Vec<ConfirmedEntry>,
 }
@@ -370,46 +320,21 @@ impl_status_conditions!(PodDistributionStatus);
 impl PodDistributionStatus {
     /// The shared ledger held in this status.
     pub fn ledger_state(&self) -> LedgerState {
-        LedgerState {
-            reservations: self
-                .reservations
-                .iter()
-                .map(|r| Reservation {
-                    id: r.id.clone(),
-                    workload: WorkloadRef::new(
-                        kind_from_str(&r.workload.kind),
-                        r.workload.namespace.clone(),
-                        r.workload.name.clone(),
-                    ),
-                    revision: r.revision.clone(),
-                    group: r.group.clone(),
-                    pod: r.pod.as_ref().map(|p| PodKey { namespace: p.namespace.clone(), name: p.name.clone() }),
-                    expires: r.expires.0,
-                })
-                .collect(),
-            confirmed: self.confirmed.iter().map(|c| (c.id.clone(), c.until.0)).collect(),
-        }
+        shared_ledger::to_state(&self.reservations, &self.confirmed)
     }
 
     /// Store a ledger in this status (reservations in id order).
     pub fn set_ledger_state(&mut self, state: &LedgerState) {
-        self.reservations = state
-            .reservations
-            .iter()
-            .map(|r| ReservationEntry {
-                id: r.id.clone(),
-                workload: ReservedWorkload {
-                    kind: r.workload.kind.to_string(),
-                    namespace: r.workload.namespace.clone(),
-                    name: r.workload.name.clone(),
-                },
-                revision: r.revision.clone(),
-                group: r.group.clone(),
-                pod: r.pod.as_ref().map(|p| PodRef { namespace: p.namespace.clone(), name: p.name.clone() }),
-                expires: Time(r.expires),
-            })
-            .collect();
-        self.confirmed =
-            state.confirmed.iter().map(|(id, until)| ConfirmedEntry { id: id.clone(), until: Time(*until) }).collect();
+        (self.reservations, self.confirmed) = shared_ledger::from_state(state);
+    }
+}
+
+impl SharedLedger for PodDistribution {
+    fn shared_ledger(&self) -> LedgerState {
+        self.status.as_ref().map(PodDistributionStatus::ledger_state).unwrap_or_default()
+    }
+
+    fn set_shared_ledger(&mut self, state: &LedgerState) {
+        self.status.get_or_insert_with(Default::default).set_ledger_state(state);
     }
 }

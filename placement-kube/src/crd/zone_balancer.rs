@@ -5,8 +5,10 @@
 use super::CrdError;
 use super::common::{check_label_key, check_label_value, label_selector_to_core};
 use super::conditions::{Condition, impl_status_conditions};
+use super::shared_ledger::{self, ConfirmedEntry, ReservationEntry, SharedLedger};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as KubeLabelSelector;
 use kube::{CustomResource, KubeSchema};
+use placement_core::ledger::LedgerState;
 use placement_core::selector::LabelSelector;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -70,6 +72,7 @@ pub enum ZoneAffinity {
     )
 )]
 #[x_kube(validation = kube::core::Rule::new("!has(self.rebalanceThreshold) || self.mode == 'operator'").message("rebalanceThreshold applies only to mode operator").field_path(".rebalanceThreshold"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.strict) || !self.strict || self.mode != 'operator'").message("strict applies only to mode webhook").field_path(".strict"))]
 #[serde(rename_all = "camelCase")]
 pub struct ZoneBalancerSpec {
     /// Workloads (Deployments and StatefulSets of this namespace) in scope, by their labels; only those
@@ -99,6 +102,11 @@ pub struct ZoneBalancerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub rebalance_threshold: Option<u32>,
+    /// Mode webhook: share in-flight zone reservations between webhook replicas through this
+    /// resource's status (an optimistic update per batch of decisions; needed only with several webhook
+    /// replicas).
+    #[serde(default)]
+    pub strict: bool,
 }
 
 /// Pods placed in one zone.
@@ -128,6 +136,24 @@ pub struct ZoneBalancerStatus {
     /// In-scope single-replica workloads.
     #[serde(default)]
     pub workloads: u32,
+    /// Strict mode: in-flight zone reservations shared by the webhook replicas.
+    #[serde(default)]
+    pub reservations: Vec<ReservationEntry>,
+    /// Strict mode: reservations some replica has seen as pods, and until when they stay listed (so a
+    /// replica whose watch is behind still counts them).
+    #[serde(default)]
+    pub confirmed: Vec<ConfirmedEntry>,
+}
+
+impl SharedLedger for ZoneBalancer {
+    fn shared_ledger(&self) -> LedgerState {
+        self.status.as_ref().map(|s| shared_ledger::to_state(&s.reservations, &s.confirmed)).unwrap_or_default()
+    }
+
+    fn set_shared_ledger(&mut self, state: &LedgerState) {
+        let status = self.status.get_or_insert_with(Default::default);
+        (status.reservations, status.confirmed) = shared_ledger::from_state(state);
+    }
 }
 
 impl_status_conditions!(ZoneBalancerStatus);
@@ -174,6 +200,9 @@ impl ZoneBalancerSpec {
             if t == 0 {
                 return Err(CrdError::out_of_range("spec.rebalanceThreshold", "must be at least 1"));
             }
+        }
+        if self.strict && self.mode != ZoneMode::Webhook {
+            return Err(CrdError::conflict("spec.strict", "applies only to mode webhook"));
         }
         Ok(ZoneBalancerConfig {
             selector,

@@ -412,10 +412,40 @@ fn check_review(body: &[u8], uid: &str) -> Result<ReviewResponse, String> {
     })
 }
 
-async fn post(hook: &Hook, review: &Value) -> Result<Bytes, String> {
-    if hook.address.is_empty() {
-        return Err("no address for the webhook's service (FakeConfig::services)".into());
+/// Keep-alive connections to webhooks, as the API server keeps them: by address, server name and CA.
+type PoolKey = (String, String, Vec<u8>);
+static IDLE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<PoolKey, Vec<Sender>>>> =
+    std::sync::LazyLock::new(Default::default);
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+fn pool_key(hook: &Hook) -> PoolKey {
+    (hook.address.clone(), hook.server_name.clone(), hook.ca_bundle.clone())
+}
+
+fn idle_connection(hook: &Hook) -> Option<Sender> {
+    let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+    let senders = idle.get_mut(&pool_key(hook))?;
+    while let Some(send) = senders.pop() {
+        if send.is_ready() {
+            return Some(send);
+        }
     }
+    None
+}
+
+fn keep_idle(hook: &Hook, send: Sender) {
+    if send.is_closed() {
+        return;
+    }
+    let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+    let senders = idle.entry(pool_key(hook)).or_default();
+    if senders.len() < 64 {
+        senders.push(send);
+    }
+}
+
+/// A new TLS connection to the webhook, its certificate checked against the caBundle.
+async fn connect(hook: &Hook) -> Result<Sender, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&hook.ca_bundle) {
         let cert = cert.map_err(|e| format!("caBundle: {e}"))?;
@@ -435,10 +465,21 @@ async fn post(hook: &Hook, review: &Value) -> Result<Bytes, String> {
         .connect(server_name, tcp)
         .await
         .map_err(|e| format!("tls: {e}"))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
+    Ok(send)
+}
+
+async fn post(hook: &Hook, review: &Value) -> Result<Bytes, String> {
+    if hook.address.is_empty() {
+        return Err("no address for the webhook's service (FakeConfig::services)".into());
+    }
+    let mut send = match idle_connection(hook) {
+        Some(send) => send,
+        None => connect(hook).await?,
+    };
     let body = serde_json::to_vec(review).map_err(|e| e.to_string())?;
     let request = http::Request::post(format!("{}?timeout={}s", hook.path, hook.timeout.as_secs()))
         .header(http::header::HOST, hook.server_name.as_str())
@@ -449,6 +490,7 @@ async fn post(hook: &Hook, review: &Value) -> Result<Bytes, String> {
     let response = send.send_request(request).await.map_err(|e| e.to_string())?;
     let status = response.status();
     let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    keep_idle(hook, send);
     if !status.is_success() {
         return Err(format!("the server responded with status {status}: {}", String::from_utf8_lossy(&bytes)));
     }
