@@ -321,6 +321,18 @@ fn strict_deadline(config: &mut ServerConfig) {
     config.deadline = Duration::from_millis(2_500);
 }
 
+/// Three webhook replicas behind a round-robin balancer, registered with the fake API server.
+async fn three_strict_replicas(fake: &FakeApiServer) -> (tempfile::TempDir, Vec<server::RunningServer>) {
+    let (certs, cert_pem) = certificates();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(start_webhook(fake, certs.path(), strict_deadline).await);
+    }
+    let balancer = round_robin(replicas.iter().map(|r| r.address).collect()).await;
+    register_webhook(fake, balancer.port(), &cert_pem);
+    (certs, replicas)
+}
+
 /// A TCP load balancer on localhost: each new connection goes to the next backend, as a Service does.
 async fn round_robin(backends: Vec<std::net::SocketAddr>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -351,13 +363,7 @@ async fn three_replicas_in_strict_mode_share_reservations_and_stay_on_target() {
             "groups": [{"name": "on-demand", "nodeSelector": {"matchLabels": {"capacity": "on-demand"}}, "weight": 1, "base": 1},
                        {"name": "spot", "nodeSelector": {"matchLabels": {"capacity": "spot"}}, "weight": 3}]}}))
         .unwrap();
-    let (certs, cert_pem) = certificates();
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(start_webhook(&fake, certs.path(), strict_deadline).await);
-    }
-    let balancer = round_robin(replicas.iter().map(|r| r.address).collect()).await;
-    register_webhook(&fake, balancer.port(), &cert_pem);
+    let (_certs, replicas) = three_strict_replicas(&fake).await;
     let pods: Api<Pod> = Api::namespaced(fake.client(), "shop");
     let (mut total, mut burst) = (0usize, 1usize);
     while total < 1000 {
@@ -416,13 +422,7 @@ async fn three_replicas_in_strict_mode_spread_single_replica_workloads_evenly_ov
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("one-{i}"), "uid": format!("d{i}"), "controller": true}]}}))
             .unwrap();
     }
-    let (certs, cert_pem) = certificates();
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(start_webhook(&fake, certs.path(), strict_deadline).await);
-    }
-    let balancer = round_robin(replicas.iter().map(|r| r.address).collect()).await;
-    register_webhook(&fake, balancer.port(), &cert_pem);
+    let (_certs, replicas) = three_strict_replicas(&fake).await;
     // Every workload's pod at once, through three replicas: only the shared ledger keeps them apart.
     let pods: Api<Pod> = Api::namespaced(fake.client(), "shop");
     let creates = (0..WORKLOADS).map(|i| {
