@@ -73,6 +73,8 @@ pub fn parse_object(kind: PatchKind, body: &[u8]) -> Result<Value, ApiError> {
 fn merge_key(field: &str, sample: Option<&Value>) -> Option<&'static str> {
     Some(match field {
         "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets" => "name",
+        // Mutating and validating webhook configurations.
+        "webhooks" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "conditions" => "type",
@@ -198,6 +200,19 @@ mod tests {
         let mut t = target;
         apply(PatchKind::Strategic, &mut t, patch.to_string().as_bytes()).unwrap();
         t
+    }
+
+    #[test]
+    fn webhooks_merge_by_name() {
+        // What `kubectl apply` sends when only the caBundle changed.
+        let config = json!({"webhooks": [{"name": "pods.placement.dev", "rules": [{"operations": ["CREATE"]}],
+            "clientConfig": {"caBundle": "old", "service": {"name": "w"}}}]});
+        let got = smp(config, json!({"webhooks": [{"name": "pods.placement.dev", "clientConfig": {"caBundle": "new"}}]}));
+        assert_eq!(
+            got,
+            json!({"webhooks": [{"name": "pods.placement.dev", "rules": [{"operations": ["CREATE"]}],
+                "clientConfig": {"caBundle": "new", "service": {"name": "w"}}}]})
+        );
     }
 
     #[test]
