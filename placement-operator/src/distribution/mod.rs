@@ -45,7 +45,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use metrics::DistributionMetrics;
 use placement_core::model::WorkloadKind;
-use placement_kube::crd::conditions::{Condition, ConditionStatus, find_condition, set_condition};
+use placement_kube::crd::conditions::{Condition, ConditionStatus, READY, find_condition, set_condition};
 use placement_kube::crd::{CrdError, PodDistribution, PodDistributionStatus, SharedLedger};
 use placement_kube::live::SharedIndex;
 use prometheus_client::registry::Registry;
@@ -320,7 +320,11 @@ impl Upkeep {
         let generation = dist.metadata.generation;
         let previous = dist.status.clone().unwrap_or_default();
         let mut conditions = previous.conditions.clone();
-        let changed = set_condition(&mut conditions, Condition::invalid(e, generation, now));
+        let invalid = Condition::invalid(e, generation, now);
+        // News when Ready was not already False for this same reason (not on every reconcile).
+        let news = find_condition(&previous.conditions, READY)
+            .is_none_or(|c| c.status != ConditionStatus::False || c.message != invalid.message);
+        set_condition(&mut conditions, invalid);
         set_condition(
             &mut conditions,
             Condition::new(
@@ -342,7 +346,7 @@ impl Upkeep {
         if !owned_fields_equal(&previous, &desired) {
             self.apply_status(api, &dist.name_any(), &desired).await?;
         }
-        if changed {
+        if news {
             self.publish(dist, true, placement_kube::crd::conditions::REASON_INVALID_SPEC, e.to_string()).await;
         }
         Ok(())
