@@ -233,7 +233,8 @@ async fn status_counts_targets_and_drift_for_an_80_20_distribution() {
     done["status"]["phase"] = json!("Succeeded");
     w.fake.put(done).unwrap();
     w.distribution(json!({}));
-    w.start(true, test_config()).await;
+    // No periodic requeue within the test: every update below comes from the pod watch.
+    w.start(true, UpkeepConfig { requeue: Duration::from_secs(3_600), ..test_config() }).await;
 
     // target(10) of 80/20 is (8, 2): on-demand is 3 below, spot 3 above.
     let want = group(&[("on-demand", (5, 0, 8)), ("spot", (5, 0, 2))]);
@@ -456,18 +457,22 @@ async fn a_standby_writes_nothing_until_it_leads() {
     d["status"] = json!({"reservations": [reservation("expired", "spot", past)], "confirmed": []});
     w.fake.put(d).unwrap();
     let version = w.object()["metadata"]["resourceVersion"].clone();
-    w.start(false, test_config()).await;
+    // No periodic requeue within the test: leading must trigger the reconcile by itself.
+    w.start(false, UpkeepConfig { requeue: Duration::from_secs(3_600), ..test_config() }).await;
     // Several requeue periods as a standby.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    w.pod("web-h1-sp3", "h1", "spot-1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(w.object()["metadata"]["resourceVersion"], version, "a standby wrote the distribution");
     assert!(w.costs().is_empty(), "a standby patched pods: {:?}", w.costs());
     assert!(w.event_reasons().is_empty(), "a standby published Events: {:?}", w.event_reasons());
 
     w.leader.as_ref().unwrap().send(true).unwrap();
-    let want = group(&[("on-demand", (0, 0, 2)), ("spot", (3, 0, 1))]);
+    // target(4) = (3, 1).
+    let want = group(&[("on-demand", (0, 0, 3)), ("spot", (4, 0, 1))]);
     assert!(wait_until(Duration::from_secs(5), || w.groups() == want).await, "status: {}", w.status());
     assert!(w.status()["reservations"].as_array().unwrap().is_empty(), "{}", w.status());
-    assert!(wait_until(Duration::from_secs(5), || w.costs().len() == 3).await);
+    assert!(wait_until(Duration::from_secs(5), || w.costs().len() == 4).await);
 }
 
 #[tokio::test]
@@ -529,4 +534,27 @@ async fn conflicts_on_status_writes_are_retried() {
         w.metrics()
     );
     assert!(w.event_reasons().contains(&"ReconcileFailed".to_string()), "{:?}", w.event_reasons());
+}
+
+#[tokio::test]
+async fn a_relabelled_node_moves_its_pods_on_the_next_periodic_reconcile() {
+    let mut w = world().await;
+    for i in 0..4 {
+        w.pod(&format!("web-h1-od{i}"), "h1", "od-1");
+    }
+    w.pod("web-h1-x0", "h1", "bare-1");
+    w.distribution(json!({}));
+    w.start(true, test_config()).await;
+    // target(4) = (3, 1): the pod in no group does not count.
+    let want = group(&[("on-demand", (4, 0, 3)), ("spot", (0, 0, 1))]);
+    assert!(wait_until(Duration::from_secs(10), || w.groups() == want).await, "status: {}", w.status());
+    assert!(w.condition("OnTarget")["message"].as_str().unwrap().contains("1 pod is in no group"));
+    // No pod changes: only the node's labels do (watched by the live index, found by the requeue).
+    let mut node = w.fake.get("v1", "Node", "", "bare-1").unwrap();
+    node["metadata"]["labels"] = json!({"capacity": "spot"});
+    w.fake.put(node).unwrap();
+    // target(5) = (4, 1).
+    let want = group(&[("on-demand", (4, 0, 4)), ("spot", (1, 0, 1))]);
+    assert!(wait_until(Duration::from_secs(10), || w.groups() == want).await, "status: {}", w.status());
+    assert_eq!(w.condition("OnTarget")["status"], "True");
 }
