@@ -558,3 +558,46 @@ async fn a_relabelled_node_moves_its_pods_on_the_next_periodic_reconcile() {
     assert!(wait_until(Duration::from_secs(10), || w.groups() == want).await, "status: {}", w.status());
     assert_eq!(w.condition("OnTarget")["status"], "True");
 }
+
+#[tokio::test]
+async fn of_two_distributions_of_one_workload_only_the_older_applies() {
+    let mut w = world().await;
+    for i in 0..2 {
+        w.pod(&format!("web-h1-od{i}"), "h1", "od-1");
+        w.pod(&format!("web-h1-sp{i}"), "h1", "spot-1");
+    }
+    w.distribution(json!({}));
+    // Created a second later: creation times have a resolution of one second.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    w.fake
+        .put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "PodDistribution",
+            "metadata": {"name": "web-too", "namespace": NS},
+            "spec": {"targetRef": {"kind": "Deployment", "name": "web"},
+                "groups": [
+                    {"name": "spot", "nodeSelector": {"matchLabels": {"capacity": "spot"}}, "weight": 4},
+                    {"name": "on-demand", "nodeSelector": {"matchLabels": {"capacity": "on-demand"}}, "weight": 1}]}}))
+        .unwrap();
+    w.start(true, test_config()).await;
+    let second = |w: &World| w.fake.get("placement.dev/v1alpha1", "PodDistribution", NS, "web-too").unwrap();
+    let ready = |w: &World| {
+        second(w)["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready").cloned()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || ready(&w).is_some_and(|c| c["status"] == "False")).await,
+        "{}",
+        second(&w)
+    );
+    let c = ready(&w).unwrap();
+    assert_eq!(c["reason"], "TargetConflict");
+    assert!(c["message"].as_str().unwrap().contains("PodDistribution shop/web is older"), "{c}");
+    assert_eq!(w.condition("Ready")["status"], "True");
+    // The costs are the older one's: of 2 + 2 pods, target(4) = (3, 1) puts spot above target (the
+    // younger one would put on-demand there). They stay put: no patching back and forth.
+    let costs = settled_costs(&w, 4).await;
+    let cheapest = costs.iter().min_by_key(|(_, c)| **c).unwrap().0.clone();
+    assert_eq!(group_of(&cheapest), "spot", "{costs:?}");
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(w.costs(), costs);
+    }
+}

@@ -54,6 +54,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// `Ready=False`: an older PodDistribution targets the same workload.
+pub const REASON_TARGET_CONFLICT: &str = "TargetConflict";
+
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "placement-operator";
 
@@ -234,6 +237,7 @@ impl Upkeep {
                 return Ok(requeue);
             }
         };
+        let rival = self.older_rival(dist);
         let observed = observe::observe(&self.ctx, &config.target, &config.rule).await?;
 
         let mut current = dist.clone();
@@ -267,10 +271,21 @@ impl Upkeep {
         let previous = current.status.clone().unwrap_or_default();
         let mut conditions = previous.conditions.clone();
         let target = format!("{} {}/{}", config.target.kind, ns, config.target.name);
-        set_condition(
-            &mut conditions,
-            Condition::ready(format!("distributing {target} over {} groups", names.len()), generation, now),
-        );
+        let ready = match &rival {
+            None => Condition::ready(format!("distributing {target} over {} groups", names.len()), generation, now),
+            Some(other) => Condition::new(
+                READY,
+                ConditionStatus::False,
+                REASON_TARGET_CONFLICT,
+                format!(
+                    "PodDistribution {ns}/{other} is older and also targets {target}: it applies, this one does \
+                     not (its counts are shown, its deletion costs are not set); delete one of them"
+                ),
+                generation,
+                now,
+            ),
+        };
+        set_condition(&mut conditions, ready);
         let on_target = status::on_target_condition(
             &rows,
             observed.in_no_group(),
@@ -300,7 +315,7 @@ impl Upkeep {
         }
         self.remember(key, |m| m.groups_off_target = off);
 
-        if config.target.kind == WorkloadKind::Deployment && observed.found {
+        if config.target.kind == WorkloadKind::Deployment && observed.found && rival.is_none() {
             let changes = costs::plan(apportionment, &observed.pods);
             if !changes.is_empty() {
                 let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
@@ -312,6 +327,26 @@ impl Upkeep {
             }
         }
         Ok(requeue)
+    }
+
+    /// The name of an older distribution with the same target, if any: of several distributions of one
+    /// workload only the oldest (then the first by name) sets deletion costs, so that two of them never
+    /// patch the same pods back and forth.
+    fn older_rival(&self, dist: &PodDistribution) -> Option<String> {
+        let key = |d: &PodDistribution| (d.metadata.creation_timestamp.clone().map(|t| t.0), d.name_any());
+        let mine = key(dist);
+        self.store
+            .state()
+            .iter()
+            .filter(|d| {
+                d.metadata.namespace == dist.metadata.namespace
+                    && d.spec.target_ref == dist.spec.target_ref
+                    && d.metadata.uid != dist.metadata.uid
+                    && key(d) < mine
+            })
+            .map(|d| key(d))
+            .min()
+            .map(|(_, name)| name)
     }
 
     /// `Ready=False` naming the field; an Event when this is news.
