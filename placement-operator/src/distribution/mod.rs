@@ -206,6 +206,11 @@ fn error_policy(_: Arc<PodDistribution>, _: &Error, upkeep: Arc<Upkeep>) -> Acti
 }
 
 impl Upkeep {
+    /// Asked again before each write: leadership can be lost while a reconcile reads.
+    fn leads(&self) -> bool {
+        self.ctx.leadership.is_leader()
+    }
+
     fn remember(&self, key: &ObjectRef<PodDistribution>, f: impl FnOnce(&mut Memory)) {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         f(memory.entry(key.clone()).or_default());
@@ -241,7 +246,7 @@ impl Upkeep {
         let observed = observe::observe(&self.ctx, &config.target, &config.rule).await?;
 
         let mut current = dist.clone();
-        if config.strict {
+        if config.strict && self.leads() {
             let expired = ledger::expire(&api, current, self.config.ledger_attempts, jiff::Timestamp::now).await?;
             if expired.removed > 0 {
                 tracing::info!(distribution = %key, removed = expired.removed, "stale reservations expired");
@@ -302,6 +307,9 @@ impl Upkeep {
             groups: rows.iter().map(status::GroupRow::to_status).collect(),
             ..Default::default()
         };
+        if !self.leads() {
+            return Ok(requeue);
+        }
         if !owned_fields_equal(&previous, &desired) {
             self.apply_status(&api, &name, &desired).await?;
         }
@@ -317,7 +325,7 @@ impl Upkeep {
 
         if config.target.kind == WorkloadKind::Deployment && observed.found && rival.is_none() {
             let changes = costs::plan(apportionment, &observed.pods);
-            if !changes.is_empty() {
+            if !changes.is_empty() && self.leads() {
                 let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
                 let applied = costs::apply(&pods, &changes, self.config.max_cost_patches, &self.metrics).await?;
                 tracing::debug!(distribution = %key, patched = applied.patched, deferred = applied.deferred, "deletion costs");
