@@ -7,6 +7,7 @@
 
 pub mod context;
 pub mod crdgen;
+pub mod distribution;
 pub mod error;
 pub mod runtime;
 pub mod simulate;
