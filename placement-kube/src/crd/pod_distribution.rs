@@ -287,6 +287,9 @@ pub struct GroupStatus {
     /// What the group should hold for the current number of pods.
     #[serde(default)]
     pub target: u32,
+    /// `pods + reserved - target`: above zero the group holds too many, below too few.
+    #[serde(default)]
+    pub drift: i64,
 }
 
 /// Counts per group and, in strict mode, the shared reservation ledger.

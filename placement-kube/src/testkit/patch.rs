@@ -207,7 +207,8 @@ mod tests {
         // What `kubectl apply` sends when only the caBundle changed.
         let config = json!({"webhooks": [{"name": "pods.placement.dev", "rules": [{"operations": ["CREATE"]}],
             "clientConfig": {"caBundle": "old", "service": {"name": "w"}}}]});
-        let got = smp(config, json!({"webhooks": [{"name": "pods.placement.dev", "clientConfig": {"caBundle": "new"}}]}));
+        let got =
+            smp(config, json!({"webhooks": [{"name": "pods.placement.dev", "clientConfig": {"caBundle": "new"}}]}));
         assert_eq!(
             got,
             json!({"webhooks": [{"name": "pods.placement.dev", "rules": [{"operations": ["CREATE"]}],

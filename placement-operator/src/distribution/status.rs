@@ -43,7 +43,13 @@ pub struct GroupRow {
 
 impl GroupRow {
     pub fn to_status(&self) -> GroupStatus {
-        GroupStatus { name: self.name.clone(), pods: self.pods, reserved: self.reserved, target: self.target }
+        GroupStatus {
+            name: self.name.clone(),
+            pods: self.pods,
+            reserved: self.reserved,
+            target: self.target,
+            drift: self.drift,
+        }
     }
 }
 
