@@ -195,7 +195,7 @@ impl Decider {
 
     /// The distribution rule for `workload`, if any: a PodDistribution first, then the annotation.
     fn distribution_rule(&self, index: &LiveIndex, workload: &WorkloadRef) -> Result<Option<ChosenRule>, DecideError> {
-        for pd in self.rules.distributions(&workload.namespace) {
+        for pd in oldest_first(self.rules.distributions(&workload.namespace)) {
             let config = pd.spec.to_core(&workload.namespace).map_err(|e| {
                 DecideError::Rule(format!("PodDistribution {}/{}: {e}", workload.namespace, name_of(&*pd)))
             })?;
@@ -336,7 +336,7 @@ impl Decider {
     /// applies to it asks for strict mode (see [`crate::strict`]). `None` for everything decided
     /// locally, including reinvocations and pods that no rule places.
     pub fn strict_target(&self, c: &Candidate<'_>) -> Option<StrictTarget> {
-        let distributions = self.rules.distributions(c.namespace);
+        let distributions = oldest_first(self.rules.distributions(c.namespace));
         let balancers = self.rules.zone_balancers(c.namespace);
         if !distributions.iter().any(|pd| pd.spec.strict) && !balancers.iter().any(|zb| zb.spec.strict) {
             return None;
@@ -517,6 +517,13 @@ fn zone_config_applying(
         return Ok(None);
     }
     Ok(Some(config))
+}
+
+/// PodDistributions in the order they apply when several target one workload: the oldest, then the
+/// first by name (the operator's upkeep uses the same rule, so both always agree on which applies).
+fn oldest_first(mut distributions: Vec<Arc<PodDistribution>>) -> Vec<Arc<PodDistribution>> {
+    distributions.sort_by_key(|pd| (pd.metadata.creation_timestamp.clone().map(|t| t.0), name_of(&**pd)));
+    distributions
 }
 
 fn name_of<K: kube::Resource>(o: &K) -> String {

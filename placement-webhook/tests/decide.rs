@@ -174,6 +174,38 @@ spec:
 }
 
 #[test]
+fn of_two_pod_distributions_for_one_workload_the_oldest_applies() {
+    let pd = |name: &str, created: &str, group: &str| -> Arc<PodDistribution> {
+        Arc::new(
+            serde_yaml_ng::from_str(&format!(
+                r#"
+apiVersion: placement.dev/v1alpha1
+kind: PodDistribution
+metadata: {{name: {name}, namespace: shop, uid: {name}, generation: 1, creationTimestamp: "{created}"}}
+spec:
+  targetRef: {{kind: Deployment, name: web}}
+  groups:
+  - name: {group}
+    nodeSelector: {{matchLabels: {{capacity: {group}}}}}
+    weight: 1
+"#
+            ))
+            .unwrap(),
+        )
+    };
+    let newer = pd("a-newer", "2026-02-01T00:00:00Z", "spot");
+    let older = pd("z-older", "2026-01-01T00:00:00Z", "on-demand");
+    for order in [vec![newer.clone(), older.clone()], vec![older.clone(), newer.clone()]] {
+        let rules = StaticRules { distributions: order, zone_balancers: vec![] };
+        let decider = Decider::new(index(&cluster(None)), Arc::new(rules), Duration::from_secs(60));
+        let pod = incoming("web", "h1", json!({"app": "web"}));
+        let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: "u", dry_run: false }).unwrap();
+        assert_eq!(d.source, "PodDistribution shop/z-older", "the operator's rule: oldest first");
+        assert_eq!(d.required.get("capacity").map(String::as_str), Some("on-demand"));
+    }
+}
+
+#[test]
 fn zone_balancer_spreads_single_replica_workloads_and_skips_others() {
     let zb: ZoneBalancer = serde_yaml_ng::from_str(
         r#"
