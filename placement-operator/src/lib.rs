@@ -10,6 +10,7 @@ pub mod crdgen;
 pub mod error;
 pub mod runtime;
 pub mod simulate;
+pub mod zone_balancer;
 
 pub use context::{Context, Leadership};
 pub use error::{Error, Result};
