@@ -197,7 +197,7 @@ async fn six_deployments_are_pinned_two_per_zone_once_with_reasons() {
     let status = zb_status(&c, NS, "spread");
     assert_eq!(condition(&status, "Ready")["status"], "True");
     assert_eq!(condition(&status, "Balanced")["status"], "True");
-    assert_eq!(events(&c, NS, "ZonePinned").len(), 6);
+    assert!(wait_until(LIMIT, || events(&c, NS, "ZonePinned").len() == 6).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before: BTreeMap<String, String> =
         deployments(&c, NS).iter().map(|d| (d["metadata"]["name"].as_str().unwrap().to_string(), rv(d))).collect();
@@ -496,5 +496,77 @@ async fn a_conflicting_write_is_retried_and_pins_exactly_once() {
     let text = metrics_text(&registry);
     assert!(text.contains("placement_zone_balancer_pins_total 3"), "{text}");
     assert!(text.contains("placement_zone_balancer_reconcile_errors_total{error=\"conflict\"}"), "{text}");
+    handle.abort();
+}
+
+#[tokio::test]
+async fn pods_of_unpinned_workloads_count_where_they_run_and_preferred_pins_keep_user_terms() {
+    let c = cluster(&abc()).await;
+    // A workload the user constrains (not c) runs its pod in a: the index finds it by owner chain.
+    c.server
+        .put(workload(
+            "Deployment",
+            NS,
+            "legacy",
+            1,
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": ZONE, "operator": "NotIn", "values": ["c"]}]}]}}}}),
+        ))
+        .unwrap();
+    c.server
+        .put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "legacy-h1", "namespace": NS,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "legacy", "uid": "d1", "controller": true}]},
+            "spec": {"selector": {"matchLabels": {"app": "legacy"}}}}))
+        .unwrap();
+    c.server
+        .put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "legacy-h1-x", "namespace": NS,
+            "labels": {"app": "legacy", "pod-template-hash": "h1"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "legacy-h1", "uid": "r1", "controller": true}]},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "app", "image": "app"}]},
+            "status": {"phase": "Running"}}))
+        .unwrap();
+    assert!(wait_until(LIMIT, || c.index.read().contains_pod(NS, "legacy-h1-x")).await, "the live index sees the pod");
+    let (handle, _registry) = start(&c, Leadership::always(), options(Duration::from_secs(3600)));
+    let mut spec = operator_spec();
+    spec["affinity"] = json!("preferred");
+    c.server.put(balancer(NS, "spread", spec)).unwrap();
+    let user_term = json!({"weight": 10, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}});
+    c.server
+        .put(workload(
+            "Deployment",
+            NS,
+            "n1",
+            1,
+            json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [user_term.clone()]}}}),
+        ))
+        .unwrap();
+    let terms_of = |d: &Value| {
+        d.pointer("/spec/template/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(wait_until(LIMIT, || terms_of(&get(&c, "Deployment", NS, "n1")).len() == 2).await);
+    let n1 = get(&c, "Deployment", NS, "n1");
+    let terms = terms_of(&n1);
+    assert_eq!(terms[0], user_term, "the user's term is kept, first");
+    assert_eq!(terms[1]["weight"], 100);
+    assert_eq!(
+        terms[1]["preference"]["matchExpressions"][0],
+        json!({"key": ZONE, "operator": "In", "values": ["b"]}),
+        "a holds legacy's running pod: b is the first empty zone"
+    );
+    assert_eq!(pinned_zone(&n1), None, "preferred mode adds no nodeSelector");
+    assert_eq!(decision(&n1).unwrap()["reason"], "zone b: fewest workloads (0); a has 1, c has 0");
+    let legacy = get(&c, "Deployment", NS, "legacy");
+    assert_eq!(decision(&legacy), None, "a user constraint on the zone key is left alone");
+    assert!(
+        wait_until(LIMIT, || zb_status(&c, NS, "spread")["zones"]
+            .as_array()
+            .is_some_and(|z| z.iter().any(|z| z["zone"] == "a" && z["pods"] == 1 && z["workloads"] == 1)))
+        .await,
+        "{}",
+        zb_status(&c, NS, "spread")
+    );
     handle.abort();
 }
