@@ -119,11 +119,10 @@ impl OwnStatus {
 
     /// The server-side apply body: our fields only.
     pub fn apply_body(&self, name: &str) -> Value {
-        let mut status = json!({
-            "observedGeneration": self.observed_generation,
-            "conditions": self.conditions,
-            "lastMoves": self.last_moves,
-        });
+        let mut status = json!({"conditions": self.conditions, "lastMoves": self.last_moves});
+        if let Some(g) = self.observed_generation {
+            status["observedGeneration"] = json!(g);
+        }
         if let Some(z) = &self.zones {
             status["zones"] = json!(z);
         }
