@@ -345,7 +345,9 @@ fn build_input(
             last_move = last_move.max(Some(d.at));
         }
         let (placement, drop_key) = match (&pin, &decision) {
-            (TemplatePin::Zone { zone, via }, Some(d)) if d.zone == *zone => {
+            // Ours only in the forms this operator writes; a required affinity naming the same zone is
+            // the user's rewrite of our pin, and theirs to keep.
+            (TemplatePin::Zone { zone, via }, Some(d)) if d.zone == *zone && *via != Via::RequiredAffinity => {
                 let drop = (*via == Via::NodeSelector).then_some(key);
                 (Placement::Pinned { zone: zone.clone(), by: PinnedBy::Balancer }, drop)
             }
