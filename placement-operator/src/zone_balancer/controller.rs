@@ -2,7 +2,8 @@
 //! nodes and pods from the live index, [`plan`](super::plan::plan), then (leader only) record the
 //! status, patch the workloads and publish Events.
 //!
-//! Workloads are listed from the API server on every reconcile rather than read from a cache: a pin
+//! The balancer itself and its workloads are read from the API server on every reconcile rather than
+//! from a cache (the balancer: so that its status is written from the latest one, moves included). A pin
 //! must be decided on the workload as it is now (a cache a moment behind our own last patch would see it
 //! unpinned and pin it again), and the `resourceVersion` read is the precondition of the patch.
 //!
@@ -95,17 +96,28 @@ fn key_of(zb: &ZoneBalancer) -> String {
     format!("{}/{}", zb.namespace().unwrap_or_default(), zb.name_any())
 }
 
-async fn reconcile_balancer(zb: &ZoneBalancer, st: &State) -> Result<Action> {
-    if zb.spec.mode != ZoneMode::Operator {
+async fn reconcile_balancer(cached: &ZoneBalancer, st: &State) -> Result<Action> {
+    if cached.spec.mode != ZoneMode::Operator {
         // The webhook's: nothing to do here, and its status is not ours to write.
         return Ok(Action::await_change());
     }
-    let ns = zb.namespace().unwrap_or_default();
-    let name = zb.name_any();
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
+    let balancers: Api<ZoneBalancer> = Api::namespaced(st.ctx.client.clone(), &ns);
+    // Read fresh: the controller's copy can lag behind our own last status write, and writing the
+    // status from it would drop the move that write recorded.
+    let zb = match balancers.get(&name).await {
+        Ok(zb) => zb,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+        Err(e) => return Err(Error::kube(format!("reading ZoneBalancer {ns}/{name}"), e)),
+    };
+    if zb.spec.mode != ZoneMode::Operator {
+        return Ok(Action::await_change());
+    }
+    let zb = &zb;
     let leader = st.ctx.leadership.is_leader();
     let now = jiff::Timestamp::now();
     let generation = zb.meta().generation;
-    let balancers: Api<ZoneBalancer> = Api::namespaced(st.ctx.client.clone(), &ns);
 
     let config = match zb.spec.to_core() {
         Ok(c) => c,
