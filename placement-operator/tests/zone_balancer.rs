@@ -570,3 +570,33 @@ async fn pods_of_unpinned_workloads_count_where_they_run_and_preferred_pins_keep
     );
     handle.abort();
 }
+
+#[tokio::test]
+async fn no_move_happens_unless_it_was_recorded_in_the_status_first() {
+    let c = cluster(&[("a", true), ("b", true), ("c", false)]).await;
+    let (handle, _registry) = start(&c, Leadership::always(), options(Duration::ZERO));
+    let mut spec = operator_spec();
+    spec["rebalanceThreshold"] = json!(2);
+    c.server.put(balancer(NS, "spread", spec)).unwrap();
+    let names = ["w0", "w1", "w2", "w3"];
+    for n in names {
+        c.server.put(deployment(NS, n)).unwrap();
+    }
+    let two_two = BTreeMap::from([("a".to_string(), 2), ("b".to_string(), 2)]);
+    assert!(wait_until(LIMIT, || spread(&c, NS, &names) == two_two).await, "{:?}", spread(&c, NS, &names));
+    assert!(wait_until(LIMIT, || zb_status(&c, NS, "spread")["workloads"] == 4).await);
+
+    // The status cannot be written: a move is due (c gets a node, 2/2/0), but none may happen.
+    c.server.faults().inject(Fault::error(500).on(Verb::Patch).resource("zonebalancers/status"));
+    c.server.put(node("node-c", "c", true)).unwrap();
+    assert!(wait_until(LIMIT, || c.server.faults().hits() >= 2).await, "the controller tried to record the move");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(spread(&c, NS, &names), two_two, "a move not recorded must not be made");
+    assert_eq!(events(&c, NS, "ReconcileFailed").len(), 1, "one Event for the lasting error");
+
+    c.server.faults().clear();
+    let moved = BTreeMap::from([("a".to_string(), 1), ("b".to_string(), 2), ("c".to_string(), 1)]);
+    assert!(wait_until(LIMIT, || spread(&c, NS, &names) == moved).await, "{:?}", spread(&c, NS, &names));
+    assert_eq!(zb_status(&c, NS, "spread")["lastMoves"].as_array().map(Vec::len), Some(1));
+    handle.abort();
+}
