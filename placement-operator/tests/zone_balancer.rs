@@ -600,3 +600,35 @@ async fn no_move_happens_unless_it_was_recorded_in_the_status_first() {
     assert_eq!(zb_status(&c, NS, "spread")["lastMoves"].as_array().map(Vec::len), Some(1));
     handle.abort();
 }
+
+#[tokio::test]
+async fn the_interval_also_holds_when_the_status_history_is_lost() {
+    let c = cluster(&[("a", true), ("b", true), ("c", false)]).await;
+    let hour = Duration::from_secs(3600);
+    let (handle, _registry) = start(&c, Leadership::always(), options(hour));
+    let mut spec = operator_spec();
+    spec["rebalanceThreshold"] = json!(2);
+    c.server.put(balancer(NS, "spread", spec.clone())).unwrap();
+    let names = ["w0", "w1", "w2", "w3", "w4", "w5"];
+    for n in names {
+        c.server.put(deployment(NS, n)).unwrap();
+    }
+    let three_three = BTreeMap::from([("a".to_string(), 3), ("b".to_string(), 3)]);
+    assert!(wait_until(LIMIT, || spread(&c, NS, &names) == three_three).await);
+    c.server.put(node("node-c", "c", true)).unwrap();
+    let after_one = BTreeMap::from([("a".to_string(), 2), ("b".to_string(), 3), ("c".to_string(), 1)]);
+    assert!(wait_until(LIMIT, || spread(&c, NS, &names) == after_one).await);
+    handle.abort();
+
+    // Someone wipes the status (a restore from a backup without status, say): the moved workload's
+    // decision annotation still dates the last move.
+    let mut wiped = balancer(NS, "spread", spec);
+    wiped["status"] = json!({"lastMoves": []});
+    c.server.put(wiped).unwrap();
+    assert_eq!(zb_status(&c, NS, "spread")["lastMoves"], json!([]));
+    let (handle, _registry) = start(&c, Leadership::always(), options(hour));
+    assert!(wait_until(LIMIT, || zb_status(&c, NS, "spread")["workloads"] == 6).await, "reconciled again");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(spread(&c, NS, &names), after_one, "no second move inside the interval");
+    handle.abort();
+}
