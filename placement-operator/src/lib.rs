@@ -11,6 +11,7 @@ pub mod distribution;
 pub mod error;
 pub mod runtime;
 pub mod simulate;
+pub mod zone_balancer;
 
 pub use context::{Context, Leadership};
 pub use error::{Error, Result};

@@ -117,6 +117,32 @@ pub struct ZoneCount {
     pub zone: String,
     /// In-scope pods counted in the zone (seen plus in-flight reservations).
     pub pods: u32,
+    /// Operator mode: in-scope workloads counted in the zone (pinned to it, or running there unpinned);
+    /// this is what the operator balances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<u32>,
+}
+
+/// Operator mode: one workload re-pinned to another zone by rebalancing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneMove {
+    /// The workload, as `Deployment/web` or `StatefulSet/db` (in the balancer's namespace).
+    #[schemars(length(max = 300))]
+    pub workload: String,
+    /// The zone it was pinned to.
+    #[schemars(length(max = 63))]
+    pub from: String,
+    /// The zone it is pinned to now.
+    #[schemars(length(max = 63))]
+    pub to: String,
+    /// Why, in words (the zone counts that made the move worth it).
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub reason: String,
+    /// When the move was decided. It is recorded before the workload is patched, so an operator restart
+    /// never moves again inside the minimum interval.
+    pub time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
 /// What the balancer last observed.
@@ -136,6 +162,10 @@ pub struct ZoneBalancerStatus {
     /// In-scope single-replica workloads.
     #[serde(default)]
     pub workloads: u32,
+    /// Operator mode: the last re-pins made by rebalancing, newest first (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub last_moves: Vec<ZoneMove>,
     /// Strict mode: in-flight zone reservations shared by the webhook replicas.
     #[serde(default)]
     pub reservations: Vec<ReservationEntry>,
