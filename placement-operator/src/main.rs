@@ -47,7 +47,7 @@ enum Command {
 #[derive(Args)]
 struct RunArgs {
     /// Address of the plain-HTTP listener for /healthz, /readyz and /metrics.
-    #[arg(long, env = "PLACEMENT_PROBE_LISTEN", default_value = "0.0.0.0:8081")]
+    #[arg(long, env = "PLACEMENT_PROBE_LISTEN", default_value = "0.0.0.0:8080")]
     probe_listen: SocketAddr,
     /// Name of the coordination.k8s.io Lease used for leader election.
     #[arg(long, env = "PLACEMENT_LEASE_NAME", default_value = "placement-operator")]
