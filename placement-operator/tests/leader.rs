@@ -150,3 +150,20 @@ async fn a_leader_whose_renewals_hang_steps_down_before_its_lease_expires() {
     assert!(left > Duration::ZERO, "stepped down only after the lease expired");
     drop(a);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_but_timely_renewals_keep_the_leader() {
+    let server = fake().await;
+    // Margin 2 s: a renewal answered in 700 ms is slow but in time; it must not be cancelled by the
+    // leader's own checks (every 500 ms while a renewal is due) and restarted forever.
+    let (a, la) = start(&server, config("a", 4, 2));
+    assert!(wait_until(Duration::from_secs(5), || la.is_leader()).await, "a never led");
+    server.faults().inject(Fault::delay(Duration::from_millis(700)).on(Verb::Patch).resource("leases"));
+    let until = Instant::now() + Duration::from_secs(7);
+    while Instant::now() < until {
+        assert!(la.is_leader(), "stepped down although every renewal completed in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.faults().hits() >= 2, "fewer renewals than expected: {}", server.faults().hits());
+    a.shutdown(Duration::from_secs(3)).await;
+}

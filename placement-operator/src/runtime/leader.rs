@@ -19,6 +19,7 @@
 //! Timing: the holder renews `renew` after its last renewal, so the renewal margin (the library's
 //! "grace") is `duration - renew`. The Lease API counts whole seconds, so durations are whole seconds.
 
+use futures::future::BoxFuture;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube_lease_manager::{LeaseCreateMode, LeaseManager, LeaseParams};
@@ -207,7 +208,9 @@ async fn run(client: kube::Client, config: LeaseConfig, leading: watch::Sender<b
                 // Release only a Lease that a fresh read shows is still ours: the library's own release
                 // trusts its cached state and could clear a successor's lock. Best effort: a manager that
                 // cannot write leaves the Lease to expire.
-                if !matches!(outcome, Outcome::Recheck) && matches!(confirm(&api, &config).await, Ok(Some(_))) {
+                if !matches!(outcome, Outcome::Recheck)
+                    && read(&api, &config).await.is_ok_and(|v| v.holder.as_deref() == Some(id))
+                {
                     let budget = if matches!(outcome, Outcome::Stop) { config.grace() } else { config.retry };
                     match tokio::time::timeout(budget, manager.release()).await {
                         Ok(Ok(())) => tracing::info!(identity = id, "released the lease"),
@@ -242,6 +245,9 @@ async fn run(client: kube::Client, config: LeaseConfig, leading: watch::Sender<b
 
 /// Runs one lease manager until shutdown, a standby re-check, or a failure, announcing leadership only
 /// while the Lease read from the API server confirms it (see the module doc).
+///
+/// The library's `changed()` future is kept across the loop's wake-ups and never cancelled by them: a
+/// slow renewal must be allowed to finish, not be restarted at every check.
 async fn drive(
     manager: &LeaseManager,
     api: &Api<Lease>,
@@ -256,78 +262,85 @@ async fn drive(
     // What the library last said, and until when the Lease read from the server keeps us leader.
     let mut holds = false;
     let mut valid_until: Option<SystemTime> = None;
+    let mut changed: BoxFuture<'_, kube_lease_manager::Result<bool>> = Box::pin(manager.changed());
     loop {
-        let confirmed = holds
-            && valid_until.and_then(|t| t.duration_since(SystemTime::now()).ok()).is_some_and(|left| left > margin);
+        let left = valid_until.and_then(|t| t.duration_since(SystemTime::now()).ok());
+        let confirmed = holds && left.is_some_and(|left| left > margin);
         flag.set(confirmed, id, if holds { "the lease was not renewed in time" } else { "the lease is not held" });
-        if holds {
-            let check = match valid_until.and_then(|t| t.duration_since(SystemTime::now()).ok()) {
-                // Look again just after the library's renewal is due.
-                Some(left) if left > grace => left - grace + quarter,
-                _ => quarter,
-            };
-            tokio::select! {
-                _ = stop.changed() => return Outcome::Stop,
-                changed = manager.changed() => match changed {
+        let wait = match left {
+            // Look again just after the library's renewal is due.
+            Some(left) if holds && left > grace => left - grace + quarter,
+            _ if holds => quarter,
+            _ => config.retry,
+        };
+        tokio::select! {
+            _ = stop.changed() => return Outcome::Stop,
+            result = &mut changed => {
+                changed = Box::pin(manager.changed());
+                match result {
                     Ok(now_holds) => {
                         holds = now_holds;
                         valid_until = None;
                         if holds {
-                            match confirm(api, config).await {
-                                Ok(Some(until)) => valid_until = Some(until),
-                                Ok(None) => return Outcome::Recheck,
+                            match read(api, config).await {
+                                Ok(view) if view.holder.as_deref() == Some(id) => valid_until = view.valid_until,
+                                Ok(_) => return Outcome::Recheck,
                                 Err(e) => tracing::debug!(identity = id, error = %e, "could not read the lease"),
                             }
                         }
                     }
-                    Err(e) => return Outcome::Failed(format!("renewing the lease failed: {e}")),
-                },
-                _ = tokio::time::sleep(check) => match confirm(api, config).await {
-                    Ok(Some(until)) => valid_until = Some(until),
-                    Ok(None) => return Outcome::Failed("the lease names another holder".into()),
-                    // Keep the last confirmed validity: we step down when it runs short.
-                    Err(e) => tracing::debug!(identity = id, error = %e, "could not read the lease"),
-                },
-            }
-        } else {
-            tokio::select! {
-                _ = stop.changed() => return Outcome::Stop,
-                _ = tokio::time::sleep(config.retry) => return Outcome::Recheck,
-                changed = manager.changed() => match changed {
-                    Ok(now_holds) => {
-                        holds = now_holds;
-                        if holds {
-                            match confirm(api, config).await {
-                                Ok(Some(until)) => valid_until = Some(until),
-                                Ok(None) => return Outcome::Recheck,
-                                Err(e) => return Outcome::Failed(format!("could not read the lease after locking it: {e}")),
-                            }
-                        }
-                    }
+                    Err(e) if holds => return Outcome::Failed(format!("renewing the lease failed: {e}")),
                     Err(e) => return Outcome::Failed(format!("acquiring the lease failed: {e}")),
-                },
+                }
             }
+            _ = tokio::time::sleep(wait) => match read(api, config).await {
+                Ok(view) if holds => {
+                    if view.holder.as_deref() != Some(id) {
+                        return Outcome::Failed("the lease names another holder".into());
+                    }
+                    valid_until = view.valid_until;
+                }
+                // A standby: the library sleeps until the expiry it last saw; a Lease released (or
+                // expired) since is taken over now by starting afresh.
+                Ok(view) if view.is_free() => return Outcome::Recheck,
+                Ok(_) => {}
+                // Keep the last confirmed validity: a leader steps down when it runs short.
+                Err(e) => tracing::debug!(identity = id, error = %e, "could not read the lease"),
+            },
         }
     }
 }
 
-/// Reads the Lease: `Some(valid until)` when it names us, `None` when it names someone else or no one.
-async fn confirm(api: &Api<Lease>, config: &LeaseConfig) -> Result<Option<SystemTime>, String> {
+/// The Lease as read from the API server.
+struct LeaseView {
+    holder: Option<String>,
+    /// `renewTime + leaseDurationSeconds`.
+    valid_until: Option<SystemTime>,
+}
+
+impl LeaseView {
+    /// Nobody holds it, or its holder let it expire.
+    fn is_free(&self) -> bool {
+        self.holder.is_none() || self.valid_until.is_none_or(|t| t <= SystemTime::now())
+    }
+}
+
+/// Reads the Lease, bounded by a quarter of the renewal margin.
+async fn read(api: &Api<Lease>, config: &LeaseConfig) -> Result<LeaseView, String> {
     let timeout = (config.grace() / 4).max(Duration::from_millis(100));
     let lease = match tokio::time::timeout(timeout, api.get(&config.name)).await {
         Ok(Ok(lease)) => lease,
         Ok(Err(e)) => return Err(e.to_string()),
         Err(_) => return Err(format!("no answer within {timeout:?}")),
     };
-    let Some(spec) = lease.spec else { return Ok(None) };
-    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
-        return Ok(None);
-    }
-    let (Some(renewed), Some(seconds)) = (spec.renew_time, spec.lease_duration_seconds) else {
-        return Ok(None);
+    let spec = lease.spec.unwrap_or_default();
+    let valid_until = match (spec.renew_time, spec.lease_duration_seconds) {
+        (Some(renewed), Some(seconds)) => {
+            SystemTime::from(renewed.0).checked_add(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
+        }
+        _ => None,
     };
-    let renewed: SystemTime = renewed.0.into();
-    Ok(renewed.checked_add(Duration::from_secs(u64::try_from(seconds).unwrap_or(0))))
+    Ok(LeaseView { holder: spec.holder_identity.filter(|h| !h.is_empty()), valid_until })
 }
 
 #[cfg(test)]
