@@ -11,9 +11,12 @@
 //!   leader still believes it leads (given clocks within half the margin of each other).
 //! * After an error the flag stays false for at least the renewal margin, so an instance that cannot
 //!   write does not flap back to "leader" on an old renewal.
-//! * A standby re-reads the Lease every `retry` period rather than sleeping until the holder's expiry, so
-//!   a Lease released at shutdown is taken over within about `retry`, and an abandoned one within the
-//!   lease duration plus `retry` (plus up to a second of the library's random anti-collision wait).
+//! * A standby re-reads the Lease every `retry` period and, when it finds it released or expired, starts
+//!   the library afresh (which would otherwise sleep until the expiry it last saw). So a Lease released
+//!   at shutdown is taken over within about `retry`, and an abandoned one within the lease duration plus
+//!   `retry` (plus up to a second of the library's random anti-collision wait).
+//! * The library's renewal is never cancelled by these checks: a slow renewal that completes in time
+//!   keeps the leader.
 //! * When the election task ends for any reason (shutdown, panic, abort) the flag is set false.
 //!
 //! Timing: the holder renews `renew` after its last renewal, so the renewal margin (the library's
@@ -179,7 +182,8 @@ impl Drop for StepDownOnExit {
 enum Outcome {
     /// Shutdown was asked for.
     Stop,
-    /// The Lease should be looked at afresh (standby period over, or the Lease moved to someone else).
+    /// The Lease should be looked at afresh (released or expired while we waited, or held by another
+    /// instance right after the library said it was ours).
     Recheck,
     /// An API error or a lost Lease: step down and wait out the margin.
     Failed(String),
@@ -204,7 +208,12 @@ async fn run(client: kube::Client, config: LeaseConfig, leading: watch::Sender<b
         let outcome = match built {
             Ok(manager) => {
                 let outcome = drive(&manager, &api, &config, &flag, &mut stop).await;
-                flag.set(false, id, "the lease is being looked at afresh");
+                let why = match &outcome {
+                    Outcome::Stop => "shutting down",
+                    Outcome::Recheck => "the lease is held by another instance",
+                    Outcome::Failed(why) => why.as_str(),
+                };
+                flag.set(false, id, why);
                 // Release only a Lease that a fresh read shows is still ours: the library's own release
                 // trusts its cached state and could clear a successor's lock. Best effort: a manager that
                 // cannot write leaves the Lease to expire.
