@@ -70,8 +70,9 @@ struct RunArgs {
     /// Watch workloads in this namespace only (default: all namespaces; nodes are always watched).
     #[arg(long, env = "PLACEMENT_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
-    /// A kubeconfig file; without it the in-cluster service account (or ~/.kube/config) is used.
-    #[arg(long, env = "KUBECONFIG")]
+    /// A kubeconfig file; without it kube's inference is used: $KUBECONFIG, ~/.kube/config, then the
+    /// in-cluster service account.
+    #[arg(long, env = "PLACEMENT_KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
     /// Bound, in seconds, on each shutdown step (stopping controllers, releasing the Lease, draining probes).
     #[arg(long, env = "PLACEMENT_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
