@@ -20,7 +20,7 @@
 //!    once instead of after expiry), then drain the probe listener and stop the watches.
 //!
 //! A controller future that returns ends the operator with [`RunError::ControllerEnded`]: a control
-//! loop that stopped silently is worse than a restart. Every step is bounded by
+//! loop that stopped silently is worse than a restart. Each shutdown step is bounded by
 //! [`RunConfig::shutdown_timeout`].
 
 pub mod crds;
