@@ -286,3 +286,61 @@ async fn a_controller_that_stops_ends_the_operator_and_releases_the_lease() {
     let lease = server.get("coordination.k8s.io/v1", "Lease", NS, "placement-operator").unwrap();
     assert_eq!(lease.pointer("/spec/holderIdentity"), None, "{lease}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_is_ready_without_leading_and_takes_over_when_the_leader_shuts_down() {
+    let server = fake(true).await;
+    let mut config_a = run_config("op-a");
+    let mut config_b = run_config("op-b");
+    // A 20 s lease: taking over by expiry would take far longer than this test allows.
+    for c in [&mut config_a, &mut config_b] {
+        c.lease.duration = Duration::from_secs(20);
+        c.lease.renew = Duration::from_secs(10);
+    }
+    let start = |config: RunConfig| {
+        let client = server.client();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(run_with(client, config, listener, |_, _| vec![], async move {
+                let _ = stopped.await;
+            }));
+            (addr, stop, task)
+        }
+    };
+    let leader_gauge = |addr| async move {
+        let (_, _, body) = get(addr, "/metrics").await?;
+        metric_line(&body, "placement_operator_leader").map(str::to_string)
+    };
+    let (addr_a, stop_a, task_a) = start(config_a).await;
+    assert!(
+        wait_for(Duration::from_secs(10), || async {
+            leader_gauge(addr_a).await.as_deref() == Some("placement_operator_leader 1")
+        })
+        .await,
+        "a never led"
+    );
+    let (addr_b, stop_b, task_b) = start(config_b).await;
+    assert!(
+        wait_for(Duration::from_secs(10), || async { get(addr_b, "/readyz").await.is_some_and(|r| r.0 == 200) }).await,
+        "the standby never became ready"
+    );
+    assert_eq!(leader_gauge(addr_b).await.as_deref(), Some("placement_operator_leader 0"));
+
+    let stopped = Instant::now();
+    stop_a.send(()).unwrap();
+    task_a.await.unwrap().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || async {
+            leader_gauge(addr_b).await.as_deref() == Some("placement_operator_leader 1")
+        })
+        .await,
+        "the standby did not take over a released lease"
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(8), "takeover took {:?}", stopped.elapsed());
+    let lease = server.get("coordination.k8s.io/v1", "Lease", NS, "placement-operator").unwrap();
+    assert_eq!(lease.pointer("/spec/holderIdentity").and_then(|v| v.as_str()), Some("op-b"));
+    stop_b.send(()).unwrap();
+    task_b.await.unwrap().unwrap();
+}
