@@ -15,3 +15,11 @@ pub mod zone_balancer;
 
 pub use context::{Context, Leadership};
 pub use error::{Error, Result};
+
+/// Every controller `placement-operator run` starts, registering its metrics in `registry`.
+pub fn controllers(ctx: Context, registry: &mut prometheus_client::registry::Registry) -> Vec<runtime::Controller> {
+    vec![
+        runtime::Controller::new("zonebalancer", zone_balancer::controller(ctx.clone(), registry)),
+        runtime::Controller::new("poddistribution", distribution::controller(ctx, registry)),
+    ]
+}

@@ -4,9 +4,8 @@
 //! writes (or checks) the CRD files under `deploy/crds`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use placement_operator::runtime::{self, Controller, RunConfig, leader::LeaseConfig};
-use placement_operator::{Context, crdgen, simulate};
-use prometheus_client::registry::Registry;
+use placement_operator::runtime::{self, RunConfig, leader::LeaseConfig};
+use placement_operator::{controllers, crdgen, simulate};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -137,11 +136,6 @@ fn main() -> ExitCode {
 /// The control loops `run` starts. Add each controller here: it gets the shared [`Context`] and registers
 /// its metrics in the registry served on `/metrics`; it must write only while
 /// `ctx.leadership.is_leader()`.
-fn controllers(ctx: Context, registry: &mut Registry) -> Vec<Controller> {
-    let _ = (ctx, registry);
-    // e.g. Controller::new("zonebalancer", zonebalancer::run(ctx.clone(), ZoneMetrics::register(registry))),
-    vec![]
-}
 
 fn run_operator(args: RunArgs) -> ExitCode {
     let format = match args.log_format {
