@@ -64,7 +64,9 @@ pub enum PassOutcome {
     /// The live index has not listed every kind yet.
     IndexNotReady,
     /// The policy's interval has not passed since its last observation.
-    NotDue { next: Timestamp },
+    NotDue {
+        next: Timestamp,
+    },
     Done(Box<PassReport>),
 }
 
@@ -251,9 +253,10 @@ impl Rebalancer {
         let mut object = policy.clone();
         object.metadata.managed_fields = None;
         object.status = Some(status.clone());
-        let written = api.replace_status(name, &PostParams::default(), &object).await.map_err(|e| {
-            Error::kube(format!("writing the status of RebalancePolicy {name} before evicting"), e)
-        })?;
+        let written = api
+            .replace_status(name, &PostParams::default(), &object)
+            .await
+            .map_err(|e| Error::kube(format!("writing the status of RebalancePolicy {name} before evicting"), e))?;
 
         let mut outcomes = Vec::new();
         let mut settled = Vec::new();
@@ -274,7 +277,12 @@ impl Rebalancer {
                     .inc();
                 let (note, settle) = match &outcome {
                     Outcome::Evicted => (
-                        Note { warning: false, reason: "Evicted".into(), action: "Evict".into(), note: e.reason.clone() },
+                        Note {
+                            warning: false,
+                            reason: "Evicted".into(),
+                            action: "Evict".into(),
+                            note: e.reason.clone(),
+                        },
                         Settled::Done,
                     ),
                     Outcome::Refused(m) => {
@@ -396,12 +404,8 @@ impl Rebalancer {
         }
         // Budgets remaining for the next pass, counted as the planner counts them.
         let minute_ago = now - SignedDuration::from_secs(60);
-        let used_minute = status
-            .state
-            .history
-            .iter()
-            .filter(|e| e.at.0 > minute_ago && (plan.dry_run || !e.dry_run))
-            .count() as i64;
+        let used_minute =
+            status.state.history.iter().filter(|e| e.at.0 > minute_ago && (plan.dry_run || !e.dry_run)).count() as i64;
         let remaining = [
             ("cluster_per_minute", i64::from(limits.max_evictions_per_minute) - used_minute),
             ("plan", i64::from(limits.max_evictions_per_plan) - plan.evictions.len() as i64),
@@ -436,4 +440,3 @@ impl Rebalancer {
         }
     }
 }
-

@@ -66,7 +66,8 @@ impl Evictor {
     }
 
     pub async fn evict(&self, pod: &PodKey) -> Outcome {
-        let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(self.client.clone(), &pod.namespace);
+        let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+            kube::Api::namespaced(self.client.clone(), &pod.namespace);
         match tokio::time::timeout(self.timeout, api.evict(&pod.name, &Default::default())).await {
             Err(_) => Outcome::Unknown(format!("no answer within {:?}", self.timeout)),
             Ok(Ok(_)) => Outcome::Evicted,

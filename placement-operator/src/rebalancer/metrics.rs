@@ -129,7 +129,11 @@ impl Metrics {
             "Candidates stopped by a budget or backoff (and evictions refused by the API server, budget=eviction_refused)",
             m.blocked.clone(),
         );
-        r.register("budget_remaining", "Evictions the policy may still make now, per budget", m.budget_remaining.clone());
+        r.register(
+            "budget_remaining",
+            "Evictions the policy may still make now, per budget",
+            m.budget_remaining.clone(),
+        );
         r.register("reconcile_duration_seconds", "Time of one rebalance pass", m.duration.clone());
         r.register("reconcile_errors", "Failed passes by error kind", m.errors.clone());
         m

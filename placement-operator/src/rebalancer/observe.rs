@@ -69,7 +69,8 @@ pub fn attach_usage(inputs: &mut Inputs, nodes: &[NodeMetrics], pods: &[PodMetri
     for m in pods {
         match pod_usage(m) {
             Ok(u) => {
-                let key = (m.metadata.namespace.clone().unwrap_or_default(), m.metadata.name.clone().unwrap_or_default());
+                let key =
+                    (m.metadata.namespace.clone().unwrap_or_default(), m.metadata.name.clone().unwrap_or_default());
                 pod_map.insert(key, u);
             }
             Err(e) => notes.push(format!("ignored metrics: {e}")),
@@ -181,10 +182,8 @@ pub fn add_slos(inputs: &mut Inputs, slos: &[WorkloadSLO], selectors: &BTreeMap<
         };
         if let Ok(Some(min)) = slo.spec.min_available() {
             let covered: Vec<_> = inputs.snapshot.pods.iter().filter(|p| p.counts() && core.covers(p)).collect();
-            let replicas = target
-                .as_ref()
-                .and_then(|w| inputs.snapshot.workload(w))
-                .map_or(covered.len() as u32, |w| w.replicas);
+            let replicas =
+                target.as_ref().and_then(|w| inputs.snapshot.workload(w)).map_or(covered.len() as u32, |w| w.replicas);
             let ready = covered.iter().filter(|p| p.ready).count() as u32;
             let required = min.resolve(replicas);
             inputs.snapshot.pdbs.push(Pdb {
@@ -241,16 +240,24 @@ mod tests {
     #[test]
     fn min_available_becomes_a_budget_and_invalid_slos_exclude_their_namespace() {
         let pods = (0..3)
-            .map(|i| PodBuilder::new("shop", format!("web-{i}")).deployment("web").label("app", "web").on_node("n").build())
+            .map(|i| {
+                PodBuilder::new("shop", format!("web-{i}")).deployment("web").label("app", "web").on_node("n").build()
+            })
             .collect();
         let mut inputs = Inputs {
             snapshot: Snapshot::new(vec![NodeBuilder::new("n").build()], pods, vec![], vec![]),
             ..Inputs::default()
         };
         let slos = vec![
-            slo("apiVersion: placement.dev/v1alpha1\nkind: WorkloadSLO\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {matchLabels: {app: web}}\n  minAvailable: 2\n"),
-            slo("apiVersion: placement.dev/v1alpha1\nkind: WorkloadSLO\nmetadata: {name: bad, namespace: other}\nspec:\n  selector: {matchLabels: {app: web}}\n  minAvailable: \"x\"\n"),
-            slo("apiVersion: placement.dev/v1alpha1\nkind: WorkloadSLO\nmetadata: {name: gone, namespace: shop}\nspec:\n  targetRef: {kind: Deployment, name: gone}\n"),
+            slo(
+                "apiVersion: placement.dev/v1alpha1\nkind: WorkloadSLO\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {matchLabels: {app: web}}\n  minAvailable: 2\n",
+            ),
+            slo(
+                "apiVersion: placement.dev/v1alpha1\nkind: WorkloadSLO\nmetadata: {name: bad, namespace: other}\nspec:\n  selector: {matchLabels: {app: web}}\n  minAvailable: \"x\"\n",
+            ),
+            slo(
+                "apiVersion: placement.dev/v1alpha1\nkind: WorkloadSLO\nmetadata: {name: gone, namespace: shop}\nspec:\n  targetRef: {kind: Deployment, name: gone}\n",
+            ),
         ];
         add_slos(&mut inputs, &slos, &BTreeMap::new());
         assert_eq!(inputs.slos.len(), 1);

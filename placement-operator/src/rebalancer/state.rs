@@ -61,25 +61,21 @@ pub fn reserve(
     now: Timestamp,
 ) -> Reservation {
     let dry_run = plan.dry_run;
-    let dry_keys: BTreeSet<EntryKey> =
-        previous.state.history.iter().filter(|e| e.dry_run).map(entry_key).collect();
+    let dry_keys: BTreeSet<EntryKey> = previous.state.history.iter().filter(|e| e.dry_run).map(entry_key).collect();
     let mut with_plan = observed.clone();
     with_plan.record(plan.records());
     let mut state = PersistedState::from_core(&with_plan);
-    let planned: BTreeSet<EntryKey> = PersistedState::from_core(&RebalanceState {
-        history: plan.records(),
-        ..RebalanceState::default()
-    })
-    .history
-    .iter()
-    .map(entry_key)
-    .collect();
+    let planned: BTreeSet<EntryKey> =
+        PersistedState::from_core(&RebalanceState { history: plan.records(), ..RebalanceState::default() })
+            .history
+            .iter()
+            .map(entry_key)
+            .collect();
     for e in &mut state.history {
         let k = entry_key(e);
         e.dry_run = dry_keys.contains(&k) || (dry_run && planned.contains(&k));
     }
-    let mut steering: Vec<SteeringEntry> =
-        previous.steering.iter().filter(|s| s.expires.0 > now).cloned().collect();
+    let mut steering: Vec<SteeringEntry> = previous.steering.iter().filter(|s| s.expires.0 > now).cloned().collect();
     if !dry_run {
         for e in &plan.evictions {
             if let Some(w) = &e.workload {
@@ -180,13 +176,23 @@ mod tests {
         let policy = RebalancePolicy {
             observations_to_enter: 1,
             source: UtilizationSource::Requests,
+            memory_weight: 0.0,
             dry_run,
             ..Default::default()
         };
         let pods = (0..6)
-            .map(|i| PodBuilder::new("shop", format!("web-{i}")).deployment(format!("web{i}")).on_node("hot").requests(1500, 0).build())
+            .map(|i| {
+                PodBuilder::new("shop", format!("web-{i}"))
+                    .deployment(format!("web{i}"))
+                    .on_node("hot")
+                    .requests(1500, 0)
+                    .build()
+            })
             .collect();
-        let nodes = vec![NodeBuilder::new("hot").allocatable(10_000, 1).build(), NodeBuilder::new("cold").allocatable(10_000, 1).build()];
+        let nodes = vec![
+            NodeBuilder::new("hot").allocatable(10_000, 1).build(),
+            NodeBuilder::new("cold").allocatable(10_000, 1).build(),
+        ];
         let snapshot = Snapshot::new(nodes, pods, vec![], vec![]);
         let state = observe(&policy, &load(&previous.state, dry_run), &snapshot, now);
         let p = plan(&PlanInput { snapshot: &snapshot, policy: &policy, state: &state, slos: &[], classes: &[], now });
