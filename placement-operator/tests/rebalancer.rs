@@ -401,3 +401,22 @@ async fn the_controller_loop_waits_for_leadership_and_keeps_to_the_budget() {
     assert!(s["state"]["lastObserved"].is_string());
     task.abort();
 }
+
+#[tokio::test]
+async fn two_instances_that_both_believe_they_lead_never_double_spend_a_budget() {
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    put_policy(&server, live_spec(json!({"maxEvictionsPerMinute": 2})));
+    let a = instance(&server, Leadership::always()).await;
+    let b = instance(&server, Leadership::always()).await;
+    // Both read the same status; one is held up (its WorkloadSLO list is slow) while the other plans,
+    // reserves and evicts. The late one then plans other pods from a fresher index, with the budget it
+    // read before: the resourceVersion precondition on its reservation gives 409, and it evicts nothing.
+    server.faults().inject(Fault::delay(Duration::from_millis(700)).on(Verb::List).resource("workloadslos").times(1));
+    let (ra, rb) = tokio::join!(a.rebalancer.pass(POLICY, true), b.rebalancer.pass(POLICY, true));
+    let errors: Vec<_> = [&ra, &rb].into_iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(errors.len(), 1, "{ra:?} {rb:?}");
+    assert_eq!(errors[0].metric_label(), "conflict", "{}", errors[0]);
+    assert_eq!(pods_left(&server).len(), 6, "two evictions in the minute, not four");
+    assert_eq!(status(&server)["state"]["history"].as_array().unwrap().len(), 2);
+}

@@ -231,13 +231,17 @@ impl Rebalancer {
             }
         }
 
-        let mut inputs = Inputs { snapshot: self.ctx.index.read().snapshot(), ..Inputs::default() };
-        if core.source == UtilizationSource::Metrics {
-            let (nodes, pods) = observe::fetch_metrics(client).await?;
-            observe::attach_usage(&mut inputs, &nodes, &pods);
-        }
+        let metrics = match core.source {
+            UtilizationSource::Metrics => Some(observe::fetch_metrics(client).await?),
+            UtilizationSource::Requests => None,
+        };
         let (slos, classes) = observe::fetch_guard_rails(client).await?;
         let selectors = observe::fetch_selectors(client, &observe::slo_targets(&slos)).await?;
+        // The index as late as possible: the freshest view of pods and PDBs.
+        let mut inputs = Inputs { snapshot: self.ctx.index.read().snapshot(), ..Inputs::default() };
+        if let Some((nodes, pods)) = &metrics {
+            observe::attach_usage(&mut inputs, nodes, pods);
+        }
         observe::add_slos(&mut inputs, &slos, &selectors);
         observe::add_classes(&mut inputs, &classes);
 
