@@ -8,6 +8,7 @@
 pub mod context;
 pub mod crdgen;
 pub mod error;
+pub mod plan;
 pub mod rebalancer;
 pub mod runtime;
 pub mod simulate;

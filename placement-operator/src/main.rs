@@ -1,9 +1,9 @@
 #![forbid(unsafe_code)]
-//! `placement-operator`: controllers (with their own issue), the `simulate` command, and `crdgen`, which
+//! `placement-operator`: controllers (with their own issue), the `simulate` and `plan` commands, and `crdgen`, which
 //! writes (or checks) the CRD files under `deploy/crds`.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use placement_operator::{crdgen, simulate};
+use placement_operator::{crdgen, plan, simulate};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -24,6 +24,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table, env = "PLACEMENT_FORMAT")]
         format: Format,
     },
+    /// Print the rebalance plan the controller would make next (never evicts): against the cluster of
+    /// the kubeconfig, or saved objects (`--snapshot`), as a table with reasons or JSON.
+    Plan(plan::PlanArgs),
     /// Write every placement CRD to `<out>/<plural>.placement.dev.yaml`, or with --check fail when the
     /// files there differ from what the code generates.
     Crdgen {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Crdgen { out, check } => run_crdgen(&out, check),
+        Command::Plan(args) => plan::main(args),
         Command::Simulate { scenario, format } => {
             let loaded = match &scenario {
                 Some(path) => {
