@@ -420,3 +420,42 @@ async fn two_instances_that_both_believe_they_lead_never_double_spend_a_budget()
     assert_eq!(pods_left(&server).len(), 6, "two evictions in the minute, not four");
     assert_eq!(status(&server)["state"]["history"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_failed_pass_is_visible_in_status_and_evicts_nothing() {
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    put_policy(&server, live_spec(json!({})));
+    let a = instance(&server, Leadership::always()).await;
+    // metrics.k8s.io is down (503; the index is synced, so the only list of `nodes` now is the metrics
+    // one). The metrics are read without the client's own retries: the pass fails at once.
+    server.faults().inject(Fault::error(503).on(Verb::List).resource("nodes"));
+    let e = a.rebalancer.pass(POLICY, true).await.unwrap_err();
+    assert_eq!(e.metric_label(), "metrics", "{e}");
+    server.faults().clear();
+    assert_eq!(pods_left(&server).len(), 8);
+    let s = status(&server);
+    let ready = &s["conditions"][0];
+    assert_eq!(
+        (ready["type"].as_str(), ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("Ready"), Some("False"), Some("PassFailed"))
+    );
+    assert!(ready["message"].as_str().unwrap().contains("is metrics-server installed?"), "{ready}");
+    assert!(
+        metrics_text(&a.registry)
+            .contains(r#"placement_rebalancer_reconcile_errors_total{policy="rb",error="metrics"} 1"#)
+    );
+
+    // An invalid spec: Ready=False naming the field, nothing evicted.
+    put_policy(&server, live_spec(json!({"coldThreshold": 0.9})));
+    let e = a.rebalancer.pass(POLICY, true).await.unwrap_err();
+    assert_eq!(e.metric_label(), "spec");
+    let ready = status(&server)["conditions"][0].clone();
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert!(ready["message"].as_str().unwrap().contains("spec.coldThreshold"), "{ready}");
+
+    // Fixed: the next pass succeeds and says so.
+    put_policy(&server, live_spec(json!({})));
+    done(&a).await;
+    assert_eq!(status(&server)["conditions"][0]["status"], "True");
+}

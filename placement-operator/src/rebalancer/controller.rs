@@ -31,7 +31,9 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, PostParams};
 use placement_core::model::PodKey;
 use placement_core::rebalance::{Plan, RebalancePolicy as CorePolicy, UtilizationSource};
-use placement_kube::crd::{Condition, RebalancePolicy, RebalancePolicySpec, RebalancePolicyStatus, set_condition};
+use placement_kube::crd::{
+    Condition, ConditionStatus, RebalancePolicy, RebalancePolicySpec, RebalancePolicyStatus, set_condition,
+};
 use placement_kube::live::Reflected;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
@@ -40,6 +42,9 @@ use std::time::{Duration, Instant};
 
 /// Most "blocked" Events published per pass (the status lists up to 50, the metrics count all).
 const BLOCKED_EVENTS_PER_PASS: usize = 10;
+
+/// Longest wait for the metrics.k8s.io lists of one pass.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the controller paces itself.
 #[derive(Clone, Debug)]
@@ -187,8 +192,47 @@ impl Rebalancer {
             .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             self.metrics.error(name, e.metric_label());
+            self.report_failure(name, e).await;
         }
         result
+    }
+
+    /// Makes a failed pass visible in status (`Ready=False`, reason `PassFailed`, the error as the
+    /// message) and as a warning Event. Conflicts are transient (the next pass starts over) and an
+    /// invalid spec has its own condition, so neither is reported here. Best effort.
+    async fn report_failure(&self, name: &str, error: &Error) {
+        if matches!(error, Error::Spec { .. }) || error.metric_label() == "conflict" || !self.ctx.leadership.is_leader()
+        {
+            return;
+        }
+        let api = Api::<RebalancePolicy>::all(self.ctx.client.clone());
+        let Ok(policy) = api.get(name).await else { return };
+        let message = format!("the last pass failed: {error}");
+        self.ctx
+            .events
+            .publish(
+                &policy_ref(&policy),
+                Note { warning: true, reason: "PassFailed".into(), action: "Plan".into(), note: message.clone() },
+            )
+            .await;
+        let mut status = policy.status.clone().unwrap_or_default();
+        let condition = Condition::new(
+            "Ready",
+            ConditionStatus::False,
+            "PassFailed",
+            message,
+            policy.metadata.generation,
+            pass::now_seconds(Timestamp::now()),
+        );
+        if !set_condition(&mut status.conditions, condition) {
+            return;
+        }
+        let mut object = policy;
+        object.metadata.managed_fields = None;
+        object.status = Some(status);
+        if let Err(e) = api.replace_status(name, &PostParams::default(), &object).await {
+            tracing::warn!(policy = %name, error = %e, "could not report the failed pass in status");
+        }
     }
 
     async fn pass_inner(&self, name: &str, force: bool) -> Result<PassOutcome> {
@@ -232,7 +276,12 @@ impl Rebalancer {
         }
 
         let metrics = match core.source {
-            UtilizationSource::Metrics => Some(observe::fetch_metrics(client).await?),
+            UtilizationSource::Metrics => {
+                let fetch = observe::fetch_metrics(self.evictor.client());
+                Some(tokio::time::timeout(METRICS_TIMEOUT, fetch).await.map_err(|_| {
+                    Error::Metrics(format!("metrics.k8s.io did not answer within {METRICS_TIMEOUT:?}"))
+                })??)
+            }
             UtilizationSource::Requests => None,
         };
         let (slos, classes) = observe::fetch_guard_rails(client).await?;

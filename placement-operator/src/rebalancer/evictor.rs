@@ -65,6 +65,12 @@ impl Evictor {
         self
     }
 
+    /// The client without retries (also right for metrics.k8s.io, whose 503s should fail a pass at once
+    /// rather than stall it through fifteen retries).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
     pub async fn evict(&self, pod: &PodKey) -> Outcome {
         let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
             kube::Api::namespaced(self.client.clone(), &pod.namespace);
