@@ -143,7 +143,9 @@ impl Rebalancer {
     /// Runs forever: every tick, a pass for each policy that is due (while leading).
     pub async fn run(self) {
         let policies = Reflected::<RebalancePolicy>::spawn(Api::all(self.ctx.client.clone()));
-        let mut attempted: HashMap<String, Instant> = HashMap::new();
+        // When each policy may be tried next: paced locally too, so that a failing pass (or a stale
+        // cache) is retried once per interval, not once per tick.
+        let mut next_try: HashMap<String, Instant> = HashMap::new();
         loop {
             tokio::time::sleep(self.options.tick).await;
             if !self.ctx.leadership.is_leader() || !self.ctx.index.is_ready() {
@@ -157,13 +159,10 @@ impl Rebalancer {
                 let cached_due = last.is_none_or(|l| {
                     l + SignedDuration::try_from(interval).unwrap_or(SignedDuration::from_secs(60)) <= now
                 });
-                // Also paced locally, so that a failing pass (or a stale cache) is retried once per
-                // interval, not once per tick.
-                let recently = attempted.get(&name).is_some_and(|t| t.elapsed() < interval);
-                if !cached_due || recently {
+                if !cached_due || next_try.get(&name).is_some_and(|t| Instant::now() < *t) {
                     continue;
                 }
-                attempted.insert(name.clone(), Instant::now());
+                let mut retry = Instant::now() + interval;
                 match self.pass(&name, false).await {
                     Ok(PassOutcome::Done(r)) => tracing::info!(
                         policy = %name,
@@ -173,11 +172,19 @@ impl Rebalancer {
                         stop = %r.plan.stop,
                         "rebalance pass"
                     ),
+                    Ok(PassOutcome::NotDue { next }) => {
+                        // The cache was behind the status: try again when the status says.
+                        let wait = Duration::try_from(next.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO);
+                        retry = Instant::now() + wait.min(interval);
+                    }
                     Ok(other) => tracing::debug!(policy = %name, outcome = ?other, "rebalance pass skipped"),
                     Err(e) => tracing::warn!(policy = %name, error = %e, "rebalance pass failed"),
                 }
+                next_try.insert(name, retry);
             }
-            attempted.retain(|name, _| policies.store().state().iter().any(|p| p.metadata.name.as_ref() == Some(name)));
+            let names: std::collections::BTreeSet<String> =
+                policies.store().state().iter().filter_map(|p| p.metadata.name.clone()).collect();
+            next_try.retain(|name, _| names.contains(name));
         }
     }
 
