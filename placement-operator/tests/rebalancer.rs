@@ -459,3 +459,70 @@ async fn a_failed_pass_is_visible_in_status_and_evicts_nothing() {
     done(&a).await;
     assert_eq!(status(&server)["conditions"][0]["status"], "True");
 }
+
+#[tokio::test]
+async fn workload_slos_and_node_classes_are_honoured() {
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    // web1: no eviction an hour (by selector). web2: keep one available (by targetRef, resolved through
+    // the Deployment's selector). web3: its SLO names a Deployment that does not exist (covers nothing).
+    server
+        .put(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web2", "namespace": "shop"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web2"}},
+                "template": {"metadata": {"labels": {"app": "web2"}}, "spec": {"containers": []}}}}))
+        .unwrap();
+    for (name, spec) in [
+        ("web1", json!({"selector": {"matchLabels": {"app": "web1"}}, "maxEvictionsPerHour": 0})),
+        (
+            "web2",
+            json!({"targetRef": {"kind": "Deployment", "name": "web2"}, "maxEvictionsPerHour": 5, "minAvailable": 1}),
+        ),
+        ("web3", json!({"targetRef": {"kind": "Deployment", "name": "absent"}, "maxEvictionsPerHour": 0})),
+        ("web4", json!({"selector": {"matchLabels": {"app": "web4"}}, "maxEvictionsPerHour": 1})),
+    ] {
+        server
+            .put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "WorkloadSLO",
+                "metadata": {"name": name, "namespace": "shop"}, "spec": spec}))
+            .unwrap();
+    }
+    // cold-a is never a target.
+    server
+        .put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "NodeClass", "metadata": {"name": "no-target"},
+            "spec": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "cold-a"}}, "weight": 0}}))
+        .unwrap();
+    let mut node = server.get("v1", "Node", "", "cold-a").unwrap();
+    node["metadata"]["labels"]["kubernetes.io/hostname"] = json!("cold-a");
+    server.put(node).unwrap();
+    put_policy(&server, live_spec(json!({"maxEvictionsPerMinute": 20, "targetSigma": 0.0})));
+    let a = instance(&server, Leadership::always()).await;
+    let r = done(&a).await;
+
+    let reason_of =
+        |pod: &str| r.plan.skipped.iter().find(|s| s.pod.name == pod).map(|s| (s.reason.metric_label(), s.why.clone()));
+    assert_eq!(reason_of("web1-0").map(|r| r.0), Some("slo_budget"), "{:?}", r.plan.skipped);
+    let (label, why) = reason_of("web2-0").expect("web2-0 blocked");
+    assert_eq!(label, "pdb");
+    assert!(why.contains("WorkloadSLO web2 minAvailable 1"), "{why}");
+    assert!(r.plan.evictions.iter().any(|e| e.pod.name == "web3-0"), "an SLO without its workload covers nothing");
+    assert!(r.notes.iter().any(|n| n.contains("WorkloadSLO shop/web3: Deployment absent not found")), "{:?}", r.notes);
+    assert!(!r.plan.evictions.is_empty());
+    assert!(r.plan.evictions.iter().all(|e| e.to == "cold-b"), "NodeClass weight 0: {:?}", r.plan.evictions);
+    let left = pods_left(&server);
+    assert!(left.contains("web1-0") && left.contains("web2-0"));
+    let s = status(&server);
+    assert_eq!(s["lastPlan"]["notes"][0].as_str().map(|n| n.contains("absent not found")), Some(true), "{s}");
+    let history = s["state"]["history"].as_array().unwrap();
+    let slo_of = |pod: &str| history.iter().find(|e| e["pod"] == pod).map(|e| e["slo"].clone());
+    assert_eq!(slo_of("web4-0"), Some(json!("web4")), "the record names its SLO, for the per-hour budget");
+    assert_eq!(slo_of("web3-0"), Some(Value::Null));
+
+    // A second web4 pod: its SLO's hour is spent.
+    add_pod(&server, "web4-1", "web4", &[]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = done(&a).await;
+    assert!(
+        r.plan.skipped.iter().any(|s| s.pod.name == "web4-1" && s.reason.metric_label() == "slo_budget"),
+        "{:?}",
+        r.plan.skipped
+    );
+}
