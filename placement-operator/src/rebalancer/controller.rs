@@ -184,7 +184,13 @@ impl Rebalancer {
             }
             let names: std::collections::BTreeSet<String> =
                 policies.store().state().iter().filter_map(|p| p.metadata.name.clone()).collect();
-            next_try.retain(|name, _| names.contains(name));
+            next_try.retain(|name, _| {
+                let keep = names.contains(name);
+                if !keep {
+                    self.metrics.forget(name);
+                }
+                keep
+            });
         }
     }
 

@@ -154,6 +154,20 @@ impl Metrics {
         known.insert(policy.to_string(), now);
     }
 
+    /// Removes the gauges of a policy that no longer exists (its counters stay, as counters do).
+    pub fn forget(&self, policy: &str) {
+        self.set_node_scores(policy, &[]);
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner()).remove(policy);
+        for when in ["before", "after"] {
+            self.sigma.remove(&SigmaLabels { policy: policy.into(), when: when.into() });
+        }
+        self.hot_nodes.remove(&PolicyLabels { policy: policy.into() });
+        self.cold_nodes.remove(&PolicyLabels { policy: policy.into() });
+        for budget in ["cluster_per_minute", "plan"] {
+            self.budget_remaining.remove(&BudgetLabels { policy: policy.into(), budget: budget.into() });
+        }
+    }
+
     pub fn error(&self, policy: &str, label: &str) {
         self.errors.get_or_create(&ErrorLabels { policy: policy.into(), error: label.into() }).inc();
     }
@@ -162,4 +176,33 @@ impl Metrics {
 /// `live` or `dry_run`.
 pub fn mode(dry_run: bool) -> &'static str {
     if dry_run { "dry_run" } else { "live" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn node_series_follow_the_nodes_and_a_deleted_policy_leaves_no_gauge() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.set_node_scores("p", &[("a".into(), 0.5), ("b".into(), 0.25)]);
+        m.set_node_scores("q", &[("a".into(), 0.75)]);
+        m.set_node_scores("p", &[("b".into(), 0.5)]);
+        let t = text(&registry);
+        assert!(!t.contains(r#"placement_rebalancer_node_score{policy="p",node="a"}"#), "{t}");
+        assert!(t.contains(r#"placement_rebalancer_node_score{policy="p",node="b"} 0.5"#), "{t}");
+        assert!(t.contains(r#"placement_rebalancer_node_score{policy="q",node="a"} 0.75"#), "{t}");
+        m.hot_nodes.get_or_create(&PolicyLabels { policy: "p".into() }).set(2);
+        m.forget("p");
+        let t = text(&registry);
+        assert!(!t.contains(r#"policy="p""#), "{t}");
+        assert!(t.contains(r#"policy="q""#));
+    }
 }
