@@ -526,3 +526,40 @@ async fn workload_slos_and_node_classes_are_honoured() {
         r.plan.skipped
     );
 }
+
+#[tokio::test]
+async fn after_a_leader_failover_the_new_leader_keeps_to_the_spent_budget() {
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    put_policy(&server, live_spec(json!({"maxEvictionsPerMinute": 2})));
+    let (lead_a, leadership_a) = Leadership::channel();
+    let (lead_b, leadership_b) = Leadership::channel();
+    let a = instance(&server, leadership_a).await;
+    let b = instance(&server, leadership_b).await;
+    let options = Options { tick: Duration::from_millis(50), interval_override: Some(Duration::from_millis(200)) };
+    let task_a = tokio::spawn(a.rebalancer.clone().with_options(options.clone()).run());
+    let task_b = tokio::spawn(b.rebalancer.clone().with_options(options).run());
+    lead_a.send(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pods_left(&server).len() > 6 {
+        assert!(Instant::now() < deadline, "the first leader relieves the hot node");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The lease moves to B.
+    lead_a.send(false).unwrap();
+    lead_b.send(true).unwrap();
+    let last_plan_at = |s: &Value| s["lastPlan"]["at"].as_str().map(String::from);
+    let before = last_plan_at(&status(&server));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while last_plan_at(&status(&server)) == before || !metrics_text(&b.registry).contains("reconcile_duration_seconds_count") {
+        assert!(Instant::now() < deadline, "the new leader plans");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(pods_left(&server).len(), 6, "the new leader keeps to the minute's budget the old one spent");
+    let s = status(&server);
+    assert_eq!(s["lastPlan"]["evictionsDone"], 0);
+    assert!(s["lastPlan"]["stopReason"].as_str().unwrap().contains("cluster budget"), "{s}");
+    task_a.abort();
+    task_b.abort();
+}
