@@ -525,6 +525,18 @@ async fn workload_slos_and_node_classes_are_honoured() {
         "{:?}",
         r.plan.skipped
     );
+
+    // Their statuses say what they guard and whether they are in effect.
+    let slo = |name: &str| server.get("placement.dev/v1alpha1", "WorkloadSLO", "shop", name).unwrap()["status"].clone();
+    assert_eq!(
+        (slo("web1")["pods"].as_u64(), slo("web1")["conditions"][0]["status"].as_str()),
+        (Some(1), Some("True"))
+    );
+    assert_eq!(slo("web4")["evictionsLastHour"], 1);
+    assert_eq!(slo("web4")["pods"], 1, "web4-1");
+    assert_eq!(slo("web3")["conditions"][0]["reason"], "TargetNotFound");
+    let class = server.get("placement.dev/v1alpha1", "NodeClass", "", "no-target").unwrap()["status"].clone();
+    assert_eq!((class["nodes"].as_u64(), class["conditions"][0]["status"].as_str()), (Some(1), Some("True")));
 }
 
 #[tokio::test]
@@ -551,7 +563,9 @@ async fn after_a_leader_failover_the_new_leader_keeps_to_the_spent_budget() {
     let last_plan_at = |s: &Value| s["lastPlan"]["at"].as_str().map(String::from);
     let before = last_plan_at(&status(&server));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while last_plan_at(&status(&server)) == before || !metrics_text(&b.registry).contains("reconcile_duration_seconds_count") {
+    while last_plan_at(&status(&server)) == before
+        || !metrics_text(&b.registry).contains("reconcile_duration_seconds_count")
+    {
         assert!(Instant::now() < deadline, "the new leader plans");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

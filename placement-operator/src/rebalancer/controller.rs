@@ -22,17 +22,20 @@ use super::evictor::{Evictor, Outcome};
 use super::metrics::{self, BlockedLabels, BudgetLabels, EvictionLabels, Metrics, PolicyLabels, SigmaLabels};
 use super::observe::{self, Inputs};
 use super::pass;
+use super::report;
 use super::state::{self, Settled};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::runtime::events::Note;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use placement_core::model::PodKey;
 use placement_core::rebalance::{Plan, RebalancePolicy as CorePolicy, UtilizationSource};
+use placement_kube::crd::rebalance_policy::EvictionEntry;
 use placement_kube::crd::{
-    Condition, ConditionStatus, RebalancePolicy, RebalancePolicySpec, RebalancePolicyStatus, set_condition,
+    Condition, ConditionStatus, NodeClass, RebalancePolicy, RebalancePolicySpec, RebalancePolicyStatus, WorkloadSLO,
+    set_condition,
 };
 use placement_kube::live::Reflected;
 use prometheus_client::registry::Registry;
@@ -426,6 +429,7 @@ impl Rebalancer {
             }
         }
         self.record_plan(name, &plan, &status, &core, now).await;
+        self.report_guard_rails(name, &slos, &classes, &inputs, now).await;
         Ok(PassOutcome::Done(Box::new(PassReport { plan, outcomes, status, notes: inputs.notes })))
     }
 
@@ -480,6 +484,37 @@ impl Rebalancer {
             m.budget_remaining
                 .get_or_create(&BudgetLabels { policy: name.into(), budget: budget.into() })
                 .set(left.max(0));
+        }
+    }
+
+    /// Writes the WorkloadSLO and NodeClass statuses (see [`super::report`]); best effort.
+    async fn report_guard_rails(
+        &self,
+        name: &str,
+        slos: &[WorkloadSLO],
+        classes: &[NodeClass],
+        inputs: &Inputs,
+        now: Timestamp,
+    ) {
+        if (slos.is_empty() && classes.is_empty()) || !self.ctx.leadership.is_leader() {
+            return;
+        }
+        // Evictions of every policy count for an SLO's hour.
+        let history: Vec<EvictionEntry> = match Api::<RebalancePolicy>::all(self.ctx.client.clone())
+            .list(&ListParams::default())
+            .await
+        {
+            Ok(list) => list.items.into_iter().filter_map(|p| p.status).flat_map(|s| s.state.history).collect(),
+            Err(e) => {
+                tracing::warn!(policy = %name, error = %e, "could not list RebalancePolicies for the WorkloadSLO status");
+                self.metrics.error(name, "guard_rail_status");
+                return;
+            }
+        };
+        let slo_updates = report::slo_statuses(slos, inputs, &history, now);
+        let class_updates = report::class_statuses(classes, inputs, now);
+        if report::write(&self.ctx.client, slo_updates, class_updates).await > 0 {
+            self.metrics.error(name, "guard_rail_status");
         }
     }
 

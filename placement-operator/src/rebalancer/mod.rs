@@ -12,12 +12,14 @@
 //! | [`evictor`] | the one evictor: eviction subresource, 429 means later, never delete |
 //! | [`controller`] | leadership, pacing, the order of reads, writes and evictions |
 //! | [`metrics`] | the bounded-label metrics |
+//! | [`report`] | the status of the WorkloadSLOs and NodeClasses it honours |
 
 pub mod controller;
 pub mod evictor;
 pub mod metrics;
 pub mod observe;
 pub mod pass;
+pub mod report;
 pub mod state;
 
 pub use controller::{Options, PassOutcome, PassReport, Rebalancer, controller};

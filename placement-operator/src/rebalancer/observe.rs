@@ -40,6 +40,10 @@ pub struct Inputs {
     pub classes: Vec<NodeClass>,
     /// Namespaces left out of scope for this pass (an invalid WorkloadSLO lives there).
     pub excluded_namespaces: BTreeSet<String>,
+    /// WorkloadSLOs (namespace, name) not in effect: the condition reason and message for their status.
+    pub slo_problems: BTreeMap<(String, String), (&'static str, String)>,
+    /// NodeClasses not in effect: name to the error.
+    pub class_problems: BTreeMap<String, String>,
     /// What could not be taken into account, in words.
     pub notes: Vec<String>,
 }
@@ -164,10 +168,9 @@ pub fn add_slos(inputs: &mut Inputs, slos: &[WorkloadSLO], selectors: &BTreeMap<
             Some(w) => match selectors.get(w) {
                 Some(s) => Some(s),
                 None => {
-                    inputs.note(format!(
-                        "WorkloadSLO {ns}/{name}: {} {} not found, so the SLO covers no pod",
-                        w.kind, w.name
-                    ));
+                    let message = format!("{} {} not found, so the SLO covers no pod", w.kind, w.name);
+                    inputs.note(format!("WorkloadSLO {ns}/{name}: {message}"));
+                    inputs.slo_problems.insert((ns.clone(), name.clone()), ("TargetNotFound", message));
                     continue;
                 }
             },
@@ -200,6 +203,8 @@ pub fn add_slos(inputs: &mut Inputs, slos: &[WorkloadSLO], selectors: &BTreeMap<
 fn invalid_slo(inputs: &mut Inputs, ns: &str, name: &str, error: &str) {
     inputs.note(format!("WorkloadSLO {ns}/{name} is invalid ({error}): namespace {ns} is left out of this pass"));
     inputs.excluded_namespaces.insert(ns.to_string());
+    let message = format!("{error}; namespace {ns} is left out of every rebalance pass until this is fixed");
+    inputs.slo_problems.insert((ns.to_string(), name.to_string()), ("InvalidSpec", message));
 }
 
 /// Converts the NodeClasses, in name order.
@@ -210,7 +215,10 @@ pub fn add_classes(inputs: &mut Inputs, classes: &[NodeClassCr]) {
         let name = c.metadata.name.clone().unwrap_or_default();
         match c.spec.to_core(&name) {
             Ok(core) => inputs.classes.push(core),
-            Err(e) => inputs.note(format!("NodeClass {name} is invalid and ignored: {e}")),
+            Err(e) => {
+                inputs.note(format!("NodeClass {name} is invalid and ignored: {e}"));
+                inputs.class_problems.insert(name, e.to_string());
+            }
         }
     }
 }
