@@ -444,7 +444,7 @@ impl Rebalancer {
     ) {
         let m = &self.metrics;
         let policy = PolicyLabels { policy: name.into() };
-        let scores: Vec<(String, f64)> = plan.nodes.iter().map(|n| (n.node.clone(), n.after)).collect();
+        let scores: Vec<(String, f64)> = plan.nodes.iter().map(|n| (n.node.clone(), n.before)).collect();
         m.set_node_scores(name, &scores);
         m.sigma.get_or_create(&SigmaLabels { policy: name.into(), when: "before".into() }).set(plan.sigma_before);
         m.sigma.get_or_create(&SigmaLabels { policy: name.into(), when: "after".into() }).set(plan.sigma_after);
