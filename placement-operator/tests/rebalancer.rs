@@ -136,6 +136,8 @@ async fn a_hot_node_is_relieved_within_the_cluster_budget() {
     seed(&server);
     put_policy(&server, live_spec(json!({"maxEvictionsPerMinute": 2})));
     let a = instance(&server, Leadership::always()).await;
+    // Only the eviction subresource may remove a pod: a DELETE of a pod would fail.
+    server.faults().inject(Fault::error(403).on(Verb::Delete).resource("pods"));
 
     let r = done(&a).await;
     assert_eq!(r.plan.evictions.len(), 2, "the cluster budget allows two: {}", r.plan.stop);
