@@ -223,3 +223,45 @@ async fn against_a_cluster_the_plan_is_what_the_controller_does_next() {
     assert_eq!(planned.observations, 1);
     assert!(planned.plan.evictions.is_empty(), "{}", planned.plan.stop);
 }
+
+#[test]
+fn a_saved_policy_with_status_continues_from_its_state_unless_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    // The policy as `kubectl get rbp tight -o yaml` shows it after a pass that evicted a web pod from
+    // `hot` two minutes earlier (web is in its 10-minute backoff).
+    let policy = write(
+        dir.path(),
+        "policy-with-status.yaml",
+        "apiVersion: placement.dev/v1alpha1\nkind: RebalancePolicy\nmetadata: {name: tight}\n\
+         spec: {observationsToEnter: 1, ewmaAlpha: 1, maxEvictionsPerMinute: 2, dryRun: false}\n\
+         status:\n  state:\n    lastObserved: \"2026-11-25T11:59:00Z\"\n    nodes:\n\
+         \x20   - {node: hot, score: 0.9, hot: true, hotStreak: 5}\n\
+         \x20   - {node: cold-a, score: 0.1, cold: true, coldStreak: 5}\n\
+         \x20   - {node: cold-b, score: 0.15, cold: true, coldStreak: 5}\n\
+         \x20   history:\n\
+         \x20   - {at: \"2026-11-25T11:58:00Z\", namespace: shop, pod: web-7d9f-9, from: hot, to: cold-a,\n\
+         \x20      workload: {kind: Deployment, namespace: shop, name: web}}\n",
+    );
+    let mut args =
+        vec!["--snapshot".to_string(), fixture("cluster.yaml").display().to_string(), "--snapshot".into(), policy];
+    for m in ["node-metrics.json", "pod-metrics.json"] {
+        args.extend(["--metrics".to_string(), fixture(m).display().to_string()]);
+    }
+    args.extend(["--now".into(), "2026-11-25T12:00:00Z".into(), "--format".into(), "json".into()]);
+    let out = run(&strs(&args));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["fromPersistedState"], true);
+    assert!(report["plan"]["evictions"].as_array().unwrap().is_empty(), "{report}");
+    let skipped = report["plan"]["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| s["pod"]["name"] == "web-7d9f-0" && s["reason"]["kind"] == "workloadBackoff"),
+        "{skipped:?}"
+    );
+
+    args.push("--fresh".into());
+    let out = run(&strs(&args));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["fromPersistedState"], false);
+    assert_eq!(report["plan"]["evictions"][0]["pod"]["name"], "web-7d9f-3");
+}
