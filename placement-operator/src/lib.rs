@@ -9,6 +9,8 @@ pub mod context;
 pub mod crdgen;
 pub mod distribution;
 pub mod error;
+pub mod plan;
+pub mod rebalancer;
 pub mod runtime;
 pub mod simulate;
 pub mod zone_balancer;

@@ -1,11 +1,11 @@
 #![forbid(unsafe_code)]
 //! `placement-operator`: `run` (the controllers under leader election, with probes and metrics; see
-//! `placement_operator::runtime` and docs/operator.md), the `simulate` command, and `crdgen`, which
-//! writes (or checks) the CRD files under `deploy/crds`.
+//! `placement_operator::runtime` and docs/operator.md), `plan` (the rebalancer's plan, once, as a dry
+//! run), `simulate`, and `crdgen`, which writes (or checks) the CRD files under `deploy/crds`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use placement_operator::runtime::{self, RunConfig, leader::LeaseConfig};
-use placement_operator::{controllers, crdgen, simulate};
+use placement_operator::{controllers, crdgen, plan, simulate};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -30,6 +30,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table, env = "PLACEMENT_FORMAT")]
         format: Format,
     },
+    /// Print the rebalance plan the controller would make next (never evicts): against the cluster of
+    /// the kubeconfig, or saved objects (`--snapshot`), as a table with reasons or JSON.
+    Plan(plan::PlanArgs),
     /// Write every placement CRD to `<out>/<plural>.placement.dev.yaml`, or with --check fail when the
     /// files there differ from what the code generates.
     Crdgen {
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run_operator(args),
         Command::Crdgen { out, check } => run_crdgen(&out, check),
+        Command::Plan(args) => plan::main(args),
         Command::Simulate { scenario, format } => {
             let loaded = match &scenario {
                 Some(path) => {

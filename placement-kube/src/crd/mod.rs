@@ -26,7 +26,7 @@ pub mod traffic_weight;
 pub mod workload_slo;
 pub mod zone_balancer;
 
-pub use common::{NodeGroupSelector, SecretKeyRef, TargetKind, WorkloadTarget};
+pub use common::{NodeGroupSelector, SecretKeyRef, TargetKind, WorkloadTarget, label_selector_to_core};
 pub use conditions::{Condition, ConditionStatus, StatusConditions, set_condition};
 pub use error::CrdError;
 pub use node_class::{NodeClass, NodeClassSpec, NodeClassStatus};

@@ -360,11 +360,11 @@ pub struct WorkloadEntry {
 }
 
 impl WorkloadEntry {
-    fn from_core(w: &WorkloadRef) -> Self {
+    pub fn from_core(w: &WorkloadRef) -> Self {
         WorkloadEntry { kind: w.kind.to_string(), namespace: w.namespace.clone(), name: w.name.clone() }
     }
 
-    fn to_core(&self) -> WorkloadRef {
+    pub fn to_core(&self) -> WorkloadRef {
         WorkloadRef::new(kind_from_str(&self.kind), self.namespace.clone(), self.name.clone())
     }
 }
@@ -390,6 +390,11 @@ pub struct EvictionEntry {
     /// The WorkloadSLO that covered the pod, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<String>,
+    /// A dry-run eviction (nothing was evicted). Dry-run entries count against the budgets of later
+    /// dry-run plans, so dry-run reports what the policy would really do over time; they never count
+    /// once `dryRun` is false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// What the rebalancer remembers between passes.
@@ -435,6 +440,7 @@ impl PersistedState {
                     from: r.from.clone(),
                     to: r.to.clone(),
                     slo: r.slo.clone(),
+                    dry_run: false,
                 })
                 .collect(),
             last_observed: s.last_observed.map(Time),
@@ -536,6 +542,9 @@ pub struct PlanSummary {
     /// Number of evictions planned.
     #[serde(default)]
     pub evictions_planned: u32,
+    /// Number of planned evictions the API server accepted (always 0 in dry-run).
+    #[serde(default)]
+    pub evictions_done: u32,
     /// Number of candidates blocked by a filter or budget.
     #[serde(default)]
     pub evictions_blocked: u32,
@@ -548,6 +557,10 @@ pub struct PlanSummary {
     /// Why planning stopped.
     #[serde(default)]
     pub stop_reason: String,
+    /// What the plan could not take into account (a WorkloadSLO whose workload is missing, objects
+    /// that could not be read); first 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl PlanSummary {
@@ -565,6 +578,7 @@ impl PlanSummary {
             hot_nodes: hot,
             cold_nodes: cold,
             evictions_planned: count(plan.evictions.len()),
+            evictions_done: 0,
             evictions_blocked: count(plan.skipped.len()),
             evictions: plan
                 .evictions
@@ -591,9 +605,28 @@ impl PlanSummary {
                 })
                 .collect(),
             stop_reason: plan.stop.to_string(),
+            notes: Vec::new(),
         }
     }
 }
+
+/// Where the rebalancer expects an evicted pod's replacement to run: the planned target node of a
+/// workload, for a short while after the eviction (read by the webhook to prefer that node).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SteeringEntry {
+    /// The workload whose replacement pod is steered.
+    pub workload: WorkloadEntry,
+    /// The node the plan moved the pod to.
+    pub node: String,
+    /// The node the pod was evicted from (the replacement should not go back there).
+    pub from: String,
+    /// After this time the entry is ignored and dropped.
+    pub expires: Time,
+}
+
+/// Most steering entries kept in status (the newest win).
+pub const STEERING_LIMIT: usize = 100;
 
 /// Conditions, the rebalancer's persisted state and the last plan.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
@@ -613,6 +646,9 @@ pub struct RebalancePolicyStatus {
     /// The last plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_plan: Option<PlanSummary>,
+    /// Planned target nodes of recent evictions, for the replacement pods (at most 100, expiring).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steering: Vec<SteeringEntry>,
 }
 
 impl_status_conditions!(RebalancePolicyStatus);

@@ -5,7 +5,7 @@
 mod distribution;
 mod quantity;
 mod rebalance;
-mod render;
+pub(crate) mod render;
 mod scenario;
 mod traffic;
 mod world;
