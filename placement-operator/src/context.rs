@@ -13,6 +13,9 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct Context {
     pub client: kube::Client,
+    /// The same cluster without the client's own retries of 429/503/504: for evictions (a PDB's 429
+    /// means "later", not "hammer") and metrics.k8s.io (a 503 should fail a pass at once).
+    pub eviction_client: kube::Client,
     /// Nodes, pods, ReplicaSets, Deployments, StatefulSets and PDBs, kept by watches.
     pub index: SharedIndex,
     pub events: Events,

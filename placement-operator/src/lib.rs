@@ -18,10 +18,13 @@ pub mod zone_balancer;
 pub use context::{Context, Leadership};
 pub use error::{Error, Result};
 
-/// Every controller `placement-operator run` starts, registering its metrics in `registry`.
+/// Every controller `placement-operator run` starts. Add each new controller here: it gets the shared
+/// [`Context`], registers its metrics in the registry served on `/metrics`, and writes only while
+/// `ctx.leadership.is_leader()`.
 pub fn controllers(ctx: Context, registry: &mut prometheus_client::registry::Registry) -> Vec<runtime::Controller> {
     vec![
         runtime::Controller::new("zonebalancer", zone_balancer::controller(ctx.clone(), registry)),
-        runtime::Controller::new("poddistribution", distribution::controller(ctx, registry)),
+        runtime::Controller::new("poddistribution", distribution::controller(ctx.clone(), registry)),
+        runtime::Controller::new("rebalancer", rebalancer::controller(ctx, registry)),
     ]
 }

@@ -137,10 +137,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The control loops `run` starts. Add each controller here: it gets the shared [`Context`] and registers
-/// its metrics in the registry served on `/metrics`; it must write only while
-/// `ctx.leadership.is_leader()`.
-
 fn run_operator(args: RunArgs) -> ExitCode {
     let format = match args.log_format {
         LogFormat::Json => runtime::LogFormat::Json,

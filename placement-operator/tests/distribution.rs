@@ -144,7 +144,8 @@ impl World {
             l
         };
         let events = Events::new(client.clone(), "placement-operator", Some("test".into()));
-        let ctx = Context { client, index, events, leadership };
+        let eviction_client = self.fake.client_without_retry();
+        let ctx = Context { client, eviction_client, index, events, leadership };
         let fut = distribution::controller_with(ctx, &mut self.registry, config);
         self.controller = Some(tokio::spawn(fut));
     }

@@ -89,7 +89,7 @@ async fn run_starts_every_controller_and_they_act_as_leader() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator =
-        tokio::spawn(run_with(fake.client(), config, listener, placement_operator::controllers, async move {
+        tokio::spawn(run_with(clients(&fake), config, listener, placement_operator::controllers, async move {
             let _ = stopped.await;
         }));
 
@@ -125,4 +125,8 @@ async fn run_starts_every_controller_and_they_act_as_leader() {
     stop.send(()).unwrap();
     let result = tokio::time::timeout(Duration::from_secs(15), operator).await.expect("shutdown is bounded").unwrap();
     assert!(result.is_ok(), "{result:?}");
+}
+
+fn clients(server: &FakeApiServer) -> placement_operator::runtime::Clients {
+    placement_operator::runtime::Clients { client: server.client(), without_retry: server.client_without_retry() }
 }

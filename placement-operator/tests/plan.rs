@@ -209,7 +209,13 @@ async fn against_a_cluster_the_plan_is_what_the_controller_does_next() {
     let client = server.client();
     let (index, _watchers) = spawn(client.clone(), WatchOptions::default());
     assert!(index.wait_ready(Duration::from_secs(10)).await);
-    let ctx = Context { client, index, events: Events::disabled(), leadership: Leadership::always() };
+    let ctx = Context {
+        client,
+        eviction_client: server.client_without_retry(),
+        index,
+        events: Events::disabled(),
+        leadership: Leadership::always(),
+    };
     let mut registry = prometheus_client::registry::Registry::default();
     let rebalancer = Rebalancer::new(ctx, Evictor::new(server.client_without_retry()), &mut registry);
     let Ok(PassOutcome::Done(report)) = rebalancer.pass("rb", true).await else { panic!("the pass completes") };

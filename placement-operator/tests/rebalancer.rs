@@ -85,6 +85,7 @@ async fn instance(server: &FakeApiServer, leadership: Leadership) -> Instance {
     assert!(index.wait_ready(Duration::from_secs(10)).await, "index synced");
     let ctx = Context {
         client: client.clone(),
+        eviction_client: server.client_without_retry(),
         index,
         events: Events::new(client, "placement-rebalancer", Some("test".into())),
         leadership,

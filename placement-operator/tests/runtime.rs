@@ -212,7 +212,7 @@ async fn run_gets_ready_leads_runs_controllers_and_releases_the_lease_on_shutdow
             }
         })]
     };
-    let runtime = tokio::spawn(run_with(server.client(), run_config("op-0"), listener, controllers, async move {
+    let runtime = tokio::spawn(run_with(clients(&server), run_config("op-0"), listener, controllers, async move {
         let _ = stopped.await;
     }));
 
@@ -247,7 +247,7 @@ async fn run_refuses_to_start_without_the_crds() {
     let result = tokio::time::timeout(
         Duration::from_secs(10),
         run_with(
-            server.client(),
+            clients(&server),
             run_config("op-0"),
             listener,
             move |_, _| {
@@ -278,7 +278,7 @@ async fn a_controller_that_stops_ends_the_operator_and_releases_the_lease() {
     };
     let result = tokio::time::timeout(
         Duration::from_secs(15),
-        run_with(server.client(), run_config("op-1"), listener, controllers, std::future::pending()),
+        run_with(clients(&server), run_config("op-1"), listener, controllers, std::future::pending()),
     )
     .await
     .expect("the operator stops when a controller ends");
@@ -298,7 +298,7 @@ async fn a_standby_is_ready_without_leading_and_takes_over_when_the_leader_shuts
         c.lease.renew = Duration::from_secs(10);
     }
     let start = |config: RunConfig| {
-        let client = server.client();
+        let client = clients(&server);
         async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -343,4 +343,8 @@ async fn a_standby_is_ready_without_leading_and_takes_over_when_the_leader_shuts
     assert_eq!(lease.pointer("/spec/holderIdentity").and_then(|v| v.as_str()), Some("op-b"));
     stop_b.send(()).unwrap();
     task_b.await.unwrap().unwrap();
+}
+
+fn clients(server: &FakeApiServer) -> placement_operator::runtime::Clients {
+    placement_operator::runtime::Clients { client: server.client(), without_retry: server.client_without_retry() }
 }

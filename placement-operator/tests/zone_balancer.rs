@@ -59,6 +59,7 @@ fn start(c: &Cluster, leadership: Leadership, opts: Options) -> (JoinHandle<()>,
     let client = c.server.client();
     let ctx = Context {
         client: client.clone(),
+        eviction_client: c.server.client_without_retry(),
         index: c.index.clone(),
         events: Events::new(client, "placement-operator", Some("test-0".into())),
         leadership,

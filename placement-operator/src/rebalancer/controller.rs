@@ -100,12 +100,9 @@ pub struct Rebalancer {
 
 /// The rebalancer loop, ready to spawn: `evict_client` must not retry 429 by itself (see
 /// [`super::evictor::client_without_retry`]).
-pub fn controller(
-    ctx: Context,
-    evict_client: kube::Client,
-    registry: &mut Registry,
-) -> impl Future<Output = ()> + Send + 'static {
-    Rebalancer::new(ctx, Evictor::new(evict_client), registry).run()
+pub fn controller(ctx: Context, registry: &mut Registry) -> impl Future<Output = ()> + Send + 'static {
+    let evictor = Evictor::new(ctx.eviction_client.clone());
+    Rebalancer::new(ctx, evictor, registry).run()
 }
 
 fn policy_ref(p: &RebalancePolicy) -> ObjectReference {

@@ -99,13 +99,21 @@ where
     let listener = tokio::net::TcpListener::bind(config.probe_listen)
         .await
         .map_err(|source| RunError::Listen { addr: config.probe_listen, source })?;
-    let client = client(config.kubeconfig.as_deref()).await?;
-    run_with(client, config, listener, controllers, shutdown_signal()).await
+    let clients = clients(config.kubeconfig.as_deref()).await?;
+    run_with(clients, config, listener, controllers, shutdown_signal()).await
 }
 
-/// [`run`] with the client, the bound probe listener and the shutdown signal given.
+/// The clients of one operator: the usual one, and one without the client's own retries (see
+/// [`Context::eviction_client`]).
+#[derive(Clone)]
+pub struct Clients {
+    pub client: kube::Client,
+    pub without_retry: kube::Client,
+}
+
+/// [`run`] with the clients, the bound probe listener and the shutdown signal given.
 pub async fn run_with<C>(
-    client: kube::Client,
+    clients: Clients,
     config: RunConfig,
     probe_listener: tokio::net::TcpListener,
     controllers: C,
@@ -116,6 +124,7 @@ where
 {
     config.lease.validate().map_err(RunError::Config)?;
     let step = config.shutdown_timeout;
+    let Clients { client, without_retry } = clients;
 
     crds::check(&client).await.map_err(RunError::Crds)?;
     tracing::info!("placement CRDs are installed");
@@ -130,7 +139,7 @@ where
     let (leading, leadership) = Leadership::channel();
     let elector = leader::spawn(client.clone(), config.lease.clone(), leading);
 
-    let ctx = Context { client, index, events, leadership: leadership.clone() };
+    let ctx = Context { client, eviction_client: without_retry, index, events, leadership: leadership.clone() };
     let mut registry = Registry::default();
     probes::register(&mut registry, leadership);
     let controllers = controllers(ctx, &mut registry);
@@ -185,7 +194,7 @@ where
 }
 
 /// A client from `kubeconfig`, or kube's inference.
-pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, RunError> {
+pub async fn clients(kubeconfig: Option<&std::path::Path>) -> Result<Clients, RunError> {
     let config = match kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path)
@@ -196,7 +205,10 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client
         }
         None => kube::Config::infer().await.map_err(|e| RunError::Client(e.to_string()))?,
     };
-    kube::Client::try_from(config).map_err(|e| RunError::Client(e.to_string()))
+    let mut no_retry = config.clone();
+    no_retry.default_retry = false;
+    let build = |c: kube::Config| kube::Client::try_from(c).map_err(|e| RunError::Client(e.to_string()));
+    Ok(Clients { client: build(config)?, without_retry: build(no_retry)? })
 }
 
 /// Completes on SIGTERM (what the kubelet sends) or Ctrl-C.
