@@ -1,6 +1,6 @@
 //! The whole operator as `placement-operator run` starts it (every controller, leader election, the
-//! live index) against the fake API server: a ZoneBalancer in operator mode pins its workloads and a
-//! PodDistribution gets its status.
+//! live index) against the fake API server: a ZoneBalancer in operator mode pins its workloads, a
+//! PodDistribution gets its status, and a RebalancePolicy (dry run, by requests) gets its plan.
 
 use placement_kube::testkit::FakeApiServer;
 use placement_operator::runtime::leader::LeaseConfig;
@@ -56,6 +56,9 @@ fn seed(fake: &FakeApiServer) {
         "spec": {"targetRef": {"kind": "Deployment", "name": "web"},
             "groups": [{"name": "on-demand", "nodeSelector": {"matchLabels": {"capacity": "on-demand"}}, "weight": 1},
                        {"name": "spot", "nodeSelector": {"matchLabels": {"capacity": "spot"}}, "weight": 1}]}}))
+        .unwrap();
+    fake.put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "RebalancePolicy", "metadata": {"name": "default"},
+        "spec": {"source": "requests", "interval": "10s", "namespaces": [NS]}}))
         .unwrap();
 }
 
@@ -121,6 +124,14 @@ async fn run_starts_every_controller_and_they_act_as_leader() {
         groups()
     );
     assert_eq!(groups().pointer("/1/target").and_then(Value::as_u64), Some(1));
+
+    // The rebalancer planned (a dry run: nothing to relieve in this cluster) and said so in its status.
+    let plan = || {
+        fake.get("placement.dev/v1alpha1", "RebalancePolicy", "", "default")
+            .and_then(|p| p.pointer("/status/lastPlan").cloned())
+            .unwrap_or(Value::Null)
+    };
+    assert!(eventually(Duration::from_secs(20), || !plan().is_null()).await, "no plan in the policy's status");
 
     stop.send(()).unwrap();
     let result = tokio::time::timeout(Duration::from_secs(15), operator).await.expect("shutdown is bounded").unwrap();
