@@ -346,7 +346,7 @@ def check_cluster_role(c, d):
         if {"get", "list", "watch"} <= set(verbs):
             read.update(resources)
     for resource in ["nodes", "pods", "replicasets", "deployments", "statefulsets", "poddisruptionbudgets",
-                     "poddistributions", "zonebalancers"]:
+                     "poddistributions", "zonebalancers", "rebalancepolicies"]:
         if resource not in read:
             c.fail(d, f"get/list/watch on {resource} missing (the webhook watches it)")
 

@@ -185,5 +185,12 @@ pub fn placement(d: &Decision) -> Placement {
             match_expressions: d.preferred.iter().map(|(k, v)| Requirement::is_in(k.clone(), [v.clone()])).collect(),
         }]
     };
+    let mut preferred_terms = preferred_terms;
+    if let Some(steer) = &d.steer {
+        preferred_terms.push(PreferredTerm {
+            weight: crate::steer::STEERING_WEIGHT,
+            match_expressions: vec![Requirement::is_in(crate::steer::HOSTNAME_LABEL, [steer.hostname.clone()])],
+        });
+    }
     Placement { node_selector: d.required.clone(), preferred_terms, required_term_exprs: Vec::new(), annotations }
 }

@@ -21,7 +21,8 @@ use placement_core::model::{Pod, WorkloadKind, WorkloadRef};
 use placement_core::strategy::{LEGACY_STRATEGY_ANNOTATION, STRATEGY_ANNOTATION, Strategy};
 use placement_kube::crd::pod_distribution::Enforcement;
 use placement_kube::crd::zone_balancer::{ZoneAffinity, ZoneMode};
-use placement_kube::crd::{PodDistribution, ZoneBalancer};
+use crate::steer::{SteerTo, Steering};
+use placement_kube::crd::{PodDistribution, RebalancePolicy, ZoneBalancer};
 use placement_kube::live::{LiveIndex, SharedIndex};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,8 @@ pub enum RuleKind {
     PodDistribution,
     Strategy,
     ZoneBalancer,
+    /// No rule applied, but a rebalancer plan steers the pod to a node.
+    Steering,
     None,
 }
 
@@ -42,6 +45,7 @@ impl RuleKind {
             RuleKind::PodDistribution => "pod_distribution",
             RuleKind::Strategy => "strategy",
             RuleKind::ZoneBalancer => "zone_balancer",
+            RuleKind::Steering => "steering",
             RuleKind::None => "none",
         }
     }
@@ -61,6 +65,8 @@ pub struct Decision {
     pub reason: String,
     /// The reservation id recorded (the AdmissionReview uid), when the pod was placed and not a dry run.
     pub reservation: Option<String>,
+    /// The node a rebalancer plan moved a pod of this workload to: a preferred term (see [`crate::steer`]).
+    pub steer: Option<SteerTo>,
 }
 
 impl Decision {
@@ -72,12 +78,13 @@ impl Decision {
             preferred: Labels::new(),
             reason: reason.into(),
             reservation: None,
+            steer: None,
         }
     }
 
     /// Whether the pod gets a placement.
     pub fn places(&self) -> bool {
-        !self.required.is_empty() || !self.preferred.is_empty()
+        !self.required.is_empty() || !self.preferred.is_empty() || self.steer.is_some()
     }
 }
 
@@ -86,6 +93,8 @@ impl Decision {
 pub trait RuleSource: Send + Sync {
     fn distributions(&self, namespace: &str) -> Vec<Arc<PodDistribution>>;
     fn zone_balancers(&self, namespace: &str) -> Vec<Arc<ZoneBalancer>>;
+    /// The rebalancer's policies, whose status steers replacement pods.
+    fn rebalance_policies(&self) -> Vec<Arc<RebalancePolicy>>;
 }
 
 /// Fixed lists of resources.
@@ -93,6 +102,7 @@ pub trait RuleSource: Send + Sync {
 pub struct StaticRules {
     pub distributions: Vec<Arc<PodDistribution>>,
     pub zone_balancers: Vec<Arc<ZoneBalancer>>,
+    pub rebalance_policies: Vec<Arc<RebalancePolicy>>,
 }
 
 fn in_namespace<K: kube::Resource>(items: &[Arc<K>], namespace: &str) -> Vec<Arc<K>> {
@@ -106,6 +116,10 @@ impl RuleSource for StaticRules {
 
     fn zone_balancers(&self, namespace: &str) -> Vec<Arc<ZoneBalancer>> {
         in_namespace(&self.zone_balancers, namespace)
+    }
+
+    fn rebalance_policies(&self) -> Vec<Arc<RebalancePolicy>> {
+        self.rebalance_policies.clone()
     }
 }
 
@@ -130,6 +144,7 @@ pub struct Decider {
     /// Reservations this replica dropped after deciding (a pin conflict, the deadline, a lost write),
     /// until they would have expired: strict mode must not share them again.
     released: Mutex<HashMap<String, jiff::Timestamp>>,
+    steering: Steering,
 }
 
 /// What is known of the pod under admission.
@@ -151,6 +166,7 @@ impl Decider {
             rule_cache: Mutex::new(HashMap::new()),
             scopes: Mutex::new(HashMap::new()),
             released: Mutex::new(HashMap::new()),
+            steering: Steering::default(),
         }
     }
 
@@ -182,11 +198,39 @@ impl Decider {
             // A DaemonSet pod belongs on its own node, a Job's pods are not spread: never add a selector.
             return Ok(Decision::none(format!("{} pods are not placed: left alone", workload.kind)));
         }
-        if let Some(chosen) = self.distribution_rule(&index, &workload)? {
-            return self.place_distributed(&mut index, c, &pod, &workload, chosen);
+        let mut decision = self.decide_rule(&mut index, c, &pod, &workload)?;
+        let policies = self.rules.rebalance_policies();
+        if !policies.is_empty()
+            && let Some(steer) = self.steering.choose(&policies, &workload, &index, c.dry_run)
+        {
+            if decision.rule == RuleKind::None {
+                decision = Decision {
+                    rule: RuleKind::Steering,
+                    source: steer.source.clone(),
+                    reason: steer.reason.clone(),
+                    ..decision
+                };
+            } else {
+                decision.reason = format!("{}; {}", decision.reason, steer.reason);
+            }
+            decision.steer = Some(steer);
+        }
+        Ok(decision)
+    }
+
+    /// The decision of the first rule that applies (see the module doc).
+    fn decide_rule(
+        &self,
+        index: &mut LiveIndex,
+        c: &Candidate<'_>,
+        pod: &Pod,
+        workload: &WorkloadRef,
+    ) -> Result<Decision, DecideError> {
+        if let Some(chosen) = self.distribution_rule(index, workload)? {
+            return self.place_distributed(index, c, pod, workload, chosen);
         }
         for zb in self.rules.zone_balancers(c.namespace) {
-            if let Some(d) = self.try_zone(&mut index, c, &pod, &workload, &zb)? {
+            if let Some(d) = self.try_zone(index, c, pod, workload, &zb)? {
                 return Ok(d);
             }
         }
@@ -263,7 +307,7 @@ impl Decider {
             Enforcement::Required => (d.node_selector, Labels::new()),
             Enforcement::Preferred => (Labels::new(), d.node_selector),
         };
-        Ok(Decision { rule: kind, source, required, preferred, reason: d.reason, reservation })
+        Ok(Decision { rule: kind, source, required, preferred, reason: d.reason, reservation, steer: None })
     }
 
     fn try_zone(
@@ -295,7 +339,15 @@ impl Decider {
             ZoneAffinity::Required => (labels, Labels::new()),
             ZoneAffinity::Preferred => (Labels::new(), labels),
         };
-        Ok(Some(Decision { rule: RuleKind::ZoneBalancer, source, required, preferred, reason: d.reason, reservation }))
+        Ok(Some(Decision {
+            rule: RuleKind::ZoneBalancer,
+            source,
+            required,
+            preferred,
+            reason: d.reason,
+            reservation,
+            steer: None,
+        }))
     }
 
     /// The index scope of a zone balancer, registered on first use (and again if its scope changed).

@@ -15,5 +15,6 @@ pub mod probes;
 pub mod review;
 pub mod serve;
 pub mod server;
+pub mod steer;
 pub mod strict;
 pub mod tls;

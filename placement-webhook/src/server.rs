@@ -8,7 +8,7 @@ use crate::probes::{self, CertMetrics, Readiness};
 use crate::serve::{ServeLimits, serve_plain, serve_tls};
 use crate::tls::CertReloader;
 use kube::Api;
-use placement_kube::crd::{PodDistribution, ZoneBalancer};
+use placement_kube::crd::{PodDistribution, RebalancePolicy, ZoneBalancer};
 use placement_kube::live::{self, Reflected, WatchOptions};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
@@ -55,18 +55,20 @@ impl Default for ServerConfig {
 pub struct ReflectedRules {
     distributions: Reflected<PodDistribution>,
     zone_balancers: Reflected<ZoneBalancer>,
+    rebalance_policies: Reflected<RebalancePolicy>,
 }
 
 impl ReflectedRules {
     pub fn spawn(client: kube::Client) -> Self {
         ReflectedRules {
             distributions: Reflected::spawn(Api::all(client.clone())),
-            zone_balancers: Reflected::spawn(Api::all(client)),
+            zone_balancers: Reflected::spawn(Api::all(client.clone())),
+            rebalance_policies: Reflected::spawn(Api::all(client)),
         }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.distributions.is_ready() && self.zone_balancers.is_ready()
+        self.distributions.is_ready() && self.zone_balancers.is_ready() && self.rebalance_policies.is_ready()
     }
 }
 
@@ -79,6 +81,10 @@ impl RuleSource for ReflectedRules {
     fn zone_balancers(&self, namespace: &str) -> Vec<Arc<ZoneBalancer>> {
         let ns = Some(namespace);
         self.zone_balancers.store().state().into_iter().filter(|o| o.metadata.namespace.as_deref() == ns).collect()
+    }
+
+    fn rebalance_policies(&self) -> Vec<Arc<RebalancePolicy>> {
+        self.rebalance_policies.store().state()
     }
 }
 

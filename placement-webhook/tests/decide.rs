@@ -163,7 +163,7 @@ spec:
 "#,
     )
     .unwrap();
-    let rules = StaticRules { distributions: vec![Arc::new(pd)], zone_balancers: vec![] };
+    let rules = StaticRules { distributions: vec![Arc::new(pd)], zone_balancers: vec![], ..Default::default() };
     let decider = Decider::new(index(&cluster(Some(STRATEGY))), Arc::new(rules), Duration::from_secs(60));
     let pod = incoming("web", "h1", json!({"app": "web"}));
     let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: "u", dry_run: false }).unwrap();
@@ -196,7 +196,7 @@ spec:
     let newer = pd("a-newer", "2026-02-01T00:00:00Z", "spot");
     let older = pd("z-older", "2026-01-01T00:00:00Z", "on-demand");
     for order in [vec![newer.clone(), older.clone()], vec![older.clone(), newer.clone()]] {
-        let rules = StaticRules { distributions: order, zone_balancers: vec![] };
+        let rules = StaticRules { distributions: order, zone_balancers: vec![], ..Default::default() };
         let decider = Decider::new(index(&cluster(None)), Arc::new(rules), Duration::from_secs(60));
         let pod = incoming("web", "h1", json!({"app": "web"}));
         let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: "u", dry_run: false }).unwrap();
@@ -227,7 +227,7 @@ spec:
     }
     objects.push(deployment("big", 5, None));
     objects.push(replicaset("big", "h"));
-    let rules = StaticRules { distributions: vec![], zone_balancers: vec![Arc::new(zb)] };
+    let rules = StaticRules { distributions: vec![], zone_balancers: vec![Arc::new(zb)], ..Default::default() };
     let decider = Decider::new(index(&objects), Arc::new(rules), Duration::from_secs(60));
     let mut zones = Vec::new();
     for name in ["s1", "s2", "s3", "s4"] {
