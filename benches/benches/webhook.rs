@@ -53,10 +53,8 @@ fn admission(c: &mut Criterion) {
     let index = cluster.index();
     let (pods, node_count) = (index.pod_count(), index.node_count());
     let zone_balancer = cluster.zone_balancer();
-    let rules = StaticRules {
-        zone_balancers: zone_balancer.into_iter().map(Arc::new).collect(),
-        ..StaticRules::default()
-    };
+    let rules =
+        StaticRules { zone_balancers: zone_balancer.into_iter().map(Arc::new).collect(), ..StaticRules::default() };
     let decider = Arc::new(Decider::new(SharedIndex::from_index(index), Arc::new(rules), Duration::from_secs(30)));
     let metrics = AdmissionMetrics::register(&mut Registry::default());
     let admission = Admission::new(decider.clone(), metrics, Duration::from_millis(1_500));

@@ -57,9 +57,11 @@ fn seed(fake: &FakeApiServer) {
             "groups": [{"name": "on-demand", "nodeSelector": {"matchLabels": {"capacity": "on-demand"}}, "weight": 1},
                        {"name": "spot", "nodeSelector": {"matchLabels": {"capacity": "spot"}}, "weight": 1}]}}))
         .unwrap();
-    fake.put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "RebalancePolicy", "metadata": {"name": "default"},
-        "spec": {"source": "requests", "interval": "10s", "namespaces": [NS]}}))
-        .unwrap();
+    fake.put(
+        json!({"apiVersion": "placement.dev/v1alpha1", "kind": "RebalancePolicy", "metadata": {"name": "default"},
+        "spec": {"source": "requests", "interval": "10s", "namespaces": [NS]}}),
+    )
+    .unwrap();
 }
 
 async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {

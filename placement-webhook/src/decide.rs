@@ -12,6 +12,7 @@
 //! reservation keyed by the AdmissionReview uid; the pod carries that id in `placement.dev/reservation`, and
 //! the live index confirms the reservation when the pod appears. Dry-run requests reserve nothing.
 
+use crate::steer::{SteerTo, Steering};
 use placement_core::Labels;
 use placement_core::admission::{DistributionRule, decide_distribution, decide_zone, zone_scope_key};
 use placement_core::apportion::Fallback;
@@ -21,7 +22,6 @@ use placement_core::model::{Pod, WorkloadKind, WorkloadRef};
 use placement_core::strategy::{LEGACY_STRATEGY_ANNOTATION, STRATEGY_ANNOTATION, Strategy};
 use placement_kube::crd::pod_distribution::Enforcement;
 use placement_kube::crd::zone_balancer::{ZoneAffinity, ZoneMode};
-use crate::steer::{SteerTo, Steering};
 use placement_kube::crd::{PodDistribution, RebalancePolicy, ZoneBalancer};
 use placement_kube::live::{LiveIndex, SharedIndex};
 use std::collections::HashMap;

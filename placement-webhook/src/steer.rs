@@ -89,3 +89,62 @@ impl Steering {
         Some(steer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use placement_core::model::WorkloadKind;
+    use serde_json::json;
+
+    fn index() -> LiveIndex {
+        let mut index = LiveIndex::new();
+        for (name, ready, cordoned) in
+            [("a", true, false), ("b", true, false), ("down", false, false), ("cordoned", true, true)]
+        {
+            let node = json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": format!("host-{name}")}},
+                "spec": {"unschedulable": cordoned},
+                "status": {"allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                           "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}});
+            index.apply_node(&serde_json::from_value(node).unwrap());
+        }
+        index
+    }
+
+    fn policy(entries: &[(&str, &str, i64)]) -> Arc<RebalancePolicy> {
+        let now = jiff::Timestamp::now();
+        let steering: Vec<_> = entries
+            .iter()
+            .map(|(workload, node, expires_in)| {
+                json!({"workload": {"kind": "Deployment", "namespace": "shop", "name": workload}, "node": node,
+                    "from": "hot", "expires": (now + jiff::SignedDuration::from_secs(*expires_in)).to_string()})
+            })
+            .collect();
+        Arc::new(
+            serde_json::from_value(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "RebalancePolicy",
+                "metadata": {"name": "rb"}, "spec": {}, "status": {"steering": steering}}))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn each_live_entry_steers_one_pod_to_a_usable_node() {
+        let web = WorkloadRef::new(WorkloadKind::Deployment, "shop", "web");
+        let index = index();
+        let policies = [policy(&[
+            ("web", "b", 60),
+            ("web", "a", 30),
+            ("web", "gone", 10),
+            ("web", "down", 10),
+            ("web", "cordoned", 10),
+            ("web", "a", -1),
+            ("api", "a", 10),
+        ])];
+        let steering = Steering::default();
+        let chosen = |dry_run| steering.choose(&policies, &web, &index, dry_run).map(|s| (s.node, s.hostname));
+        assert_eq!(chosen(true), Some(("a".into(), "host-a".into())), "the first to expire; a dry run uses nothing");
+        assert_eq!(chosen(false), Some(("a".into(), "host-a".into())));
+        assert_eq!(chosen(false), Some(("b".into(), "host-b".into())), "each entry steers one pod");
+        assert_eq!(chosen(false), None, "gone, not Ready, cordoned, expired and other workloads' entries never steer");
+    }
+}

@@ -1,7 +1,6 @@
 //! The webhook end to end: the fake API server calls it over real TLS on pod CREATE, exactly as a
 //! cluster does, and the pods come out placed.
 
-use base64::Engine;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use placement_core::apportion::{Apportionment, Base};
@@ -10,6 +9,9 @@ use placement_webhook::server::{self, ServerConfig};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+mod common;
+use common::{certificates, register_webhook, start_webhook};
 
 const STRATEGY: &str = "base=1,weight=1,nodeSelector=capacity:on-demand;weight=3,nodeSelector=capacity:spot";
 
@@ -35,55 +37,6 @@ fn seed(fake: &FakeApiServer) {
         .unwrap();
     fake.put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-h1", "namespace": "shop",
         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d", "controller": true}]}}))
-        .unwrap();
-}
-
-/// A self-signed certificate for `localhost` in a temporary directory, and its PEM.
-fn certificates() -> (tempfile::TempDir, String) {
-    let certs = tempfile::tempdir().unwrap();
-    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert_pem = key.cert.pem();
-    std::fs::write(certs.path().join("tls.crt"), &cert_pem).unwrap();
-    std::fs::write(certs.path().join("tls.key"), key.signing_key.serialize_pem()).unwrap();
-    (certs, cert_pem)
-}
-
-async fn start_webhook(
-    fake: &FakeApiServer,
-    certs: &std::path::Path,
-    tune: impl FnOnce(&mut ServerConfig),
-) -> server::RunningServer {
-    let mut config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        probe_listen: "127.0.0.1:0".parse().unwrap(),
-        tls_cert: certs.join("tls.crt"),
-        tls_key: certs.join("tls.key"),
-        ..ServerConfig::default()
-    };
-    tune(&mut config);
-    let webhook = server::start(config, fake.client()).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while !webhook.readiness.is_ready() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the webhook did not become ready: {:?}",
-            webhook.readiness.missing()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    webhook
-}
-
-/// The MutatingWebhookConfiguration a cluster would have, pointing at `port` on localhost.
-fn register_webhook(fake: &FakeApiServer, port: u16, cert_pem: &str) {
-    let ca = base64::engine::general_purpose::STANDARD.encode(cert_pem);
-    fake.put(json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": "placement"},
-        "webhooks": [{"name": "pods.placement.dev", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-            "failurePolicy": "Ignore", "timeoutSeconds": 3, "reinvocationPolicy": "IfNeeded",
-            "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-            "clientConfig": {"url": format!("https://localhost:{port}/mutate"), "caBundle": ca}}]}))
         .unwrap();
 }
 
