@@ -97,7 +97,7 @@ impl fmt::Display for StopReason {
                 write!(f, "sigma {sigma:.3} is at or below the target {target:.3}")
             }
             StopReason::NoImprovingMove { min_improvement } => {
-                write!(f, "no move lowers sigma by at least {min_improvement}")
+                write!(f, "no move lowers n·sigma² by at least {min_improvement}")
             }
             StopReason::CandidatesExhausted => {
                 f.write_str("every remaining candidate is blocked or has no target (see the skipped list)")
@@ -387,7 +387,12 @@ pub fn plan(input: &PlanInput) -> Plan {
             if candidates.is_empty() {
                 break StopReason::CandidatesExhausted;
             }
-            let Some((_, ci, to, after)) = best.filter(|b| b.0 >= policy.min_improvement) else {
+            // The gain is measured as the drop of the sum of squared deviations, n * sigma^2: what one move
+            // changes on the two nodes it touches, whatever the cluster's size (sigma itself moves by
+            // ~1/n per eviction, so a fixed threshold on sigma stops a 5,000-node cluster at once).
+            let n = search.slots.len() as f64;
+            let gain = |after: f64| n * (sigma * sigma - after * after);
+            let Some((_, ci, to, after)) = best.filter(|b| gain(b.3) >= policy.min_improvement) else {
                 break StopReason::NoImprovingMove { min_improvement: policy.min_improvement };
             };
             let c = candidates.swap_remove(ci);

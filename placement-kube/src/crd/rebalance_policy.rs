@@ -186,7 +186,9 @@ pub struct RebalancePolicySpec {
     #[serde(default = "d_target_sigma")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub target_sigma: f64,
-    /// A move must lower the standard deviation of node scores by at least this much (above 0).
+    /// A move must lower the sum of squared deviations of node scores from their mean (n times the
+    /// variance) by at least this much (above 0). Unlike sigma itself, which one eviction moves by about
+    /// 1/n, this gain depends only on the pod and the two nodes, so one value fits 10 nodes and 5,000.
     #[serde(default = "d_min_improvement")]
     #[schemars(range(min = 0.0, max = 1.0))]
     #[x_kube(validation = kube::core::Rule::new("self > 0.0").message("minImprovement must be above 0"))]
