@@ -109,7 +109,13 @@ fn rebalance(c: &mut Criterion) {
             state = observe(&policy, &state, &snap, now);
         }
         let hot = state.nodes.values().filter(|s| s.hot).count();
-        eprintln!("rebalance_plan/{n}: {hot} hot nodes");
+        let once = plan(&PlanInput { snapshot: &snap, policy: &policy, state: &state, slos: &[], classes: &[], now });
+        eprintln!(
+            "rebalance_plan/{n}: {hot} hot nodes; the plan makes {} evictions ({} skipped), stop: {}",
+            once.evictions.len(),
+            once.skipped.len(),
+            once.stop
+        );
         g.bench_with_input(BenchmarkId::from_parameter(n), &snap, |b, snap| {
             b.iter(|| {
                 plan(&PlanInput {
