@@ -392,7 +392,10 @@ impl Decider {
 
     /// Drops reservations whose pods never appeared.
     pub fn expire_reservations(&self) -> usize {
-        self.index.write().ledger_mut().expire(jiff::Timestamp::now()).len()
+        // A statement of its own, so that the write lock is released before the dropped reservations
+        // are freed.
+        let expired = self.index.write().ledger_mut().expire(jiff::Timestamp::now());
+        expired.len()
     }
 }
 
