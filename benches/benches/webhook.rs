@@ -5,8 +5,8 @@
 //!
 //! Dry runs reserve nothing, so they are the steady state. A real admission records a reservation that
 //! the next decision counts; `review_reserve` sends a fresh uid each time and empties the ledger every
-//! 1,000 admissions, outside the timed part. `ledger_expiry` times the scan the server's reservation
-//! expiry makes every 500 ms under the index write lock. Results are in docs/performance.md.
+//! 1,000 admissions, outside the timed part. `ledger_expiry` times the reservation expiry the server
+//! runs every 500 ms under the index write lock. Results are in docs/performance.md.
 //!
 //! ```text
 //! cargo bench -p placement-benches --bench webhook
@@ -121,35 +121,90 @@ fn admission(c: &mut Criterion) {
     g.finish();
 }
 
-/// The reservation expiry the server runs every 500 ms under the index write lock, when nothing is due:
-/// a scan of every active reservation and every tombstone of a confirmed one.
+/// The reservation expiry the server runs every 500 ms under the index write lock: with nothing due,
+/// among 300,000 active reservations or 1,000,000 tombstones of confirmed ones, and in the steady state
+/// at 10,000 admissions/s, where each tick drops the 5,000 that are due.
 fn ledger_expiry(c: &mut Criterion) {
     let now = jiff::Timestamp::now();
     let later = now.saturating_add(jiff::SignedDuration::from_mins(10)).expect("timestamp");
     let workload = WorkloadRef::deployment("team-00", "web");
-    let reservation = |i: usize| Reservation {
+    let reservation = |i: usize, expires: jiff::Timestamp| Reservation {
         id: format!("00000000-0000-4000-9000-{i:012x}"),
         workload: workload.clone(),
         revision: Some("abc123".into()),
         group: if i.is_multiple_of(4) { "ondemand".into() } else { "spot".into() },
         pod: None,
-        expires: later,
+        expires,
     };
     let mut g = c.benchmark_group("ledger_expiry");
     g.sample_size(20).measurement_time(Duration::from_secs(3));
     // 10,000 admissions/s whose pods never appear, under the default 30 s TTL.
     let mut active = Ledger::new();
     for i in 0..300_000 {
-        active.add(reservation(i));
+        active.add(reservation(i, later));
     }
-    g.bench_function("scan_300k_active", |b| b.iter(|| active.expire(black_box(now))));
+    g.bench_function("nothing_due/300k_active", |b| b.iter(|| active.expire(black_box(now))));
+    drop(active);
     // 10,000 admissions/s whose pods appear: tombstones are kept 5 minutes (here 100 s worth).
     let mut confirmed = Ledger::new();
     for i in 0..1_000_000 {
-        confirmed.add(reservation(i));
-        confirmed.confirm(&reservation(i).id, later);
+        confirmed.add(reservation(i, later));
+        confirmed.confirm(&reservation(i, later).id, later);
     }
-    g.bench_function("scan_1m_tombstones", |b| b.iter(|| confirmed.expire(black_box(now))));
+    g.bench_function("nothing_due/1m_tombstones", |b| b.iter(|| confirmed.expire(black_box(now))));
+    drop(confirmed);
+    // The steady state at 10,000/s and a 30 s TTL: one entry expiring every 100 µs, each tick 500 ms
+    // later than the last. Adding the next 5,000 is not timed.
+    let step = jiff::SignedDuration::from_micros(100);
+    let at = |i: usize| now.saturating_add(step * i as i32).expect("timestamp");
+    // 1,000,000 tombstones (100 s worth), the 5,000 oldest due at each tick.
+    let mut tombstones = Ledger::new();
+    for i in 0..1_000_000 {
+        tombstones.confirm(&reservation(i, later).id, at(i));
+    }
+    let mut next = 1_000_000;
+    g.bench_function("tick_5k_due_of_1m_tombstones", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                for i in next..next + 5_000 {
+                    tombstones.confirm(&reservation(i, later).id, at(i));
+                }
+                next += 5_000;
+                let tick = at(next - 1_000_000 - 1);
+                let t = Instant::now();
+                black_box(tombstones.expire(black_box(tick)));
+                total += t.elapsed();
+                assert!(!tombstones.is_confirmed(&reservation(next - 1_000_000 - 1, later).id));
+            }
+            total
+        })
+    });
+    drop(tombstones);
+    // 300,000 active reservations whose pods never appear, the 5,000 oldest due at each tick; expiry
+    // returns them, and the server frees them after releasing the lock.
+    let mut rolling = Ledger::new();
+    for i in 0..300_000 {
+        rolling.add(reservation(i, at(i)));
+    }
+    let mut next = 300_000;
+    g.bench_function("tick_5k_due_of_300k_active", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                for i in next..next + 5_000 {
+                    rolling.add(reservation(i, at(i)));
+                }
+                next += 5_000;
+                let tick = at(next - 300_000 - 1);
+                let t = Instant::now();
+                let gone = rolling.expire(black_box(tick));
+                total += t.elapsed();
+                assert_eq!(gone.len(), 5_000);
+            }
+            total
+        })
+    });
     g.finish();
 }
 

@@ -24,6 +24,7 @@
 //! 1), `--http2`, `--rate` (closed loop if absent), `--nodes` (5000), `--server-threads` (2),
 //! `--client-threads` (1), `--reserve` (real admissions: reservations, expired every 500 ms as the
 //! server does; no pod ever confirms them), `--ttl-seconds` (of a reservation, 30 as in the server),
+//! `--expiry-ms` (how often expiry runs, 50 as in the server),
 //! `--log` (the server logs at info, as JSON, to /dev/null).
 
 #[allow(dead_code)] // shared with the webhook bench, which uses other parts
@@ -69,6 +70,7 @@ struct Args {
     client_threads: usize,
     reserve: bool,
     ttl: Duration,
+    expiry_every: Duration,
     log: bool,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -94,6 +96,7 @@ impl Args {
             client_threads: number("--client-threads", 1.0).max(1.0) as usize,
             reserve: flag("--reserve"),
             ttl: Duration::from_secs_f64(number("--ttl-seconds", 30.0).max(0.0)),
+            expiry_every: Duration::from_secs_f64(number("--expiry-ms", 50.0).max(1.0) / 1e3),
             log: flag("--log"),
             cert: value("--cert").map(PathBuf::from),
             key: value("--key").map(PathBuf::from),
@@ -170,9 +173,9 @@ fn serve(args: &Args) {
         // Reservations whose pods never come expire, as in the server. Ticks, total and longest time.
         let expiry = Arc::new(Mutex::new((0u32, Duration::ZERO, Duration::ZERO)));
         let upkeep = {
-            let (decider, expiry) = (decider.clone(), expiry.clone());
+            let (decider, expiry, expiry_every) = (decider.clone(), expiry.clone(), args.expiry_every);
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                let mut tick = tokio::time::interval(expiry_every);
                 loop {
                     tick.tick().await;
                     let t = Instant::now();
@@ -449,6 +452,7 @@ fn load(args: &Args) {
     let mut command = Command::new(std::env::current_exe().expect("current exe"));
     command.env(SERVE_ENV, "1").args(["--server-threads", &args.server_threads.to_string()]);
     command.args(["--ttl-seconds", &args.ttl.as_secs_f64().to_string()]);
+    command.args(["--expiry-ms", &(args.expiry_every.as_secs_f64() * 1e3).to_string()]);
     command.arg("--cert").arg(&cert_path).arg("--key").arg(&key_path);
     if args.log {
         command.arg("--log");
@@ -596,8 +600,9 @@ fn load(args: &Args) {
         && args.reserve
     {
         println!(
-            "  ledger:         {reservations} reservations at the end; expiry ran {ticks} times (every 500 ms, under \
+            "  ledger:         {reservations} reservations at the end; expiry ran {ticks} times (every {} ms, under \
              the index write lock): {:.1} ms in all, longest {:.2} ms",
+            args.expiry_every.as_millis(),
             total_us as f64 / 1e3,
             longest_us as f64 / 1e3
         );

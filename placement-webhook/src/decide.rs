@@ -506,7 +506,10 @@ impl Decider {
                 released.retain(|_, until| *until > now);
             }
         }
-        self.index.write().ledger_mut().expire(now).len()
+        // A statement of its own, so that the write lock is released before the dropped reservations
+        // are freed.
+        let expired = self.index.write().ledger_mut().expire(now);
+        expired.len()
     }
 }
 

@@ -159,13 +159,15 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
         tasks.push(tokio::spawn(async move {
             let _watchers = watchers;
             let upkeep = async {
-                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                // Small steps: expiry is in time order, so a tick costs what is due, and 50 ms keeps the
+                // time it holds the index's write lock short under a sustained load (docs/performance.md).
+                let mut tick = tokio::time::interval(Duration::from_millis(50));
                 loop {
                     tick.tick().await;
                     readiness.set_indexes_synced(index.is_ready() && rules.is_ready());
                     let expired = decider.expire_reservations();
                     if expired > 0 {
-                        tracing::info!(expired, "reservations expired: their pods never appeared");
+                        tracing::debug!(expired, "reservations expired: their pods never appeared");
                     }
                 }
             };
