@@ -57,21 +57,8 @@ ALLOWED = {
 ALLOWED.update({("placement.dev", r): READ for r in PLACEMENT})
 ALLOWED.update({("placement.dev", r + "/status"): {"get", "update", "patch"} for r in PLACEMENT})
 
-# What must be granted for the runtime and the controllers to work.
-REQUIRED = {
-    ("", "nodes"): READ,
-    ("", "pods"): READ | {"patch"},
-    ("", "pods/eviction"): {"create"},
-    ("apps", "replicasets"): READ,
-    ("apps", "deployments"): READ | {"patch"},
-    ("apps", "statefulsets"): READ | {"patch"},
-    ("policy", "poddisruptionbudgets"): READ,
-    ("metrics.k8s.io", "nodes"): {"get", "list"},
-    ("metrics.k8s.io", "pods"): {"get", "list"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-}
-REQUIRED.update({("placement.dev", r): READ for r in PLACEMENT})
-REQUIRED.update({("placement.dev", r + "/status"): {"get", "update", "patch"} for r in PLACEMENT})
+# What must be granted for the runtime and the controllers to work: every verb they may use, they use.
+REQUIRED = dict(ALLOWED)
 
 
 def grants(doc):

@@ -371,15 +371,7 @@ impl PlanReport {
             let _ = writeln!(out, "note: {n}");
         }
         out.push_str(&render::heading("Node scores"));
-        let mut t = render::table(["node", "score now", "score after plan", "state"]);
-        for n in &plan.nodes {
-            let state = match (n.hot, n.cold) {
-                (true, _) => "HOT",
-                (_, true) => "cold",
-                _ => "",
-            };
-            t.add_row(vec![n.node.clone(), format!("{:.3}", n.before), format!("{:.3}", n.after), state.into()]);
-        }
+        let t = crate::simulate::rebalance::node_scores(plan, ["node", "score now", "score after plan", "state"]);
         let _ = writeln!(out, "{t}");
         out.push_str(&render::heading("Evictions"));
         let _ = writeln!(

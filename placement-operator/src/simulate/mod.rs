@@ -4,7 +4,7 @@
 
 mod distribution;
 mod quantity;
-mod rebalance;
+pub(crate) mod rebalance;
 pub(crate) mod render;
 mod scenario;
 mod traffic;

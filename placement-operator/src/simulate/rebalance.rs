@@ -80,9 +80,10 @@ pub fn run(spec: &RebalanceSpec, world: &World, now: Timestamp) -> Plan {
     })
 }
 
-pub fn render(plan: &Plan, out: &mut String) {
-    out.push_str(&render::heading("Rebalancer: node scores"));
-    let mut t = render::table(["node", "score before", "score after", "state"]);
+/// Each node's score before and after the plan, and whether it is hot or cold (`headers` name the
+/// columns).
+pub(crate) fn node_scores(plan: &Plan, headers: [&str; 4]) -> comfy_table::Table {
+    let mut t = render::table(headers);
     for n in &plan.nodes {
         let state = match (n.hot, n.cold) {
             (true, _) => "HOT",
@@ -91,6 +92,12 @@ pub fn render(plan: &Plan, out: &mut String) {
         };
         t.add_row(vec![n.node.clone(), format!("{:.3}", n.before), format!("{:.3}", n.after), state.into()]);
     }
+    t
+}
+
+pub fn render(plan: &Plan, out: &mut String) {
+    out.push_str(&render::heading("Rebalancer: node scores"));
+    let t = node_scores(plan, ["node", "score before", "score after", "state"]);
     out.push_str(&format!("{t}\n"));
     out.push_str(&render::heading(&format!("Eviction plan{}", if plan.dry_run { " (dry run)" } else { "" })));
     out.push_str(&format!(
