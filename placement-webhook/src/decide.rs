@@ -515,7 +515,7 @@ impl Decider {
 
 /// How long a shared reservation stays listed after some replica saw its pod: a bound on how far one
 /// replica's pod watch may lag another's.
-pub const CONFIRMED_LISTED_FOR: Duration = Duration::from_secs(10);
+pub const CONFIRMED_LISTED_FOR: Duration = Duration::from_secs(5);
 
 /// Whether a reservation read from a shared ledger still counts.
 fn still_shared(
