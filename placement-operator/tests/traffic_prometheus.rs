@@ -223,6 +223,7 @@ async fn several_series_need_an_aggregation() {
     let e = query(prom, "tw_requests", None).await.unwrap_err();
     assert!(matches!(e, PrometheusError::MultipleSeries { count: 3, .. }), "{e}");
     assert!(e.to_string().contains(prom) && e.to_string().contains("`tw_requests`"), "{e}");
+    assert!(e.to_string().contains(r#"shard="a"}"#), "the message shows which series: {e}");
     let cases = [
         (Aggregation::Sum, Decimal::from(7000)),
         (Aggregation::Avg, Decimal::from(7000) / Decimal::from(3)),

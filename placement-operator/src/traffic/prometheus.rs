@@ -154,7 +154,7 @@ impl PrometheusConfig {
         Ok(config)
     }
 
-    /// The full query URL (without `time`).
+    /// The full query URL: `query`, `time` when given, and `timeout` (Prometheus's own evaluation limit).
     pub fn query_url(&self, time: Option<Timestamp>) -> Url {
         let mut url = self.address.clone();
         let path = format!("{}/api/v1/query", self.address.path().trim_end_matches('/'));
@@ -250,8 +250,10 @@ pub enum PrometheusError {
     #[error("{origin}: empty result (no series matched)")]
     Empty { origin: Origin },
     /// Several series and no aggregation configured.
-    #[error("{origin}: {count} series returned; set an aggregation (sum, avg, min, max) or make the query return one")]
-    MultipleSeries { origin: Origin, count: usize },
+    #[error(
+        "{origin}: {count} series returned ({examples}); set an aggregation (sum, avg, min, max) or make the query return one"
+    )]
+    MultipleSeries { origin: Origin, count: usize, examples: String },
     /// NaN, +Inf or -Inf.
     #[error("{origin}: value {value} is not a finite number")]
     NotFinite { origin: Origin, value: String },
@@ -285,7 +287,8 @@ impl PrometheusError {
 pub struct Sample {
     /// The value (the aggregate, when several series were aggregated).
     pub value: Decimal,
-    /// The sample's evaluation time, to the millisecond.
+    /// The sample's time, to the millisecond: for an instant query Prometheus reports the evaluation
+    /// time (`time`, or now), not when the series was scraped.
     pub timestamp: Timestamp,
     /// How many series made the value (1 for a scalar).
     pub series: usize,
@@ -591,17 +594,34 @@ pub fn evaluate(
                 ([], _) => return Err(PrometheusError::Empty { origin: origin.clone() }),
                 ([one], _) => (parse_value(origin, &one.value.1)?, one.value.0),
                 (many, None) => {
-                    return Err(PrometheusError::MultipleSeries { origin: origin.clone(), count: many.len() });
+                    return Err(PrometheusError::MultipleSeries {
+                        origin: origin.clone(),
+                        count: many.len(),
+                        examples: series_examples(many),
+                    });
                 }
                 (many, Some(agg)) => aggregate(origin, many, agg)?,
             };
-            if let [one] = samples.as_slice() {
-                tracing::trace!(labels = ?one.metric, "one series");
-            }
             Ok(Sample { value, timestamp: timestamp(origin, t)?, series: samples.len(), warnings })
         }
         other => Err(PrometheusError::ResultType { origin: origin.clone(), result_type: short(other) }),
     }
+}
+
+/// The label sets of the first two series, for messages (`{shard="a"}, {shard="b"}, …`).
+fn series_examples(samples: &[VectorSample]) -> String {
+    let mut shown: Vec<String> = samples
+        .iter()
+        .take(2)
+        .map(|s| {
+            let labels: Vec<String> = s.metric.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            short(&format!("{{{}}}", labels.join(", ")))
+        })
+        .collect();
+    if samples.len() > 2 {
+        shown.push("…".into());
+    }
+    shown.join(", ")
 }
 
 fn aggregate(origin: &Origin, samples: &[VectorSample], agg: Aggregation) -> Result<(Decimal, f64), PrometheusError> {
@@ -843,6 +863,7 @@ mod tests {
         let e = eval(&vector(&["1", "2", "4"]), None).unwrap_err();
         assert!(matches!(e, PrometheusError::MultipleSeries { count: 3, .. }), "{e}");
         assert!(e.to_string().contains("3 series") && e.to_string().contains("http://prom:9090"), "{e}");
+        assert!(e.to_string().contains(r#"({shard="0"}, {shard="1"}, …)"#), "{e}");
         let cases = [
             (Aggregation::Sum, "7"),
             (Aggregation::Avg, "2.3333333333333333333333333333"),
