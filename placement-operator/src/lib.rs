@@ -13,6 +13,7 @@ pub mod plan;
 pub mod rebalancer;
 pub mod runtime;
 pub mod simulate;
+pub mod traffic;
 pub mod zone_balancer;
 
 pub use context::{Context, Leadership};
