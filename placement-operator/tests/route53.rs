@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_route53::types::{
-    AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover, RrType,
+    AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover,
+    RrType,
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -488,9 +489,8 @@ async fn a_missing_hosted_zone_is_not_found() {
 async fn paging_reads_every_record_once() {
     let client = client_for(&moto_url()).await;
     let (zone, zone_name) = new_zone(&client).await;
-    let records: Vec<_> = (0..400)
-        .map(|i| weighted(&format!("r{i:03}.{zone_name}"), "w", 1, 60, &["10.0.0.1"]))
-        .collect();
+    let records: Vec<_> =
+        (0..400).map(|i| weighted(&format!("r{i:03}.{zone_name}"), "w", 1, 60, &["10.0.0.1"])).collect();
     upsert_all(&client, &zone, records).await;
     let mut pager = RecordPager::new(&client, &zone, None, 100, fast_retry(1));
     let all = pager.collect_all().await.unwrap();
@@ -528,7 +528,8 @@ async fn paging_stops_on_a_repeated_token() {
     assert_eq!(pager.pages(), 1);
 
     // Within the first page: found.
-    let act = Route53Actuator::new(client.clone(), &record_ref(&zone, &name, "s010", "s020")).unwrap().with_page_size(100);
+    let act =
+        Route53Actuator::new(client.clone(), &record_ref(&zone, &name, "s010", "s020")).unwrap().with_page_size(100);
     assert_eq!(act.read().await.unwrap(), Weights { managed: 1, base: 1 });
     // Beyond it (unreachable in moto): a not-found error that says the listing was cut short.
     let act = Route53Actuator::new(client, &record_ref(&zone, &name, "s120", "s020")).unwrap().with_page_size(100);
@@ -574,7 +575,10 @@ async fn throttling_gives_up_after_the_allowed_attempts() {
         .with_retry_policy(fast_retry(3));
     let err = act.write(16, false).await.unwrap_err();
     assert_eq!(err.metric_label(), "throttled", "{err}");
-    assert!(matches!(&err, ActuatorError::Throttled { attempts: 3, code, .. } if code == "PriorRequestNotComplete"), "{err:?}");
+    assert!(
+        matches!(&err, ActuatorError::Throttled { attempts: 3, code, .. } if code == "PriorRequestNotComplete"),
+        "{err:?}"
+    );
     assert_eq!(state.change_calls.load(Ordering::SeqCst), 3);
     assert_eq!(get_record(&direct, &zone, &name, "canary").await.weight, Some(8), "nothing written");
 }
