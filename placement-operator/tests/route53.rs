@@ -194,6 +194,8 @@ struct ProxyState {
     /// Requests still to refuse, and the code to refuse them with.
     throttle_left: AtomicU32,
     throttle_code: Mutex<String>,
+    /// The HTTP status of refusals (400 when 0).
+    refuse_status: std::sync::atomic::AtomicU16,
     /// Only requests with this method are throttled.
     throttle_method: Mutex<String>,
     /// ChangeResourceRecordSets calls seen (POST .../rrset), throttled or not.
@@ -249,8 +251,12 @@ async fn proxy_one(
              <Error><Type>Sender</Type><Code>{code}</Code><Message>Rate exceeded</Message></Error>\
              <RequestId>proxy</RequestId></ErrorResponse>"
         );
+        let status = match state.refuse_status.load(Ordering::SeqCst) {
+            0 => 400,
+            s => s,
+        };
         return Ok(hyper::Response::builder()
-            .status(400)
+            .status(status)
             .header("content-type", "text/xml")
             .body(Full::new(Bytes::from(xml)))
             .unwrap());
@@ -605,4 +611,34 @@ async fn an_unreachable_endpoint_is_a_transport_error() {
     let act = Route53Actuator::new(client, &record_ref("Z1", "a.example.com", "x", "y")).unwrap();
     let err = act.read().await.unwrap_err();
     assert_eq!(err.metric_label(), "transport", "{err}");
+}
+
+#[tokio::test]
+async fn other_api_errors_are_classified_and_not_retried() {
+    let direct = client_for(&moto_url()).await;
+    let (zone, name) = canary_zone(&direct).await;
+    let cases = [
+        ("AccessDenied", 403, "GET", "auth"),
+        ("SignatureDoesNotMatch", 403, "GET", "auth"),
+        ("InvalidChangeBatch", 400, "POST", "invalid"),
+        ("ServiceUnavailable", 503, "POST", "api"),
+    ];
+    for (code, status, method, label) in cases {
+        let (url, state) = proxy(100, code, method).await;
+        state.refuse_status.store(status, Ordering::SeqCst);
+        let act = Route53Actuator::new(client_for(&url).await, &record_ref(&zone, &name, "canary", "stable"))
+            .unwrap()
+            .with_retry_policy(fast_retry(5));
+        let err = act.write(9, false).await.unwrap_err();
+        assert_eq!(err.metric_label(), label, "{code}: {err}");
+        assert!(err.to_string().contains(code), "{err}");
+        // One refused call, no retry: a GET refusal stops the lookup, a POST refusal the write.
+        let refused = if method == "GET" {
+            state.all_calls.load(Ordering::SeqCst)
+        } else {
+            state.change_calls.load(Ordering::SeqCst)
+        };
+        assert_eq!(refused, 1, "{code} is not retried");
+    }
+    assert_eq!(get_record(&direct, &zone, &name, "canary").await.weight, Some(8));
 }
