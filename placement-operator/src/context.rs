@@ -54,6 +54,18 @@ impl Leadership {
     pub fn watch(&self) -> watch::Receiver<bool> {
         self.0.clone()
     }
+
+    /// One item each time this instance becomes the leader (for `Controller::reconcile_all_on`).
+    pub fn gained(&self) -> impl futures::Stream<Item = ()> + Send + use<> {
+        futures::stream::unfold(self.0.clone(), |mut rx| async move {
+            loop {
+                rx.changed().await.ok()?;
+                if *rx.borrow_and_update() {
+                    return Some(((), rx));
+                }
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! # placement-operator
 //!
 //! The operator's controllers (zone balancing in operator mode, PodDistribution upkeep, the utilization
-//! rebalancer), their runtime (leader election, probes, Events), and `simulate`, the project's main job
+//! rebalancer, target-tracking traffic weights), their runtime (leader election, probes, Events), and `simulate`, the project's main job
 //! without a cluster: it runs a scenario through every placement-core decision and prints the result.
 #![forbid(unsafe_code)]
 
@@ -26,6 +26,7 @@ pub fn controllers(ctx: Context, registry: &mut prometheus_client::registry::Reg
     vec![
         runtime::Controller::new("zonebalancer", zone_balancer::controller(ctx.clone(), registry)),
         runtime::Controller::new("poddistribution", distribution::controller(ctx.clone(), registry)),
-        runtime::Controller::new("rebalancer", rebalancer::controller(ctx, registry)),
+        runtime::Controller::new("rebalancer", rebalancer::controller(ctx.clone(), registry)),
+        runtime::Controller::new("trafficweight", traffic::controller(ctx, registry)),
     ]
 }

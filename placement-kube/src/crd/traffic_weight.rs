@@ -6,11 +6,10 @@
 use super::CrdError;
 use super::common::{DURATION_PATTERN, SecretKeyRef, check_dns_subdomain, parse_duration};
 use super::conditions::{Condition, impl_status_conditions};
-use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use placement_core::tracking::{
-    Schedule, TrackingDecision, TrackingError, TrackingPolicy, TrackingState, WeightRange, metric_from_f64,
+    Schedule, TrackingError, TrackingPolicy, TrackingState, WeightRange, metric_from_f64,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -34,6 +33,15 @@ fn d_timeout() -> String {
 fn d_utc() -> String {
     "UTC".to_string()
 }
+fn d_username_key() -> String {
+    "username".to_string()
+}
+fn d_password_key() -> String {
+    "password".to_string()
+}
+fn d_session_token_key() -> String {
+    "sessionToken".to_string()
+}
 fn d_access_key_id_key() -> String {
     "accessKeyId".to_string()
 }
@@ -41,14 +49,11 @@ fn d_secret_access_key_key() -> String {
     "secretAccessKey".to_string()
 }
 
-/// The tracking law's parameters.
+/// The tracking law's parameters. The base weight the law scales is read from the target (the base
+/// record or backend) at every evaluation, never typed here.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrackingPolicySpec {
-    /// The weight of the reference record or backend; the law scales it: weight = ceil(baseValue ×
-    /// max(0, metric / targetValue − 1)).
-    #[schemars(range(min = 0, max = 1000000))]
-    pub base_value: u32,
     /// The metric value to hold (e.g. 1000 requests per minute); above 0.
     #[schemars(range(min = 0.0))]
     #[x_kube(validation = kube::core::Rule::new("self > 0.0").message("targetValue must be above 0"))]
@@ -118,9 +123,27 @@ pub enum Aggregation {
     Max,
 }
 
-/// A Prometheus (or compatible) server and the query to run.
+/// HTTP basic-auth credentials in a Secret of the same namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+pub struct BasicAuthSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key of the username in the Secret.
+    #[serde(default = "d_username_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub username_key: String,
+    /// Key of the password in the Secret.
+    #[serde(default = "d_password_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub password_key: String,
+}
+
+/// A Prometheus (or compatible) server and the query to run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("!(has(self.bearerTokenSecretRef) && has(self.basicAuthSecretRef))").message("set at most one of bearerTokenSecretRef or basicAuthSecretRef"))]
 pub struct PrometheusSource {
     /// Base URL of the server, e.g. `http://prometheus.monitoring.svc:9090`.
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
@@ -137,14 +160,17 @@ pub struct PrometheusSource {
     pub timeout: String,
     /// Secret key holding a bearer token sent with each query (same namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth_secret_ref: Option<SecretKeyRef>,
+    pub bearer_token_secret_ref: Option<SecretKeyRef>,
+    /// Secret holding a username and password sent with each query as HTTP basic auth (same namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth_secret_ref: Option<BasicAuthSecretRef>,
     /// Secret key holding the PEM CA bundle that signs the server's certificate (same namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Where the metric comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricSource {
     /// A Prometheus instant query.
@@ -166,6 +192,10 @@ pub struct AwsCredentialsRef {
     #[serde(default = "d_secret_access_key_key")]
     #[schemars(length(min = 1, max = 253))]
     pub secret_access_key_key: String,
+    /// Key of a session token in the Secret (optional there: absent means none).
+    #[serde(default = "d_session_token_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub session_token_key: String,
 }
 
 /// DNS record types Route53 weighted routing supports.
@@ -185,9 +215,10 @@ pub enum RecordType {
     Ds,
 }
 
-/// A Route53 weighted record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// A Route53 weighted record, and the base record of the same name and type whose weight the law scales.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.baseSetIdentifier != self.setIdentifier").message("baseSetIdentifier must name another record than setIdentifier"))]
 pub struct Route53Target {
     /// Hosted zone id (`Z0123456789ABC`; a `/hostedzone/` prefix is accepted).
     #[schemars(length(min = 1, max = 64))]
@@ -197,9 +228,12 @@ pub struct Route53Target {
     pub record_name: String,
     /// Record type.
     pub record_type: RecordType,
-    /// The weighted record's SetIdentifier.
+    /// SetIdentifier of the weighted record whose weight is managed.
     #[schemars(length(min = 1, max = 128))]
     pub set_identifier: String,
+    /// SetIdentifier of the base record (same name and type); its weight is read, never written.
+    #[schemars(length(min = 1, max = 128))]
+    pub base_set_identifier: String,
     /// AWS region of the API calls (Route53 is global; `us-east-1` usually).
     #[schemars(length(min = 1, max = 32), regex(pattern = r"^[a-z0-9-]+$"))]
     pub region: String,
@@ -212,9 +246,11 @@ pub struct Route53Target {
     pub credentials_secret_ref: Option<AwsCredentialsRef>,
 }
 
-/// A backend weight of a Gateway API HTTPRoute in the same namespace.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// A backend weight of a Gateway API HTTPRoute in the same namespace, and the base backend whose weight
+/// the law scales.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.baseBackendRefName != self.backendRefName").message("baseBackendRefName must name another backend than backendRefName"))]
 pub struct HttpRouteTarget {
     /// Name of the HTTPRoute.
     #[schemars(length(min = 1, max = 253))]
@@ -222,6 +258,9 @@ pub struct HttpRouteTarget {
     /// Name of the backendRef whose weight is managed.
     #[schemars(length(min = 1, max = 253))]
     pub backend_ref_name: String,
+    /// Name of the base backendRef (in the same rule); its weight is read, never written.
+    #[schemars(length(min = 1, max = 253))]
+    pub base_backend_ref_name: String,
     /// Only this rule (0-based); unset: every rule that has the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 63))]
@@ -328,9 +367,9 @@ pub struct TrafficWeightSpec {
 }
 
 impl TrafficWeightSpec {
-    /// Check every field and build the core tracking policy; errors name the field
-    /// (`spec.schedules[1].timeZone: ...`).
-    pub fn to_core(&self) -> Result<TrackingPolicy, CrdError> {
+    /// Check every field and build the core tracking policy for a base weight `base` (read from the
+    /// target); errors name the field (`spec.schedules[1].timeZone: ...`).
+    pub fn to_core(&self, base: u32) -> Result<TrackingPolicy, CrdError> {
         self.interval()?;
         let cooldown = parse_duration("spec.cooldown", &self.cooldown, 0)?;
         self.check_metric()?;
@@ -344,12 +383,6 @@ impl TrafficWeightSpec {
         }
         let target_value = metric_from_f64(p.target_value)
             .map_err(|e| CrdError::out_of_range("spec.policy.targetValue", e.to_string()))?;
-        if p.base_value > range.max {
-            return Err(CrdError::out_of_range(
-                "spec.policy.baseValue",
-                format!("{} is above the target's largest weight {}", p.base_value, range.max),
-            ));
-        }
         if p.minimum > range.max {
             return Err(CrdError::out_of_range(
                 "spec.policy.minimum",
@@ -384,7 +417,7 @@ impl TrafficWeightSpec {
         }
         let policy = TrackingPolicy {
             target_value,
-            base_value: p.base_value,
+            base_value: base,
             minimum: p.minimum,
             range,
             cooldown_seconds: cooldown.as_secs(),
@@ -441,8 +474,17 @@ impl TrafficWeightSpec {
             return Err(CrdError::Missing { path: format!("{base}.query") });
         }
         self.query_timeout()?;
-        if let Some(s) = &p.auth_secret_ref {
-            s.check(&format!("{base}.authSecretRef"))?;
+        if let Some(s) = &p.bearer_token_secret_ref {
+            s.check(&format!("{base}.bearerTokenSecretRef"))?;
+        }
+        if let Some(s) = &p.basic_auth_secret_ref {
+            check_dns_subdomain(&format!("{base}.basicAuthSecretRef.name"), &s.name)?;
+            if p.bearer_token_secret_ref.is_some() {
+                return Err(CrdError::conflict(
+                    format!("{base}.basicAuthSecretRef"),
+                    "set at most one of bearerTokenSecretRef or basicAuthSecretRef",
+                ));
+            }
         }
         if let Some(s) = &p.ca_secret_ref {
             s.check(&format!("{base}.caSecretRef"))?;
@@ -454,9 +496,30 @@ impl TrafficWeightSpec {
             if r.set_identifier.is_empty() {
                 return Err(CrdError::Missing { path: "spec.target.route53.setIdentifier".into() });
             }
+            if r.base_set_identifier.is_empty() {
+                return Err(CrdError::Missing { path: "spec.target.route53.baseSetIdentifier".into() });
+            }
+            if r.base_set_identifier == r.set_identifier {
+                return Err(CrdError::conflict(
+                    "spec.target.route53.baseSetIdentifier",
+                    format!("{:?} is the managed record's setIdentifier; name the base record", r.set_identifier),
+                ));
+            }
         }
         if let Some(h) = &self.target.http_route {
             check_dns_subdomain("spec.target.httpRoute.name", &h.name)?;
+            if h.backend_ref_name.is_empty() {
+                return Err(CrdError::Missing { path: "spec.target.httpRoute.backendRefName".into() });
+            }
+            if h.base_backend_ref_name.is_empty() {
+                return Err(CrdError::Missing { path: "spec.target.httpRoute.baseBackendRefName".into() });
+            }
+            if h.base_backend_ref_name == h.backend_ref_name {
+                return Err(CrdError::conflict(
+                    "spec.target.httpRoute.baseBackendRefName",
+                    format!("{:?} is the managed backend; name the base backend", h.backend_ref_name),
+                ));
+            }
         }
         Ok(())
     }
@@ -479,6 +542,9 @@ pub struct TrafficWeightStatus {
     /// The target's weight when last read (or written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_weight: Option<u32>,
+    /// The base record's or backend's weight when last read (the law scales it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_weight: Option<u32>,
     /// The weight the law alone gives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub law_weight: Option<u32>,
@@ -505,23 +571,5 @@ impl TrafficWeightStatus {
     /// The state the tracking step needs.
     pub fn tracking_state(&self) -> TrackingState {
         TrackingState { last_change: self.last_change.as_ref().map(|t| t.0) }
-    }
-
-    /// Record a decision taken at `now` for `metric` when the target's weight was `actual` (`applied`:
-    /// the new weight was written).
-    pub fn record(&mut self, decision: &TrackingDecision, metric: &str, actual: u32, applied: bool, now: Timestamp) {
-        self.metric_value = Some(metric.to_string());
-        self.law_weight = Some(decision.law);
-        self.desired_weight = Some(decision.desired);
-        self.active_schedule = decision.schedule.and_then(|i| u32::try_from(i).ok());
-        self.last_reason = Some(decision.reason.clone());
-        self.last_evaluated = Some(Time(now));
-        match (decision.apply, applied) {
-            (Some(w), true) => {
-                self.current_weight = Some(w);
-                self.last_change = decision.state.last_change.map(Time);
-            }
-            _ => self.current_weight = Some(actual),
-        }
     }
 }

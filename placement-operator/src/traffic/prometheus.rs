@@ -170,7 +170,8 @@ impl PrometheusConfig {
         url
     }
 
-    fn origin(&self) -> Origin {
+    /// The server and (shortened) query, as errors name them.
+    pub fn origin(&self) -> Origin {
         Origin { server: self.address.as_str().trim_end_matches('/').to_string(), query: short(&self.query) }
     }
 }

@@ -28,7 +28,7 @@ pub use workload::{DECISION_ANNOTATION, ZoneDecision};
 
 use crate::Context;
 use controller::{State, error_policy, reconcile};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -39,7 +39,6 @@ use prometheus_client::registry::Registry;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// The field manager of every write (workload patches and server-side applied status).
 pub const FIELD_MANAGER: &str = "placement-operator";
@@ -81,8 +80,8 @@ pub fn controller_with(
 ) -> impl Future<Output = ()> + Send + 'static {
     let metrics = ZoneBalancerMetrics::register(registry);
     let client = ctx.client.clone();
-    let leadership = ctx.leadership.watch();
     let debounce = options.debounce;
+    let leadership = ctx.leadership.gained();
     let state = Arc::new(State::new(ctx, metrics, options));
     async move {
         let config = kube::runtime::Config::default().debounce(debounce);
@@ -99,7 +98,7 @@ pub fn controller_with(
             .watches(Api::all(client), watcher::Config::default(), move |s: k8s_openapi::api::apps::v1::StatefulSet| {
                 balancers_in_namespace(&store, &s.metadata)
             })
-            .reconcile_all_on(leadership_gained(leadership))
+            .reconcile_all_on(leadership)
             .run(reconcile, error_policy, state)
             .for_each(|result| async move {
                 if let Err(e) = result {
@@ -118,16 +117,4 @@ fn balancers_in_namespace(store: &Store<ZoneBalancer>, meta: &ObjectMeta) -> Vec
         .filter(|zb| zb.spec.mode == ZoneMode::Operator && zb.metadata.namespace == meta.namespace)
         .map(|zb| ObjectRef::from_obj(&**zb))
         .collect()
-}
-
-/// One item each time this instance becomes the leader.
-fn leadership_gained(rx: watch::Receiver<bool>) -> impl Stream<Item = ()> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            rx.changed().await.ok()?;
-            if *rx.borrow_and_update() {
-                return Some(((), rx));
-            }
-        }
-    })
 }
