@@ -22,6 +22,7 @@ from check_webhook_manifests import (  # noqa: E402  (the path is set just above
 NAMESPACE = "placement-system"
 NAME = "placement-operator"
 LEASE_ROLE = "placement-operator-leader-election"
+SECRET_READER = "placement-operator-secret-reader"
 SELECTOR_LABEL = ("app.kubernetes.io/name", NAME)
 COMMON_LABELS = [SELECTOR_LABEL, ("app.kubernetes.io/part-of", "placement")]
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
@@ -53,6 +54,7 @@ ALLOWED = {
     ("metrics.k8s.io", "nodes"): {"get", "list"},
     ("metrics.k8s.io", "pods"): {"get", "list"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "patch"},
 }
 ALLOWED.update({("placement.dev", r): READ for r in PLACEMENT})
 ALLOWED.update({("placement.dev", r + "/status"): {"get", "update", "patch"} for r in PLACEMENT})
@@ -109,8 +111,14 @@ def check(docs):
         found = {top(p, "name"): (top(p, "port"), top(p, "targetPort")) for p in list_items(block(d.text, "ports"))}
         c.equal(d, "ports", found, {"metrics": ("8080", "probes")})
         c.has(d, "selector", pairs(block(d.text, "selector")), SELECTOR_LABEL)
+    roles = {d.name for d in by_kind.get("ClusterRole", [])}
+    if SECRET_READER not in roles:
+        c.fail("manifests", f"no ClusterRole {SECRET_READER} (TrafficWeight Secrets, bound per namespace)")
     for d in by_kind.get("ClusterRole", []):
-        check_cluster_role(c, d)
+        if d.name == SECRET_READER:
+            check_secret_reader(c, d)
+        else:
+            check_cluster_role(c, d)
     for d in by_kind.get("Role", []):
         check_lease_role(c, d)
     for d in by_kind.get("ClusterRoleBinding", []) + by_kind.get("RoleBinding", []):
@@ -118,6 +126,7 @@ def check(docs):
         c.equal(d, "subject kind", scalar(subjects, "kind"), "ServiceAccount")
         c.equal(d, "subject name", scalar(subjects, "name"), NAME)
         c.equal(d, "subject namespace", scalar(subjects, "namespace"), NAMESPACE)
+        # The Secret reader is never bound by the base: a cluster-wide binding would read every Secret.
         expected = NAME if d.kind == "ClusterRoleBinding" else LEASE_ROLE
         c.equal(d, "roleRef name", scalar(block(d.text, "roleRef"), "name"), expected)
     return c.problems
@@ -215,6 +224,12 @@ def check_cluster_role(c, d):
         missing = verbs - granted.get((group, resource), set())
         if missing:
             c.fail(d, f"{sorted(missing)} on {group or 'core'}/{resource} missing")
+
+
+def check_secret_reader(c, d):
+    """Only `get` on Secrets: no list or watch (which would expose every Secret of a namespace)."""
+    granted, _ = grants(d)
+    c.equal(d, "rules", {k: sorted(v) for k, v in granted.items()}, {("", "secrets"): ["get"]})
 
 
 def check_lease_role(c, d):

@@ -189,7 +189,7 @@ fn check_example(file: &str, text: &str) -> Result<String, String> {
         }
         "TrafficWeight" => {
             let r: TrafficWeight = serde_yaml_ng::from_str(text).map_err(de)?;
-            r.spec.to_core().map_err(err)?;
+            r.spec.to_core(8).map_err(err)?;
         }
         other => return Err(format!("{file}: unknown kind {other:?}")),
     }
@@ -231,6 +231,27 @@ fn every_yaml_block_of_the_docs_deserializes_and_converts() {
     assert!(blocks >= 6, "{blocks} blocks");
 }
 
+/// The TrafficWeights of docs/traffic-weights.md are valid too; its other objects (Secrets, routes,
+/// RoleBindings) are at least YAML with a kind.
+#[test]
+fn the_traffic_weight_guide_examples_are_valid() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/traffic-weights.md");
+    let text = std::fs::read_to_string(&path).expect("docs/traffic-weights.md exists");
+    let mut weights = 0;
+    for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
+        let body = &block[..block.find("```").expect("closed block")];
+        for doc in body.split("\n---\n") {
+            let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(doc).unwrap_or_else(|e| panic!("block {i}: {e}"));
+            let kind = value["kind"].as_str().unwrap_or_else(|| panic!("block {i}: no kind"));
+            if kind == "TrafficWeight" {
+                check_example(&format!("docs/traffic-weights.md block {i}"), doc).unwrap_or_else(|e| panic!("{e}"));
+                weights += 1;
+            }
+        }
+    }
+    assert_eq!(weights, 2, "the Route53 and the HTTPRoute example");
+}
+
 #[test]
 fn the_examples_mean_what_they_say() {
     let text = std::fs::read_to_string(examples_dir().join("poddistribution.yaml")).expect("readable");
@@ -243,7 +264,7 @@ fn the_examples_mean_what_they_say() {
 
     let text = std::fs::read_to_string(examples_dir().join("trafficweight-route53.yaml")).expect("readable");
     let r: TrafficWeight = serde_yaml_ng::from_str(&text).expect("parses");
-    let policy = r.spec.to_core().expect("valid").compile().expect("compiles");
+    let policy = r.spec.to_core(8).expect("valid").compile().expect("compiles");
     let now: jiff::Timestamp = "2026-11-24T03:00:00Z".parse().expect("time");
     let metric = placement_core::tracking::parse_metric("3000").expect("number");
     let d = placement_core::tracking::step(&policy, &Default::default(), metric, 8, now);
@@ -285,14 +306,15 @@ fn omitted_fields_take_their_defaults() {
     assert_eq!(rp.interval().map(|d| d.as_secs()), Ok(60));
 
     let tw: TrafficWeightSpec = serde_yaml_ng::from_str(
-        "policy: {baseValue: 8, targetValue: 1000}\nmetric: {prometheus: {address: 'http://p:9090', query: up}}\n\
-         target: {route53: {hostedZoneId: Z1, recordName: a.example.com, recordType: A, setIdentifier: a, region: us-east-1}}",
+        "policy: {targetValue: 1000}\nmetric: {prometheus: {address: 'http://p:9090', query: up}}\n\
+         target: {route53: {hostedZoneId: Z1, recordName: a.example.com, recordType: A, setIdentifier: a, baseSetIdentifier: b, region: us-east-1}}",
     )
     .expect("parses");
     assert_eq!((tw.interval.as_str(), tw.cooldown.as_str()), ("1m", "5m"));
     assert_eq!(tw.metric.prometheus.timeout, "30s");
     assert!(!tw.dry_run && !tw.disable_scale_in);
-    let p = tw.to_core().expect("valid");
+    let p = tw.to_core(8).expect("valid");
+    assert_eq!(p.base_value, 8, "the base is the weight read from the target");
     assert_eq!((p.minimum, p.deadband, p.cooldown_seconds), (0, 0, 300));
 
     let slo: crd::WorkloadSLOSpec = serde_yaml_ng::from_str("selector: {matchLabels: {app: api}}").expect("parses");
@@ -410,17 +432,16 @@ fn invalid_specs_of_other_kinds_name_the_field() {
             .starts_with("spec.topologyKey: \"bad key\" is not a valid label key")
     );
 
-    let tw_base =
-        "policy: {baseValue: 8, targetValue: 1000}\nmetric: {prometheus: {address: 'http://p:9090', query: up}}\n";
-    let r53 = "target: {route53: {hostedZoneId: Z1, recordName: a.example.com, recordType: A, setIdentifier: a, region: us-east-1}}\n";
+    let tw_base = "policy: {targetValue: 1000}\nmetric: {prometheus: {address: 'http://p:9090', query: up}}\n";
+    let r53 = "target: {route53: {hostedZoneId: Z1, recordName: a.example.com, recordType: A, setIdentifier: a, baseSetIdentifier: b, region: us-east-1}}\n";
     let tw = |extra: &str| {
         let s: TrafficWeightSpec = serde_yaml_ng::from_str(&format!("{tw_base}{extra}")).expect("parses");
-        s.to_core().map(|_| ()).expect_err("invalid").to_string()
+        s.to_core(8).map(|_| ()).expect_err("invalid").to_string()
     };
     assert_eq!(tw("target: {}"), "spec.target.route53: required");
     assert_eq!(
         tw(
-            "target: {route53: {hostedZoneId: Z1, recordName: a, recordType: A, setIdentifier: a, region: r}, httpRoute: {name: web, backendRefName: b}}"
+            "target: {route53: {hostedZoneId: Z1, recordName: a, recordType: A, setIdentifier: a, baseSetIdentifier: b, region: r}, httpRoute: {name: web, backendRefName: b, baseBackendRefName: c}}"
         ),
         "spec.target: set exactly one of route53 or httpRoute"
     );
@@ -442,16 +463,19 @@ fn invalid_specs_of_other_kinds_name_the_field() {
     );
     assert_eq!(tw(&format!("{r53}cooldown: 5 minutes")).split(" is not").next(), Some("spec.cooldown: \"5 minutes\""));
     let s: TrafficWeightSpec = serde_yaml_ng::from_str(&format!(
-        "policy: {{baseValue: 8, targetValue: 0}}\nmetric: {{prometheus: {{address: 'http://p', query: up}}}}\n{r53}"
-    ))
-    .expect("parses");
-    assert_eq!(s.to_core().map(|_| ()).expect_err("invalid").to_string(), "spec.policy.targetValue: 0 must be above 0");
-    let s: TrafficWeightSpec = serde_yaml_ng::from_str(&format!(
-        "policy: {{baseValue: 8, targetValue: 1}}\nmetric: {{prometheus: {{address: 'ftp://p', query: up}}}}\n{r53}"
+        "policy: {{targetValue: 0}}\nmetric: {{prometheus: {{address: 'http://p', query: up}}}}\n{r53}"
     ))
     .expect("parses");
     assert_eq!(
-        s.to_core().map(|_| ()).expect_err("invalid").to_string(),
+        s.to_core(8).map(|_| ()).expect_err("invalid").to_string(),
+        "spec.policy.targetValue: 0 must be above 0"
+    );
+    let s: TrafficWeightSpec = serde_yaml_ng::from_str(&format!(
+        "policy: {{targetValue: 1}}\nmetric: {{prometheus: {{address: 'ftp://p', query: up}}}}\n{r53}"
+    ))
+    .expect("parses");
+    assert_eq!(
+        s.to_core(8).map(|_| ()).expect_err("invalid").to_string(),
         "spec.metric.prometheus.address: \"ftp://p\" is not an http(s) URL"
     );
 
@@ -593,18 +617,23 @@ fn rebalance_status_holds_the_state_and_a_plan_summary() {
 }
 
 #[test]
-fn traffic_status_records_decisions() {
+fn traffic_status_carries_the_cooldown_start() {
     use crd::StatusConditions;
     let text = std::fs::read_to_string(examples_dir().join("trafficweight-route53.yaml")).expect("readable");
     let r: TrafficWeight = serde_yaml_ng::from_str(&text).expect("parses");
-    let policy = r.spec.to_core().expect("valid").compile().expect("compiles");
+    let policy = r.spec.to_core(8).expect("valid").compile().expect("compiles");
     let now: jiff::Timestamp = "2026-11-24T03:00:00Z".parse().expect("time");
-    let mut status = crd::TrafficWeightStatus::default();
     let metric = placement_core::tracking::parse_metric("3000").expect("number");
-    let d = placement_core::tracking::step(&policy, &status.tracking_state(), metric, 8, now);
-    status.record(&d, "3000", 8, true, now);
-    assert_eq!((status.current_weight, status.desired_weight), (Some(16), Some(16)));
-    assert_eq!(status.tracking_state().last_change, Some(now));
+    let d = placement_core::tracking::step(&policy, &Default::default(), metric, 8, now);
+    assert_eq!(d.apply, Some(16));
+    let mut status = crd::TrafficWeightStatus {
+        current_weight: d.apply,
+        last_change: d.state.last_change.map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+        ..Default::default()
+    };
     status.set_condition(crd::Condition::ready("weight 16", Some(1), now));
-    assert!(status.is_ready());
+    let back: crd::TrafficWeightStatus =
+        serde_json::from_value(serde_json::to_value(&status).expect("serializes")).expect("parses");
+    assert_eq!(back.tracking_state().last_change, Some(now), "the cooldown survives a restart");
+    assert!(back.is_ready());
 }

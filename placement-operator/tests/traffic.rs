@@ -93,6 +93,10 @@ fn http_route_crd() -> Value {
 }
 
 async fn cluster() -> Cluster {
+    cluster_led_by(Leadership::always()).await
+}
+
+async fn cluster_led_by(leadership: Leadership) -> Cluster {
     let server = FakeApiServer::start().await.unwrap();
     for crd in placement_kube::crd::all_crds() {
         server.put(serde_json::to_value(crd).unwrap()).unwrap();
@@ -110,7 +114,7 @@ async fn cluster() -> Cluster {
         eviction_client: server.client_without_retry(),
         index,
         events: Events::new(client, "placement-operator", Some("test-0".into())),
-        leadership: Leadership::always(),
+        leadership,
     };
     let mut registry = Registry::default();
     let mut options = Options { error_backoff: Duration::from_millis(200), ..Options::default() };
@@ -126,7 +130,10 @@ fn metrics_text(registry: &Registry) -> String {
 }
 
 fn status(c: &Cluster, name: &str) -> Value {
-    c.server.get("placement.dev/v1alpha1", "TrafficWeight", NS, name).map(|o| o["status"].clone()).unwrap_or(Value::Null)
+    c.server
+        .get("placement.dev/v1alpha1", "TrafficWeight", NS, name)
+        .map(|o| o["status"].clone())
+        .unwrap_or(Value::Null)
 }
 
 fn condition(status: &Value, type_: &str) -> Value {
@@ -214,7 +221,12 @@ async fn zone_with_records(managed: i64) -> (String, String) {
     for rr in [record("base", 8, "192.0.2.1"), record("aws", managed, "192.0.2.2")] {
         batch = batch.changes(Change::builder().action(ChangeAction::Upsert).resource_record_set(rr).build().unwrap());
     }
-    r53.change_resource_record_sets().hosted_zone_id(&zone_id).change_batch(batch.build().unwrap()).send().await.unwrap();
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(batch.build().unwrap())
+        .send()
+        .await
+        .unwrap();
     (zone_id, format!("api.{zone_name}"))
 }
 
@@ -248,7 +260,10 @@ async fn seed_example_3000_per_minute_target_1000_base_8_gives_16() {
     let s = wait_status(&c, "aws-env", "weight 16", |s| s["currentWeight"] == 16).await;
     assert_eq!(route53_weight(&zone, &name, "aws").await, 16, "Route53 has the new weight");
     assert_eq!(route53_weight(&zone, &name, "base").await, 8, "the base record is never written");
-    assert_eq!((s["baseWeight"].clone(), s["desiredWeight"].clone(), s["metricValue"].clone()), (json!(8), json!(16), json!("3000")));
+    assert_eq!(
+        (s["baseWeight"].clone(), s["desiredWeight"].clone(), s["metricValue"].clone()),
+        (json!(8), json!(16), json!("3000"))
+    );
     assert_eq!(condition(&s, "Ready")["status"], "True");
     assert_eq!(condition(&s, "Ready")["reason"], "Tracking");
     assert!(s["lastChange"].is_string(), "{s:#}");
@@ -259,7 +274,10 @@ async fn seed_example_3000_per_minute_target_1000_base_8_gives_16() {
     let text = metrics_text(&c.registry);
     assert!(text.contains("placement_traffic_weight_desired{namespace=\"traffic\",name=\"aws-env\"} 16"), "{text}");
     assert!(text.contains("placement_traffic_weight_actual{namespace=\"traffic\",name=\"aws-env\"} 16"), "{text}");
-    assert!(text.contains("placement_traffic_weight_changes_total{direction=\"increase\",mode=\"applied\"} 1"), "{text}");
+    assert!(
+        text.contains("placement_traffic_weight_changes_total{direction=\"increase\",mode=\"applied\"} 1"),
+        "{text}"
+    );
 
     // Load falls to 1200: the law gives 2, but the cooldown (5 min) holds 16.
     set_metric("seed", "1200").await;
@@ -326,7 +344,10 @@ async fn metric_failures_leave_the_weight_alone() {
     assert_eq!(published(&c, "MetricUnavailable"), 3, "one warning per distinct problem");
     let text = metrics_text(&c.registry);
     for class in ["not_finite", "empty", "connect"] {
-        assert!(text.contains(&format!("placement_traffic_weight_errors_total{{stage=\"metric\",class=\"{class}\"}} 1")), "{class}: {text}");
+        assert!(
+            text.contains(&format!("placement_traffic_weight_errors_total{{stage=\"metric\",class=\"{class}\"}} 1")),
+            "{class}: {text}"
+        );
     }
 }
 
@@ -337,23 +358,33 @@ async fn missing_record_secret_and_invalid_spec() {
     let (zone, name) = zone_with_records(3).await;
     let c = cluster().await;
     c.server.put(traffic_weight("missing", prom, "missing", route53_target(&zone, &name, "gcp"))).unwrap();
-    let s = wait_status(&c, "missing", "missing record", |s| condition(s, "TargetAvailable")["status"] == "False").await;
+    let s =
+        wait_status(&c, "missing", "missing record", |s| condition(s, "TargetAvailable")["status"] == "False").await;
     let cond = condition(&s, "TargetAvailable");
     assert_eq!(cond["reason"], "NotFound");
     let message = cond["message"].as_str().unwrap();
     assert!(message.contains("SetIdentifier \"gcp\""), "{message}");
-    assert!(message.contains("\"base\"") && message.contains("\"aws\""), "lists the SetIdentifiers that exist: {message}");
+    assert!(
+        message.contains("\"base\"") && message.contains("\"aws\""),
+        "lists the SetIdentifiers that exist: {message}"
+    );
     assert_eq!(condition(&s, "Ready")["reason"], "TargetUnavailable");
     assert_eq!(published(&c, "TargetUnavailable"), 1);
 
     let mut target = route53_target(&zone, &name, "aws");
     target["route53"]["credentialsSecretRef"]["name"] = json!("nope");
     patch_spec(&c, "missing", json!({"target": target})).await;
-    let s = wait_status(&c, "missing", "missing Secret", |s| condition(s, "Ready")["reason"] == "SecretUnavailable").await;
+    let s =
+        wait_status(&c, "missing", "missing Secret", |s| condition(s, "Ready")["reason"] == "SecretUnavailable").await;
     let message = condition(&s, "Ready")["message"].as_str().unwrap().to_string();
     assert!(message.contains("spec.target.route53.credentialsSecretRef: Secret traffic/nope not found"), "{message}");
 
-    patch_spec(&c, "missing", json!({"schedules": [{"start": "22:00", "end": "06:00", "timeZone": "Mars/Olympus", "value": 1}]})).await;
+    patch_spec(
+        &c,
+        "missing",
+        json!({"schedules": [{"start": "22:00", "end": "06:00", "timeZone": "Mars/Olympus", "value": 1}]}),
+    )
+    .await;
     let s = wait_status(&c, "missing", "invalid spec", |s| condition(s, "Ready")["reason"] == "InvalidSpec").await;
     assert_eq!(condition(&s, "Ready")["message"], "spec.schedules[0].timeZone: unknown time zone \"Mars/Olympus\"");
     assert_eq!(route53_weight(&zone, &name, "aws").await, 3, "never written");
@@ -412,4 +443,20 @@ async fn route53_weights_are_clamped_to_255() {
     let s = wait_status(&c, "clamp", "clamped", |s| s["currentWeight"] == 255).await;
     assert_eq!(s["lawWeight"], 255, "the law is capped at the range: {s:#}");
     assert_eq!(route53_weight(&zone, &name, "aws").await, 255);
+}
+
+/// A standby neither queries nor writes; it evaluates as soon as it becomes the leader.
+#[tokio::test]
+async fn only_the_leader_evaluates() {
+    let prom = set_metric("standby", "3000").await;
+    let (zone, name) = zone_with_records(1).await;
+    let (lead, leadership) = Leadership::channel();
+    let c = cluster_led_by(leadership).await;
+    c.server.put(traffic_weight("standby", prom, "standby", route53_target(&zone, &name, "aws"))).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(status(&c, "standby").is_null(), "a standby wrote a status: {:#}", status(&c, "standby"));
+    assert_eq!(route53_weight(&zone, &name, "aws").await, 1);
+    lead.send(true).unwrap();
+    wait_status(&c, "standby", "leader evaluates", |s| s["currentWeight"] == 16).await;
+    assert_eq!(route53_weight(&zone, &name, "aws").await, 16);
 }

@@ -8,9 +8,7 @@ use super::common::{DURATION_PATTERN, SecretKeyRef, check_dns_subdomain, parse_d
 use super::conditions::{Condition, impl_status_conditions};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
-use placement_core::tracking::{
-    Schedule, TrackingError, TrackingPolicy, TrackingState, WeightRange, metric_from_f64,
-};
+use placement_core::tracking::{Schedule, TrackingError, TrackingPolicy, TrackingState, WeightRange, metric_from_f64};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

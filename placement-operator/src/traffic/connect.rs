@@ -133,7 +133,10 @@ pub async fn actuator(
     }
     let Some(r) = &spec.target.route53 else {
         let message = "set exactly one of route53 or httpRoute".to_string();
-        return Err(SetupError::Target(super::actuator::ActuatorError::Invalid { target: "spec.target".into(), message }));
+        return Err(SetupError::Target(super::actuator::ActuatorError::Invalid {
+            target: "spec.target".into(),
+            message,
+        }));
     };
     let credentials = match &r.credentials_secret_ref {
         None => CredentialSource::DefaultChain,

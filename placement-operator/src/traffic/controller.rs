@@ -217,8 +217,7 @@ async fn evaluate(cached: &TrafficWeight, st: &State) -> Result<Action> {
             Err(e) => {
                 let (s, message) = fail(Stage::Write, e.metric_label(), e.to_string());
                 write_status(&api, &ns, &name, &s).await?;
-                st.warn(&tw, "WriteFailed", format!("weight {} -> {w} not written: {message}", weights.managed))
-                    .await;
+                st.warn(&tw, "WriteFailed", format!("weight {} -> {w} not written: {message}", weights.managed)).await;
                 return Ok(next);
             }
         },

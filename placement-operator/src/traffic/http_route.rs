@@ -176,7 +176,10 @@ fn find_backend(refs: &[Value], name: &str, what: &str) -> Result<Option<usize>,
         [one] => Ok(Some(*one)),
         _ => Err(ActuatorError::Invalid {
             target: what.to_string(),
-            message: format!("backendRef {name:?} is listed {} times in one rule; which one is meant is ambiguous", hits.len()),
+            message: format!(
+                "backendRef {name:?} is listed {} times in one rule; which one is meant is ambiguous",
+                hits.len()
+            ),
         }),
     }
 }
@@ -184,12 +187,14 @@ fn find_backend(refs: &[Value], name: &str, what: &str) -> Result<Option<usize>,
 fn weight_of(b: &Value, what: &str, path: &str) -> Result<Option<u32>, ActuatorError> {
     match b.get("weight") {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().and_then(|w| u32::try_from(w).ok()).filter(|w| *w <= MAX_WEIGHT).map(Some).ok_or_else(
-            || ActuatorError::Invalid {
-                target: what.to_string(),
-                message: format!("{path}.weight is {v}, not a weight in 0..=1000000"),
-            },
-        ),
+        Some(v) => {
+            v.as_u64().and_then(|w| u32::try_from(w).ok()).filter(|w| *w <= MAX_WEIGHT).map(Some).ok_or_else(|| {
+                ActuatorError::Invalid {
+                    target: what.to_string(),
+                    message: format!("{path}.weight is {v}, not a weight in 0..=1000000"),
+                }
+            })
+        }
     }
 }
 
@@ -354,8 +359,11 @@ mod tests {
         );
         // A backendRef of another kind with the same name is not the Service.
         assert!(
-            err(json!([{"backendRefs": [{"name": "canary", "kind": "Bucket", "group": "x.io"}, {"name": "stable"}]}]), None)
-                .contains("not found")
+            err(
+                json!([{"backendRefs": [{"name": "canary", "kind": "Bucket", "group": "x.io"}, {"name": "stable"}]}]),
+                None
+            )
+            .contains("not found")
         );
     }
 }

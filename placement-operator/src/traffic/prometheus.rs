@@ -131,7 +131,8 @@ impl PrometheusConfig {
     }
 
     /// The config a `TrafficWeight` spec describes (`spec.metric.prometheus`: address, query,
-    /// aggregation, timeout). `auth` is what [`auth_from_secret`] read from `authSecretRef` (or
+    /// aggregation, timeout). `auth` is what [`auth_from_secret`] read from `bearerTokenSecretRef` or
+    /// `basicAuthSecretRef` (or
     /// [`Auth::None`]); `ca_pem` what [`ca_from_secret`] read from `caSecretRef`.
     pub fn from_spec(spec: &TrafficWeightSpec, auth: Auth, ca_pem: Option<Vec<u8>>) -> Result<Self, PrometheusError> {
         let source = &spec.metric.prometheus;
@@ -186,7 +187,10 @@ fn parse_address(address: &str) -> Result<Url, PrometheusError> {
         return Err(bad(format!("{address:?} has no host")));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("the address must not carry credentials; put them in a Secret (authSecretRef)".into()));
+        return Err(bad(
+            "the address must not carry credentials; put them in a Secret (bearerTokenSecretRef or basicAuthSecretRef)"
+                .into(),
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad(format!("{address:?}: the address must not have a query or fragment")));
@@ -989,9 +993,9 @@ mod tests {
 
     fn spec(extra: &str) -> TrafficWeightSpec {
         let text = format!(
-            r#"{{"policy":{{"baseValue":8,"targetValue":1000}},
+            r#"{{"policy":{{"targetValue":1000}},
                 "metric":{{"prometheus":{{"address":"https://prom.monitoring:9090","query":"sum(rate(r[1m]))"{extra}}}}},
-                "target":{{"httpRoute":{{"name":"r","backendRefName":"b"}}}}}}"#
+                "target":{{"httpRoute":{{"name":"r","backendRefName":"b","baseBackendRefName":"a"}}}}}}"#
         );
         serde_json::from_str(&text).unwrap()
     }
@@ -1003,7 +1007,7 @@ mod tests {
         assert_eq!(c.query, "sum(rate(r[1m]))");
         assert_eq!(c.aggregation, None);
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
-        let s = spec(r#","aggregation":"avg","timeout":"5s","authSecretRef":{"name":"s","key":"token"}"#);
+        let s = spec(r#","aggregation":"avg","timeout":"5s","bearerTokenSecretRef":{"name":"s","key":"token"}"#);
         let c = PrometheusConfig::from_spec(&s, Auth::Bearer("t".into()), Some(b"pem".to_vec())).unwrap();
         assert_eq!((c.aggregation, c.timeout), (Some(Aggregation::Avg), Duration::from_secs(5)));
         assert_eq!(c.auth, Auth::Bearer("t".into()));

@@ -160,4 +160,3 @@ fn serve_exposition(text: Arc<Mutex<String>>) -> std::io::Result<String> {
     });
     Ok(address)
 }
-
