@@ -59,6 +59,20 @@ pub trait Actuator: Send + Sync {
     fn write(&self, weight: u32, dry_run: bool) -> BoxFuture<'_, Result<WriteOutcome, ActuatorError>>;
 }
 
+/// `weight` is in the actuator's range, or [`ActuatorError::InvalidWeight`] naming the target.
+pub fn check_weight(actuator: &dyn Actuator, weight: u32) -> Result<(), ActuatorError> {
+    let range = actuator.weight_range();
+    if range.contains(&weight) {
+        return Ok(());
+    }
+    Err(ActuatorError::InvalidWeight {
+        target: actuator.describe(),
+        weight: u64::from(weight),
+        min: *range.start(),
+        max: *range.end(),
+    })
+}
+
 /// Why reading or writing a weight failed. Each variant's message names the target precisely.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActuatorError {

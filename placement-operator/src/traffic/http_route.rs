@@ -109,14 +109,7 @@ impl HttpRouteActuator {
     }
 
     async fn write_weight(&self, weight: u32, dry_run: bool) -> Result<WriteOutcome, ActuatorError> {
-        if weight > MAX_WEIGHT {
-            return Err(ActuatorError::InvalidWeight {
-                target: self.describe(),
-                weight: u64::from(weight),
-                min: 0,
-                max: MAX_WEIGHT,
-            });
-        }
+        super::actuator::check_weight(self, weight)?;
         let mut attempt = 0;
         loop {
             attempt += 1;

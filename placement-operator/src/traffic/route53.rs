@@ -689,14 +689,7 @@ impl Route53Actuator {
     }
 
     async fn write_weight(&self, weight: u32, dry_run: bool) -> Result<WriteOutcome, ActuatorError> {
-        if weight > MAX_WEIGHT {
-            return Err(ActuatorError::InvalidWeight {
-                target: self.describe(),
-                weight: u64::from(weight),
-                min: 0,
-                max: MAX_WEIGHT,
-            });
-        }
+        super::actuator::check_weight(self, weight)?;
         let found = self.find().await?;
         let managed = found.managed.as_ref().ok_or_else(|| self.not_found(&self.target.managed, &found))?;
         let from = self.weight_of(&self.target.managed, managed)?;
