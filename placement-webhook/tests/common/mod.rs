@@ -46,11 +46,16 @@ pub async fn start_webhook(
 
 /// The MutatingWebhookConfiguration a cluster would have, pointing at `port` on localhost.
 pub fn register_webhook(fake: &FakeApiServer, port: u16, cert_pem: &str) {
+    register_webhook_with_timeout(fake, port, cert_pem, 3);
+}
+
+/// [`register_webhook`] with the configuration's `timeoutSeconds` (1..=30).
+pub fn register_webhook_with_timeout(fake: &FakeApiServer, port: u16, cert_pem: &str, timeout_seconds: u32) {
     let ca = base64::engine::general_purpose::STANDARD.encode(cert_pem);
     fake.put(json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": "placement"},
         "webhooks": [{"name": "pods.placement.dev", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-            "failurePolicy": "Ignore", "timeoutSeconds": 3, "reinvocationPolicy": "IfNeeded",
+            "failurePolicy": "Ignore", "timeoutSeconds": timeout_seconds, "reinvocationPolicy": "IfNeeded",
             "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}]},
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
             "clientConfig": {"url": format!("https://localhost:{port}/mutate"), "caBundle": ca}}]}))
