@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Lints the Helm chart with the real Helm library and installs it into the fake API server.
+
+    check_helm_chart.py CHART_DIR FAKE_APISERVER_BINARY
+
+1. `helm lint` (helm-sdkpy's Lint action, offline): no error or warning.
+2. The fake API server (`fake-apiserver --crds`) gets small stand-in CRDs for cert-manager's Issuer and
+   Certificate and prometheus-operator's ServiceMonitor and PrometheusRule, so that every kind the chart
+   can render is served.
+3. `helm install` (helm-sdkpy, release storage in memory: the fake speaks JSON only and Helm stores
+   releases in protobuf Secrets) with the defaults, then with each component disabled in turn and
+   monitoring on, by `helm upgrade`. After each, the objects the release manifest lists must exist in the
+   fake, and the rendered manifest is checked:
+   - the chart's ClusterRoles grant exactly what the kustomize bases grant (deploy/*/rbac.yaml, which
+     .ci/check_*_manifests.py hold to least privilege), and the Secret reader is bound only by
+     RoleBindings in the namespaces listed;
+   - every container runs as non-root with a read-only root filesystem, no privilege escalation, all
+     capabilities dropped and RuntimeDefault seccomp; every Deployment has a PodDisruptionBudget;
+   - the MutatingWebhookConfiguration fails open and excludes the release namespace.
+4. Invalid values are refused with a message naming the value: the schema (a failurePolicy that does
+   not exist, an unknown key) and the chart's own checks (deadline above the API server's timeout).
+
+Every problem is reported; the exit status is 1 if there is any. Needs `helm-sdkpy` and `PyYAML`
+(.ci/run installs them) and `kubectl`.
+"""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+# Helm keeps releases in Secrets encoded as protobuf, which the fake refuses; the memory driver keeps them
+# in this process. The Go library reads the environment of the process as it started, so a variable set
+# from Python is not seen: start again with it.
+if os.environ.get("HELM_DRIVER") != "memory":
+    os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "HELM_DRIVER": "memory"})
+import helm_sdkpy as helm  # noqa: E402
+import yaml
+
+NAMESPACE = "placement-system"
+RELEASE = "placement"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+STAND_IN_CRDS = [
+    ("cert-manager.io", "v1", "Issuer", "issuers"),
+    ("cert-manager.io", "v1", "Certificate", "certificates"),
+    ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
+    ("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules"),
+]
+
+problems = []
+
+
+def fail(where, message):
+    problems.append(f"{where}: {message}")
+
+
+def stand_in_crd(group, version, kind, plural):
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "listKind": kind + "List"},
+            "versions": [{"name": version, "served": True, "storage": True,
+                          "schema": {"openAPIV3Schema": {"type": "object",
+                                                         "x-kubernetes-preserve-unknown-fields": True}}}],
+        },
+    }
+
+
+def kubectl(kubeconfig, *args, stdin=None):
+    out = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *args], input=stdin, capture_output=True,
+                         text=True, timeout=60)
+    if out.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def docs_of(manifest):
+    return [d for d in yaml.safe_load_all(manifest) if d]
+
+
+def rules_of(doc):
+    """{(apiGroup, resource, resourceName or ''): set(verbs)}"""
+    out = {}
+    for rule in doc.get("rules", []):
+        for g in rule.get("apiGroups", []):
+            for r in rule.get("resources", []):
+                for n in rule.get("resourceNames", [""]):
+                    out.setdefault((g, r, n), set()).update(rule.get("verbs", []))
+    return out
+
+
+def kustomize_roles():
+    """ClusterRoles of both kustomize bases, by name."""
+    roles = {}
+    for base in ["deploy/webhook", "deploy/operator"]:
+        text = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, base)], capture_output=True, text=True,
+                              check=True, timeout=60).stdout
+        for d in docs_of(text):
+            if d["kind"] == "ClusterRole":
+                roles[d["metadata"]["name"]] = rules_of(d)
+    return roles
+
+
+def check_manifest(label, docs, values):
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    expected_roles = kustomize_roles()
+    for d in by_kind.get("ClusterRole", []):
+        name = d["metadata"]["name"]
+        if name not in expected_roles:
+            fail(label, f"ClusterRole {name} is not in the kustomize bases")
+        elif rules_of(d) != expected_roles[name]:
+            got, want = rules_of(d), expected_roles[name]
+            diff = []
+            for key in sorted(set(got) | set(want)):
+                extra, missing = got.get(key, set()) - want.get(key, set()), want.get(key, set()) - got.get(key, set())
+                where = "/".join(p for p in key if p) or "core"
+                if extra:
+                    diff.append(f"{sorted(extra)} on {where} beyond the base")
+                if missing:
+                    diff.append(f"{sorted(missing)} on {where} missing")
+            fail(label, f"ClusterRole {name} differs from the kustomize base: {'; '.join(diff)}")
+    for d in by_kind.get("ClusterRoleBinding", []):
+        if d["roleRef"]["name"] == "placement-operator-secret-reader":
+            fail(label, f"ClusterRoleBinding {d['metadata']['name']} binds the Secret reader cluster-wide")
+    listed = set(values.get("operator", {}).get("secretReaderNamespaces", []))
+    bound = {d["metadata"]["namespace"] for d in by_kind.get("RoleBinding", [])
+             if d["roleRef"]["name"] == "placement-operator-secret-reader"}
+    if bound != listed:
+        fail(label, f"the Secret reader is bound in {sorted(bound)}, expected {sorted(listed)}")
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    pdbs = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in by_kind.get("PodDisruptionBudget", [])}
+    for name, d in deployments.items():
+        if name not in pdbs:
+            fail(label, f"Deployment {name} has no PodDisruptionBudget")
+        pod = d["spec"]["template"]["spec"]
+        if pod.get("securityContext", {}).get("runAsNonRoot") is not True:
+            fail(label, f"Deployment {name}: pod securityContext.runAsNonRoot must be true")
+        if pod.get("affinity", {}).get("podAntiAffinity") is None:
+            fail(label, f"Deployment {name}: no pod anti-affinity")
+        for c in pod["containers"]:
+            sc = c.get("securityContext", {})
+            want = {"runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False}
+            for k, v in want.items():
+                if sc.get(k) != v:
+                    fail(label, f"Deployment {name} container {c['name']}: securityContext.{k} must be {v}")
+            if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+                fail(label, f"Deployment {name} container {c['name']}: capabilities must drop ALL")
+            if sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+                fail(label, f"Deployment {name} container {c['name']}: seccompProfile RuntimeDefault")
+            if "requests" not in c.get("resources", {}):
+                fail(label, f"Deployment {name} container {c['name']}: no resource requests")
+    for d in by_kind.get("MutatingWebhookConfiguration", []):
+        for w in d["webhooks"]:
+            if w.get("failurePolicy") != "Ignore":
+                fail(label, f"webhook {w['name']}: failurePolicy {w.get('failurePolicy')} (Ignore expected)")
+            excluded = [v for e in w["namespaceSelector"]["matchExpressions"]
+                        if e["key"] == "kubernetes.io/metadata.name" for v in e["values"]]
+            if NAMESPACE not in excluded:
+                fail(label, f"webhook {w['name']} does not exclude the release namespace {NAMESPACE}")
+    return by_kind
+
+
+def check_exists(label, kubeconfig, docs):
+    for d in docs:
+        kind, meta = d["kind"], d["metadata"]
+        args = ["get", f"{kind}.{d['apiVersion'].split('/')[0]}" if "/" in d["apiVersion"] else kind, meta["name"],
+                "-o", "name"]
+        if meta.get("namespace"):
+            args += ["-n", meta["namespace"]]
+        try:
+            kubectl(kubeconfig, *args)
+        except RuntimeError as e:
+            fail(label, f"{kind} {meta.get('namespace', '')}/{meta['name']} is not in the API server: {e}")
+
+
+async def run(chart, fake_bin):
+    cfg = helm.Configuration(namespace=NAMESPACE)
+    lint = await helm.Lint(cfg).run(chart)
+    if lint.get("Errors") or any(m.get("Severity", 0) >= 2 for m in lint.get("Messages", [])):
+        fail("helm lint", f"errors or warnings: {json.dumps(lint)}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        kubeconfig = os.path.join(tmp, "kubeconfig")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log = open(os.path.join(tmp, "fake.log"), "w")
+        fake = subprocess.Popen([fake_bin, "--listen", f"127.0.0.1:{port}", "--kubeconfig", kubeconfig, "--crds"],
+                                stdout=log, stderr=log)
+        try:
+            deadline = time.time() + 30
+            while not os.path.exists(kubeconfig) and time.time() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
+            namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
+                          for n in [NAMESPACE, "traffic", "shop"]]
+            kubectl(kubeconfig, "apply", "-f", "-",
+                    stdin="\n---\n".join(json.dumps(o) for o in
+                                          [stand_in_crd(*c) for c in STAND_IN_CRDS] + namespaces))
+            cfg = helm.Configuration(namespace=NAMESPACE, kubeconfig=kubeconfig)
+
+            variants = [
+                ("defaults", {}),
+                ("operator only, Secrets readable in two namespaces",
+                 {"webhook": {"enabled": False}, "operator": {"secretReaderNamespaces": ["traffic", "shop"]}}),
+                ("webhook only, with monitoring",
+                 {"operator": {"enabled": False},
+                  "monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}),
+            ]
+            for i, (label, values) in enumerate(variants):
+                action = helm.Install(cfg) if i == 0 else helm.Upgrade(cfg)
+                release = await action.run(RELEASE, chart, values=values, wait=False, timeout=60)
+                docs = docs_of(release["manifest"])
+                by_kind = check_manifest(label, docs, values)
+                check_exists(label, kubeconfig, docs)
+                webhook_on = values.get("webhook", {}).get("enabled", True)
+                operator_on = values.get("operator", {}).get("enabled", True)
+                names = {d["metadata"]["name"] for d in by_kind.get("Deployment", [])}
+                want = {n for n, on in [("placement-webhook", webhook_on), ("placement-operator", operator_on)] if on}
+                if names != want:
+                    fail(label, f"Deployments {sorted(names)}, expected {sorted(want)}")
+                live = kubectl(kubeconfig, "get", "deployments", "-n", NAMESPACE, "-o", "name").split()
+                if sorted(live) != sorted(f"deployment.apps/{n}" for n in want):
+                    fail(label, f"after the upgrade the API server has {live}, expected {sorted(want)}")
+                if label.startswith("webhook only") and "PrometheusRule" not in by_kind:
+                    fail(label, "no PrometheusRule rendered")
+                print(f"helm chart, {label}: {len(docs)} objects installed and checked")
+
+            for label, values, needle in [
+                ("a failurePolicy that does not exist", {"webhook": {"failurePolicy": "Maybe"}}, "failurePolicy"),
+                ("an unknown key", {"webhook": {"replica": 3}}, "replica"),
+                ("a decision deadline above the API server's timeout",
+                 {"webhook": {"deadlineMillis": 5000, "timeoutSeconds": 3}}, "deadlineMillis"),
+            ]:
+                try:
+                    await helm.Upgrade(cfg).run(RELEASE, chart, values=values, wait=False, timeout=60)
+                    fail("invalid values", f"{label}: accepted")
+                except helm.HelmError as e:
+                    if needle not in str(e):
+                        fail("invalid values", f"{label}: the error does not name {needle!r}: {e}")
+                    else:
+                        print(f"helm chart refuses {label}: {str(e).splitlines()[0][:160]}")
+        finally:
+            fake.terminate()
+            fake.wait(timeout=10)
+
+
+def main(argv):
+    if len(argv) != 3:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    asyncio.run(run(os.path.abspath(argv[1]), os.path.abspath(argv[2])))
+    if problems:
+        print(f"{len(problems)} problem(s) in the Helm chart:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print("helm chart OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
