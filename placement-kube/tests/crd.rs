@@ -231,25 +231,29 @@ fn every_yaml_block_of_the_docs_deserializes_and_converts() {
     assert!(blocks >= 6, "{blocks} blocks");
 }
 
-/// The TrafficWeights of docs/traffic-weights.md are valid too; its other objects (Secrets, routes,
-/// RoleBindings) are at least YAML with a kind.
+/// The placement resources in the guides (docs/traffic-weights.md, docs/migration.md) are valid too; their
+/// other objects (Secrets, routes, RoleBindings) are at least YAML with a kind.
 #[test]
-fn the_traffic_weight_guide_examples_are_valid() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/traffic-weights.md");
-    let text = std::fs::read_to_string(&path).expect("docs/traffic-weights.md exists");
-    let mut weights = 0;
-    for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
-        let body = &block[..block.find("```").expect("closed block")];
-        for doc in body.split("\n---\n") {
-            let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(doc).unwrap_or_else(|e| panic!("block {i}: {e}"));
-            let kind = value["kind"].as_str().unwrap_or_else(|| panic!("block {i}: no kind"));
-            if kind == "TrafficWeight" {
-                check_example(&format!("docs/traffic-weights.md block {i}"), doc).unwrap_or_else(|e| panic!("{e}"));
-                weights += 1;
+fn the_guides_examples_are_valid() {
+    for (file, at_least) in [("traffic-weights.md", 2), ("migration.md", 7)] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs").join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("docs/{file}: {e}"));
+        let mut checked = 0;
+        for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
+            let body = &block[..block.find("```").expect("closed block")];
+            for doc in body.split("\n---\n") {
+                let value: serde_yaml_ng::Value =
+                    serde_yaml_ng::from_str(doc).unwrap_or_else(|e| panic!("docs/{file} block {i}: {e}"));
+                let kind = value["kind"].as_str().unwrap_or_else(|| panic!("docs/{file} block {i}: no kind"));
+                let api = value["apiVersion"].as_str().unwrap_or_default();
+                if api.starts_with("placement.dev/") {
+                    check_example(&format!("docs/{file} block {i} ({kind})"), doc).unwrap_or_else(|e| panic!("{e}"));
+                    checked += 1;
+                }
             }
         }
+        assert!(checked >= at_least, "docs/{file}: {checked} placement resources checked");
     }
-    assert_eq!(weights, 2, "the Route53 and the HTTPRoute example");
 }
 
 #[test]
