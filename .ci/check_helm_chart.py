@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lints the Helm chart with the real Helm library and installs it into the fake API server.
 
-    check_helm_chart.py CHART_DIR FAKE_APISERVER_BINARY
+    check_helm_chart.py CHART_DIR FAKE_APISERVER_BINARY WEBHOOK_BINARY
 
 1. `helm lint` (helm-sdkpy's Lint action, offline): no error or warning.
 2. The fake API server (`fake-apiserver --crds`) gets small stand-in CRDs for cert-manager's Issuer and
@@ -17,6 +17,10 @@
    - every container runs as non-root with a read-only root filesystem, no privilege escalation, all
      capabilities dropped and RuntimeDefault seccomp; every Deployment has a PodDisruptionBudget;
    - the MutatingWebhookConfiguration fails open and excludes the release namespace.
+   In self-signed mode the script plays the kubelet for the chart's post-install/upgrade Job: it runs the
+   Job's command (`placement-webhook certs`, with the Job's environment) against the fake and marks the Job
+   complete, so the whole path is exercised: afterwards the Secret holds a certificate and every webhook's
+   caBundle trusts it.
 4. Invalid values are refused with a message naming the value: the schema (a failurePolicy that does
    not exist, an unknown key) and the chart's own checks (deadline above the API server's timeout).
 
@@ -31,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 # Helm keeps releases in Secrets encoded as protobuf, which the fake refuses; the memory driver keeps them
@@ -110,11 +115,29 @@ def kustomize_roles():
     return roles
 
 
+# Roles the kustomize bases do not have: the self-signed certificate job's, limited to its one object.
+CERTS_CLUSTER_ROLE = {("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "placement-webhook"):
+                      {"get", "patch"}}
+CERTS_ROLE = {("", "secrets", ""): {"create"}, ("", "secrets", "placement-webhook-tls"): {"get", "update"}}
+
+
+def pod_specs(by_kind):
+    """(what, pod spec) of every Deployment, Job and CronJob."""
+    for d in by_kind.get("Deployment", []) + by_kind.get("Job", []):
+        yield f"{d['kind']} {d['metadata']['name']}", d["spec"]["template"]["spec"]
+    for d in by_kind.get("CronJob", []):
+        yield f"CronJob {d['metadata']['name']}", d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
 def check_manifest(label, docs, values):
     by_kind = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
     expected_roles = kustomize_roles()
+    expected_roles["placement-webhook-certs"] = CERTS_CLUSTER_ROLE
+    for d in by_kind.get("Role", []):
+        if d["metadata"]["name"] == "placement-webhook-certs" and rules_of(d) != CERTS_ROLE:
+            fail(label, f"Role placement-webhook-certs grants {sorted(rules_of(d).items())}")
     for d in by_kind.get("ClusterRole", []):
         name = d["metadata"]["name"]
         if name not in expected_roles:
@@ -138,32 +161,36 @@ def check_manifest(label, docs, values):
              if d["roleRef"]["name"] == "placement-operator-secret-reader"}
     if bound != listed:
         fail(label, f"the Secret reader is bound in {sorted(bound)}, expected {sorted(listed)}")
-    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
     pdbs = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in by_kind.get("PodDisruptionBudget", [])}
-    for name, d in deployments.items():
-        if name not in pdbs:
-            fail(label, f"Deployment {name} has no PodDisruptionBudget")
-        pod = d["spec"]["template"]["spec"]
+    for d in by_kind.get("Deployment", []):
+        if d["metadata"]["name"] not in pdbs:
+            fail(label, f"Deployment {d['metadata']['name']} has no PodDisruptionBudget")
+        if d["spec"]["template"]["spec"].get("affinity", {}).get("podAntiAffinity") is None:
+            fail(label, f"Deployment {d['metadata']['name']}: no pod anti-affinity")
+    for name, pod in pod_specs(by_kind):
         if pod.get("securityContext", {}).get("runAsNonRoot") is not True:
-            fail(label, f"Deployment {name}: pod securityContext.runAsNonRoot must be true")
-        if pod.get("affinity", {}).get("podAntiAffinity") is None:
-            fail(label, f"Deployment {name}: no pod anti-affinity")
+            fail(label, f"{name}: pod securityContext.runAsNonRoot must be true")
         for c in pod["containers"]:
             sc = c.get("securityContext", {})
             want = {"runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False}
             for k, v in want.items():
                 if sc.get(k) != v:
-                    fail(label, f"Deployment {name} container {c['name']}: securityContext.{k} must be {v}")
+                    fail(label, f"{name} container {c['name']}: securityContext.{k} must be {v}")
             if sc.get("capabilities", {}).get("drop") != ["ALL"]:
-                fail(label, f"Deployment {name} container {c['name']}: capabilities must drop ALL")
+                fail(label, f"{name} container {c['name']}: capabilities must drop ALL")
             if sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
-                fail(label, f"Deployment {name} container {c['name']}: seccompProfile RuntimeDefault")
+                fail(label, f"{name} container {c['name']}: seccompProfile RuntimeDefault")
             if "requests" not in c.get("resources", {}):
-                fail(label, f"Deployment {name} container {c['name']}: no resource requests")
+                fail(label, f"{name} container {c['name']}: no resource requests")
     for d in by_kind.get("MutatingWebhookConfiguration", []):
         for w in d["webhooks"]:
             if w.get("failurePolicy") != "Ignore":
                 fail(label, f"webhook {w['name']}: failurePolicy {w.get('failurePolicy')} (Ignore expected)")
+            self_signed = values.get("webhook", {}).get("certificates", {}).get("mode") == "self-signed"
+            injected = "cert-manager.io/inject-ca-from" in d["metadata"].get("annotations", {})
+            if injected == self_signed:
+                fail(label, f"cainjector annotation {'present' if injected else 'missing'} in "
+                            f"{'self-signed' if self_signed else 'cert-manager'} mode")
             excluded = [v for e in w["namespaceSelector"]["matchExpressions"]
                         if e["key"] == "kubernetes.io/metadata.name" for v in e["values"]]
             if NAMESPACE not in excluded:
@@ -184,7 +211,37 @@ def check_exists(label, kubeconfig, docs):
             fail(label, f"{kind} {meta.get('namespace', '')}/{meta['name']} is not in the API server: {e}")
 
 
-async def run(chart, fake_bin):
+def play_job_controller(kubeconfig, webhook_bin, stop, ran):
+    """Runs the certificate Job's container command when the Job appears, then marks it complete."""
+    done = set()
+    while not stop.is_set():
+        try:
+            job = json.loads(kubectl(kubeconfig, "get", "jobs", "-n", NAMESPACE, "-o", "json"))
+        except RuntimeError:
+            job = {"items": []}
+        for j in job["items"]:
+            uid = j["metadata"]["uid"]
+            if uid in done:
+                continue
+            done.add(uid)
+            container = j["spec"]["template"]["spec"]["containers"][0]
+            env = {**os.environ, "KUBECONFIG": kubeconfig}
+            env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+            out = subprocess.run([webhook_bin, *container.get("args", [])], env=env, capture_output=True, text=True,
+                                 timeout=60)
+            ran.append((j["metadata"]["name"], out.returncode, (out.stdout + out.stderr).strip()))
+            condition = "Complete" if out.returncode == 0 else "Failed"
+            status = {"status": {"conditions": [{"type": condition, "status": "True"}],
+                                 "succeeded" if out.returncode == 0 else "failed": 1}}
+            try:
+                kubectl(kubeconfig, "patch", "job", j["metadata"]["name"], "-n", NAMESPACE, "--subresource=status",
+                        "--type=merge", "-p", json.dumps(status))
+            except RuntimeError as e:
+                ran.append((j["metadata"]["name"], -1, f"marking the Job {condition}: {e}"))
+        stop.wait(0.2)
+
+
+async def run(chart, fake_bin, webhook_bin):
     cfg = helm.Configuration(namespace=NAMESPACE)
     lint = await helm.Lint(cfg).run(chart)
     if lint.get("Errors") or any(m.get("Severity", 0) >= 2 for m in lint.get("Messages", [])):
@@ -209,6 +266,9 @@ async def run(chart, fake_bin):
                     stdin="\n---\n".join(json.dumps(o) for o in
                                           [stand_in_crd(*c) for c in STAND_IN_CRDS] + namespaces))
             cfg = helm.Configuration(namespace=NAMESPACE, kubeconfig=kubeconfig)
+            stop, ran = threading.Event(), []
+            jobs = threading.Thread(target=play_job_controller, args=(kubeconfig, webhook_bin, stop, ran), daemon=True)
+            jobs.start()
 
             variants = [
                 ("defaults", {}),
@@ -217,6 +277,7 @@ async def run(chart, fake_bin):
                 ("webhook only, with monitoring",
                  {"operator": {"enabled": False},
                   "monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}),
+                ("self-signed certificates", {"webhook": {"certificates": {"mode": "self-signed"}}}),
             ]
             for i, (label, values) in enumerate(variants):
                 action = helm.Install(cfg) if i == 0 else helm.Upgrade(cfg)
@@ -235,6 +296,26 @@ async def run(chart, fake_bin):
                     fail(label, f"after the upgrade the API server has {live}, expected {sorted(want)}")
                 if label.startswith("webhook only") and "PrometheusRule" not in by_kind:
                     fail(label, "no PrometheusRule rendered")
+                if label.startswith("self-signed"):
+                    if "Certificate" in by_kind or "CronJob" not in by_kind:
+                        fail(label, f"self-signed mode renders {sorted(by_kind)}")
+                    hooks = release.get("hooks") or []
+                    if not any(h.get("kind") == "Job" or "kind: Job" in h.get("manifest", "") for h in hooks):
+                        fail(label, "no post-install/upgrade Job hook")
+                    hook_docs = [d for h in hooks for d in docs_of(h.get("manifest", ""))]
+                    check_manifest(label + " (hooks)", hook_docs, values)
+                    if not ran or ran[-1][1] != 0:
+                        fail(label, f"the certificate Job did not run or failed: {ran}")
+                    else:
+                        print(f"helm chart, {label}: the Job ran `placement-webhook certs`: {ran[-1][2]}")
+                    mwc = json.loads(kubectl(kubeconfig, "get", "mutatingwebhookconfiguration", "placement-webhook",
+                                             "-o", "json"))
+                    if not all(w["clientConfig"].get("caBundle") for w in mwc["webhooks"]):
+                        fail(label, "the caBundle is empty after the certificate Job")
+                    secret = json.loads(kubectl(kubeconfig, "get", "secret", "placement-webhook-tls", "-n", NAMESPACE,
+                                                "-o", "json"))
+                    if set(secret.get("data", {})) != {"tls.crt", "tls.key", "ca.crt"}:
+                        fail(label, f"the Secret holds {sorted(secret.get('data', {}))}")
                 print(f"helm chart, {label}: {len(docs)} objects installed and checked")
 
             for label, values, needle in [
@@ -251,16 +332,17 @@ async def run(chart, fake_bin):
                         fail("invalid values", f"{label}: the error does not name {needle!r}: {e}")
                     else:
                         print(f"helm chart refuses {label}: {str(e).splitlines()[0][:160]}")
+            stop.set()
         finally:
             fake.terminate()
             fake.wait(timeout=10)
 
 
 def main(argv):
-    if len(argv) != 3:
+    if len(argv) != 4:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    asyncio.run(run(os.path.abspath(argv[1]), os.path.abspath(argv[2])))
+    asyncio.run(run(os.path.abspath(argv[1]), os.path.abspath(argv[2]), os.path.abspath(argv[3])))
     if problems:
         print(f"{len(problems)} problem(s) in the Helm chart:", file=sys.stderr)
         for p in problems:

@@ -8,6 +8,7 @@
 pub use placement_core as core;
 
 pub mod admission;
+pub mod certs;
 pub mod decide;
 pub mod metrics;
 pub mod patch;

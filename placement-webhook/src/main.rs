@@ -1,4 +1,5 @@
-//! `placement-webhook serve`: the mutating admission webhook.
+//! `placement-webhook serve`: the mutating admission webhook; `placement-webhook certs`: its self-signed
+//! serving certificate, made and rotated without cert-manager.
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,31 @@ struct Cli {
 enum Command {
     /// Serve admission reviews over HTTPS (kubeconfig from KUBECONFIG or in-cluster).
     Serve(ServeArgs),
+    /// Make or renew the self-signed serving certificate (a Secret) and keep the
+    /// MutatingWebhookConfiguration's caBundle trusting it; does nothing when both are current.
+    Certs(CertsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CertsArgs {
+    /// Namespace of the Secret and the Service.
+    #[arg(long, env = "PLACEMENT_CERTS_NAMESPACE", default_value = "placement-system")]
+    namespace: String,
+    /// The kubernetes.io/tls Secret the webhook mounts.
+    #[arg(long, env = "PLACEMENT_CERTS_SECRET", default_value = "placement-webhook-tls")]
+    secret: String,
+    /// The MutatingWebhookConfiguration whose caBundle must trust the certificate.
+    #[arg(long, env = "PLACEMENT_CERTS_WEBHOOK_CONFIG", default_value = "placement-webhook")]
+    webhook_config: String,
+    /// The Service the API server calls (the certificate's DNS names).
+    #[arg(long, env = "PLACEMENT_CERTS_SERVICE", default_value = "placement-webhook")]
+    service: String,
+    /// Lifetime of a serving certificate, in days.
+    #[arg(long, env = "PLACEMENT_CERTS_VALIDITY_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u64).range(2..=3650))]
+    validity_days: u64,
+    /// Renew when the certificate expires within this many days.
+    #[arg(long, env = "PLACEMENT_CERTS_RENEW_BEFORE_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3649))]
+    renew_before_days: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -48,7 +74,10 @@ struct ServeArgs {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Certs(args) => certs(args).await,
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if args.log_json {
@@ -82,4 +111,48 @@ async fn main() {
     server::shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown().await;
+}
+
+/// `certs`: one pass of [`placement_webhook::certs::ensure`]; exits 0 when done, 1 on failure.
+async fn certs(args: CertsArgs) -> ! {
+    if args.renew_before_days >= args.validity_days {
+        eprintln!(
+            "placement-webhook certs: --renew-before-days ({}) must be below --validity-days ({})",
+            args.renew_before_days, args.validity_days
+        );
+        std::process::exit(2);
+    }
+    let config = placement_webhook::certs::CertsConfig {
+        namespace: args.namespace,
+        secret: args.secret,
+        webhook_config: args.webhook_config,
+        service: args.service,
+        validity: Duration::from_secs(args.validity_days * 86_400),
+        renew_before: Duration::from_secs(args.renew_before_days * 86_400),
+        overlap: Duration::from_secs(3600),
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("placement-webhook certs: no Kubernetes configuration (KUBECONFIG or in-cluster): {e}");
+            std::process::exit(2);
+        }
+    };
+    match placement_webhook::certs::ensure(&client, &config, jiff::Timestamp::now()).await {
+        Ok(outcome) => {
+            let expiry = jiff::Timestamp::from_second(outcome.not_after).map(|t| t.to_string()).unwrap_or_default();
+            match &outcome.issued {
+                Some(reason) => println!("issued a new certificate ({reason}); it expires {expiry}"),
+                None => println!("the certificate is current; it expires {expiry}"),
+            }
+            if outcome.bundle_changed {
+                println!("updated the caBundle of {}", config.webhook_config);
+            }
+            std::process::exit(0);
+        }
+        Err(e) => {
+            eprintln!("placement-webhook certs: {e}");
+            std::process::exit(1);
+        }
+    }
 }

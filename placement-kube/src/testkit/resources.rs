@@ -133,6 +133,7 @@ const BUILTINS: &[Builtin] = &[
     b("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true),
     b("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[], false),
     b("batch", "v1", "Job", "jobs", true, &[], true),
+    b("batch", "v1", "CronJob", "cronjobs", true, &["cj"], true),
     b("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], true),
     b("coordination.k8s.io", "v1", "Lease", "leases", true, &[], false),
     b("events.k8s.io", "v1", "Event", "events", true, &["ev"], false),

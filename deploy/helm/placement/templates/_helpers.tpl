@@ -82,3 +82,35 @@ readinessProbe:
   failureThreshold: 2
   timeoutSeconds: 2
 {{- end -}}
+
+{{/* The pod of the self-signed certificate Job and CronJob. */}}
+{{- define "placement.webhook.certsPod" -}}
+{{- $w := .Values.webhook -}}
+serviceAccountName: placement-webhook-certs
+restartPolicy: OnFailure
+enableServiceLinks: false
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  seccompProfile: {type: RuntimeDefault}
+containers:
+  - name: certs
+    image: {{ include "placement.image" (list $w .) }}
+    imagePullPolicy: {{ $w.image.pullPolicy }}
+    args: [certs]
+    env:
+      - {name: PLACEMENT_CERTS_NAMESPACE, value: {{ .Release.Namespace | quote }}}
+      - {name: PLACEMENT_CERTS_SECRET, value: placement-webhook-tls}
+      - {name: PLACEMENT_CERTS_WEBHOOK_CONFIG, value: placement-webhook}
+      - {name: PLACEMENT_CERTS_SERVICE, value: placement-webhook}
+      - {name: PLACEMENT_CERTS_VALIDITY_DAYS, value: {{ $w.certificates.durationDays | quote }}}
+      - {name: PLACEMENT_CERTS_RENEW_BEFORE_DAYS, value: {{ $w.certificates.renewBeforeDays | quote }}}
+    resources:
+      requests: {cpu: 10m, memory: 32Mi}
+      limits: {memory: 64Mi}
+    securityContext: {{- include "placement.containerSecurityContext" . | nindent 6 }}
+{{- end -}}
