@@ -1,47 +1,56 @@
-//! The webhook's AdmissionReview handler on arbitrary bodies: it must answer every body (never panic),
-//! and every answer must be an AdmissionReview that allows the pod (the webhook fails open) and, when
-//! the request had a uid, echoes it.
+//! Arbitrary bytes as an AdmissionReview: parsing never panics and always yields a well-formed answer;
+//! for a pod, the planned patch applies to the object exactly as sent, keeps what was there, and a
+//! second plan on the patched object adds nothing.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use placement_kube::live::{LiveIndex, SharedIndex};
-use placement_webhook::admission::Admission;
-use placement_webhook::decide::{Decider, StaticRules};
-use placement_webhook::metrics::AdmissionMetrics;
-use prometheus_client::registry::Registry;
-use serde_json::{Value, json};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::collections::BTreeMap;
 
-fn admission() -> &'static Admission {
-    static ADMISSION: OnceLock<Admission> = OnceLock::new();
-    ADMISSION.get_or_init(|| {
-        let mut index = LiveIndex::new();
-        for (name, capacity, zone) in [("a", "on-demand", "z1"), ("b", "spot", "z2"), ("c", "spot", "z3")] {
-            let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(json!({
-                "metadata": {"name": name, "labels": {"capacity": capacity, "topology.kubernetes.io/zone": zone}},
-                "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
-                           "conditions": [{"type": "Ready", "status": "True"}]}}))
-            .expect("a node");
-            index.apply_node(&node);
-        }
-        let decider = Decider::new(SharedIndex::from_index(index), Arc::new(StaticRules::default()), Duration::from_secs(30));
-        Admission::new(Arc::new(decider), AdmissionMetrics::register(&mut Registry::default()), Duration::from_secs(1))
-    })
+use libfuzzer_sys::fuzz_target;
+use placement_webhook::patch::{Placement, PreferredTerm, Requirement, plan_patch, plan_patch_json};
+use placement_webhook::review::{Object, Response, parse_review};
+
+fn placement() -> Placement {
+    let zone = "topology.kubernetes.io/zone";
+    Placement {
+        node_selector: BTreeMap::from([(zone.to_owned(), "zone-a".to_owned())]),
+        preferred_terms: vec![PreferredTerm {
+            weight: 40,
+            match_expressions: vec![Requirement::is_in("node-type", ["spot"])],
+        }],
+        required_term_exprs: vec![Requirement::is_in(zone, ["zone-a", "zone-b"])],
+        annotations: BTreeMap::from([("placement.dev/decision".to_owned(), "zone-a: least loaded".to_owned())]),
+    }
 }
 
-fuzz_target!(|body: &[u8]| {
-    let answer = admission().review(body);
-    let answer: Value = serde_json::from_slice(&answer).expect("the answer is JSON");
-    assert_eq!(answer["kind"], "AdmissionReview", "{answer}");
-    let response = &answer["response"];
-    // A malformed review without a recoverable uid is answered with a 400 status instead of a response.
-    if response.is_object() {
-        let sent: Option<Value> = serde_json::from_slice(body).ok();
-        if let Some(uid) = sent.as_ref().and_then(|v| v["request"]["uid"].as_str()) {
-            if !uid.is_empty() && response["uid"].is_string() {
-                assert_eq!(response["uid"], uid, "the uid is echoed");
+fuzz_target!(|data: &[u8]| {
+    let request = match parse_review(data) {
+        Ok(request) => request,
+        Err(error) => {
+            let _ = error.metric_label();
+            let _ = Response::for_invalid(data, &error).to_review_json();
+            return;
+        }
+    };
+    let Some(Object::Pod { pod, raw }) = &request.object else {
+        let _ = Response::allow(request.uid.as_str()).to_review_json();
+        return;
+    };
+    let placement = placement();
+    let _ = plan_patch(pod, &placement);
+    match plan_patch_json(raw, &placement) {
+        Ok(plan) => {
+            let mut patched = raw.clone();
+            if let Err(error) = json_patch::patch(&mut patched, &plan.patch) {
+                panic!("planned patch does not apply: {error}");
             }
+            let again = plan_patch_json(&patched, &placement).expect("a patched pod plans again");
+            assert!(again.is_empty(), "second plan adds {:?}", again.patch);
+            let body = Response::allow(request.uid.as_str()).with_patch(&plan.patch).to_review_json();
+            let _: serde_json::Value = serde_json::from_slice(&body).expect("the response is JSON");
+        }
+        Err(conflict) => {
+            let warning = conflict.to_string();
+            let _ = Response::allow(request.uid.as_str()).with_warnings(vec![warning]).to_review_json();
         }
     }
 });

@@ -1,11 +1,13 @@
-//! `simulate --scenario` files on arbitrary text: a scenario or an error naming where, never a panic.
+//! Scenario files never panic the parser, and a scenario that parses runs to a report.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use placement_operator::simulate::Scenario;
+use placement_operator::simulate::{Scenario, run};
 
-fuzz_target!(|text: &str| {
-    if let Err(e) = Scenario::parse("fuzz.yaml", text) {
-        assert!(!e.to_string().is_empty());
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(scenario) = Scenario::parse("fuzz.yaml", text)
+    {
+        let _ = run(&scenario).render();
     }
 });
