@@ -29,6 +29,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table, env = "PLACEMENT_FORMAT")]
         format: Format,
+        /// Also write a self-contained HTML report with charts (viewable offline) to this file.
+        #[arg(long)]
+        html: Option<std::path::PathBuf>,
     },
     /// Print the rebalance plan the controller would make next (never evicts): against the cluster of
     /// the kubeconfig, or saved objects (`--snapshot`), as a table with reasons or JSON.
@@ -105,7 +108,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_operator(args),
         Command::Crdgen { out, check } => run_crdgen(&out, check),
         Command::Plan(args) => plan::main(args),
-        Command::Simulate { scenario, format } => {
+        Command::Simulate { scenario, format, html } => {
             let loaded = match &scenario {
                 Some(path) => {
                     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())).and_then(|text| {
@@ -122,6 +125,12 @@ fn main() -> ExitCode {
                 }
             };
             let report = simulate::run(&scenario);
+            if let Some(path) = &html {
+                if let Err(e) = std::fs::write(path, simulate::html::render(&report)) {
+                    eprintln!("error: {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             match format {
                 Format::Table => print!("{}", report.render()),
                 Format::Json => match serde_json::to_string_pretty(&report) {

@@ -3,11 +3,12 @@
 //! calls the webhook and operator make, and the report shows every decision with its reason.
 
 mod distribution;
+pub mod html;
 mod quantity;
 pub(crate) mod rebalance;
 pub(crate) mod render;
 mod scenario;
-mod traffic;
+pub(crate) mod traffic;
 mod world;
 mod zones;
 
