@@ -25,7 +25,8 @@ fn admission() -> &'static Admission {
             .expect("a node");
             index.apply_node(&node);
         }
-        let decider = Decider::new(SharedIndex::from_index(index), Arc::new(StaticRules::default()), Duration::from_secs(30));
+        let decider =
+            Decider::new(SharedIndex::from_index(index), Arc::new(StaticRules::default()), Duration::from_secs(30));
         Admission::new(Arc::new(decider), AdmissionMetrics::register(&mut Registry::default()), Duration::from_secs(1))
     })
 }

@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(apportionment) = strategy.apportionment() {
             for n in [0u32, 1, 2, 7, 50] {
                 let target = apportionment.target(n);
-                assert_eq!(target.iter().map(|&c| u64::from(c)).sum::<u64>(), u64::from(n), "{text:?} at {n}: {target:?}");
+                assert_eq!(
+                    target.iter().map(|&c| u64::from(c)).sum::<u64>(),
+                    u64::from(n),
+                    "{text:?} at {n}: {target:?}"
+                );
             }
         }
     }

@@ -466,6 +466,11 @@ fn invalid_specs_of_other_kinds_name_the_field() {
         "spec.schedules[0].weekdays: Mon is listed twice"
     );
     assert_eq!(tw(&format!("{r53}cooldown: 5 minutes")).split(" is not").next(), Some("spec.cooldown: \"5 minutes\""));
+    // Found by fuzzing: kube's duration parser panics on numbers too large for a Duration.
+    assert_eq!(
+        tw(&format!("{r53}cooldown: 333333333333333333333333333333335m")),
+        "spec.cooldown: \"333333333333333333333333333333335m\" is too long for a duration"
+    );
     let s: TrafficWeightSpec = serde_yaml_ng::from_str(&format!(
         "policy: {{targetValue: 0}}\nmetric: {{prometheus: {{address: 'http://p', query: up}}}}\n{r53}"
     ))

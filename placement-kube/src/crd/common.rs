@@ -239,6 +239,11 @@ pub fn check_dns_label(path: &str, name: &str) -> Result<(), CrdError> {
 
 /// A Go-style duration (`30s`, `5m`, `1h30m`) of at least `min` seconds.
 pub fn parse_duration(path: &str, text: &str, min_seconds: u64) -> Result<std::time::Duration, CrdError> {
+    // kube's parser panics on a number too large for a Duration (found by fuzzing): bound the text first.
+    let longest_number = text.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
+    if text.len() > 64 || longest_number > 12 {
+        return Err(CrdError::out_of_range(path, format!("{:?} is too long for a duration", short(text))));
+    }
     let parsed = kube::core::Duration::from_str(text.trim())
         .map_err(|e| CrdError::format(path, format!("{text:?} is not a duration like 30s, 5m or 1h30m ({e})")))?;
     if parsed.is_negative() {
@@ -249,6 +254,14 @@ pub fn parse_duration(path: &str, text: &str, min_seconds: u64) -> Result<std::t
         return Err(CrdError::out_of_range(path, format!("{text:?} is shorter than {min_seconds}s")));
     }
     Ok(d)
+}
+
+fn short(text: &str) -> String {
+    if text.chars().count() > 40 {
+        format!("{}…", text.chars().take(40).collect::<String>())
+    } else {
+        text.to_string()
+    }
 }
 
 /// `600` -> `10m`, `7200` -> `2h`, `90` -> `90s`: the form defaults are written in.

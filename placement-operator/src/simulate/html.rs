@@ -242,7 +242,13 @@ pub fn render(report: &Report) -> String {
             .nodes
             .iter()
             .map(|n| {
-                let mark = if n.hot { " (hot)" } else if n.cold { " (cold)" } else { "" };
+                let mark = if n.hot {
+                    " (hot)"
+                } else if n.cold {
+                    " (cold)"
+                } else {
+                    ""
+                };
                 (format!("{}{mark}", n.node), n.before, n.after)
             })
             .collect();
@@ -279,7 +285,15 @@ pub fn render(report: &Report) -> String {
         let rows: Vec<Vec<String>> = t
             .steps
             .iter()
-            .map(|s| vec![s.at.to_string(), s.metric.to_string(), s.desired.to_string(), s.weight.to_string(), s.reason.clone()])
+            .map(|s| {
+                vec![
+                    s.at.to_string(),
+                    s.metric.to_string(),
+                    s.desired.to_string(),
+                    s.weight.to_string(),
+                    s.reason.clone(),
+                ]
+            })
             .collect();
         body.push_str(&table(&["time", "metric", "desired", "weight", "why"], &rows));
     }
