@@ -125,11 +125,11 @@ fn main() -> ExitCode {
                 }
             };
             let report = simulate::run(&scenario);
-            if let Some(path) = &html {
-                if let Err(e) = std::fs::write(path, simulate::html::render(&report)) {
-                    eprintln!("error: {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
+            if let Some(path) = &html
+                && let Err(e) = std::fs::write(path, simulate::html::render(&report))
+            {
+                eprintln!("error: {}: {e}", path.display());
+                return ExitCode::FAILURE;
             }
             match format {
                 Format::Table => print!("{}", report.render()),
