@@ -153,12 +153,7 @@ async fn evaluate(cached: &TrafficWeight, st: &State) -> Result<Action> {
     let interval = spec.interval().unwrap_or(Duration::from_secs(60));
     let next = Action::requeue(interval);
     let fail = |stage: Stage, class: &'static str, message: String| {
-        let stage_label = match stage {
-            Stage::Secret => "secret",
-            Stage::Metric => "metric",
-            Stage::Target => "target",
-            Stage::Write => "write",
-        };
+        let stage_label = stage.label();
         st.metrics.error(stage_label, class);
         tracing::warn!(trafficweight = %format!("{ns}/{name}"), stage = stage_label, class, error = %message, "weight left unchanged");
         (status::failed(previous, stage, class, &message, generation, now), message)

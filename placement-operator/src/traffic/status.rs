@@ -34,6 +34,16 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The `stage` label of the errors metric.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Secret => "secret",
+            Stage::Metric => "metric",
+            Stage::Target => "target",
+            Stage::Write => "write",
+        }
+    }
+
     fn ready_reason(self) -> &'static str {
         match self {
             Stage::Secret => "SecretUnavailable",
