@@ -14,7 +14,9 @@
 //! * the `pods/eviction` subresource with PodDisruptionBudget accounting and `429` ([`eviction`]);
 //! * mutating admission on CREATE through the stored `MutatingWebhookConfiguration`s, over HTTPS
 //!   ([`admission`]);
-//! * fault injection: errors, latency, forced conflicts ([`faults`]), dropped watches and compaction.
+//! * fault injection: errors, latency, forced conflicts ([`faults`]), dropped watches and compaction;
+//! * on request, the Deployment and ReplicaSet controllers, the scheduler and the kubelet, reduced to
+//!   what end-to-end tests observe ([`workloads`]).
 //!
 //! What it does not do: authentication and authorization (every request is allowed), OpenAPI schema
 //! and CEL validation of custom resources, garbage collection by owner references, field managers of
@@ -40,6 +42,7 @@ mod server;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod workloads;
 
 pub use faults::{Fault, FaultAction, Faults, Verb};
 pub use server::{FakeApiServer, FakeConfig};

@@ -192,6 +192,13 @@ impl FakeApiServer {
         std::fs::write(path, self.kubeconfig_yaml())
     }
 
+    /// Starts the stand-ins for the controller manager and scheduler ([`super::workloads`]): from now on
+    /// Deployments get ReplicaSets and pods (through admission), and pods get nodes. They stop when the
+    /// returned value is dropped.
+    pub fn start_workload_controllers(&self) -> super::workloads::WorkloadControllers {
+        super::workloads::spawn(self.client())
+    }
+
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
     }
