@@ -393,3 +393,20 @@ fn pod_distribution_resource() -> kube::api::ApiResource {
 fn zone_balancer_resource() -> kube::api::ApiResource {
     kube::api::ApiResource::erase::<placement_kube::crd::ZoneBalancer>(&())
 }
+
+/// `deploy/kind/cluster.yaml` (what `deploy/kind/e2e.sh` and the getting-started guide create) has the
+/// workers the bodies expect, so a real run fails on placement, not on the cluster's shape.
+#[test]
+fn the_kind_cluster_has_the_workers_the_bodies_expect() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kind/cluster.yaml");
+    let config: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let workers: Vec<(String, String)> = config["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["role"] == "worker")
+        .map(|n| (n["labels"][CAPACITY].as_str().unwrap_or("-").into(), n["labels"][ZONE].as_str().unwrap_or("-").into()))
+        .collect();
+    let want: Vec<(String, String)> = cluster::WORKERS.iter().map(|(c, z)| (c.to_string(), z.to_string())).collect();
+    assert_eq!(workers, want, "{path}");
+}
