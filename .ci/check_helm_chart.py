@@ -294,8 +294,15 @@ async def run(chart, fake_bin, webhook_bin):
                 live = kubectl(kubeconfig, "get", "deployments", "-n", NAMESPACE, "-o", "name").split()
                 if sorted(live) != sorted(f"deployment.apps/{n}" for n in want):
                     fail(label, f"after the upgrade the API server has {live}, expected {sorted(want)}")
-                if label.startswith("webhook only") and "PrometheusRule" not in by_kind:
-                    fail(label, "no PrometheusRule rendered")
+                if label.startswith("webhook only"):
+                    rules = by_kind.get("PrometheusRule", [])
+                    groups = [g["name"] for r in rules for g in r["spec"]["groups"]]
+                    with open(os.path.join(chart, "files", "alerts.yaml")) as f:
+                        webhook_group = next(g for g in yaml.safe_load(f)["groups"] if g["name"] == "placement-webhook")
+                    if groups != ["placement-webhook"]:
+                        fail(label, f"the PrometheusRule has the groups {groups}, expected only placement-webhook")
+                    elif rules[0]["spec"]["groups"][0] != webhook_group:
+                        fail(label, "the PrometheusRule's webhook group differs from files/alerts.yaml")
                 if label.startswith("self-signed"):
                     if "Certificate" in by_kind or "CronJob" not in by_kind:
                         fail(label, f"self-signed mode renders {sorted(by_kind)}")
