@@ -38,6 +38,10 @@ struct Args {
     /// then hold placement resources).
     #[arg(long, env = "FAKE_APISERVER_CRDS")]
     crds: bool,
+    /// Run stand-ins for the Deployment and ReplicaSet controllers, the scheduler and the kubelet
+    /// (placement_kube::testkit::workloads): Deployments get pods through admission, pods get nodes.
+    #[arg(long, env = "FAKE_APISERVER_WORKLOAD_CONTROLLERS")]
+    workload_controllers: bool,
 }
 
 fn parse_service(s: &str) -> Result<(String, String), String> {
@@ -80,6 +84,10 @@ async fn run(args: Args) -> Result<(), String> {
         let n = server.put_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         println!("seeded {n} objects from {}", path.display());
     }
+    let _workloads = args.workload_controllers.then(|| {
+        println!("running the workload controllers (Deployments, ReplicaSets, scheduling)");
+        server.start_workload_controllers()
+    });
     if let Some(path) = &args.kubeconfig {
         server.write_kubeconfig(path).map_err(|e| format!("{}: {e}", path.display()))?;
         println!("kubeconfig written to {}", path.display());

@@ -32,6 +32,8 @@ pub const ZONE: &str = "topology.kubernetes.io/zone";
 pub const WORKERS: [(&str, &str); 3] = [("on-demand", "zone-a"), ("spot", "zone-b"), ("spot", "zone-c")];
 /// The variable naming the kubeconfig of a real cluster.
 pub const KUBECONFIG_VAR: &str = "PLACEMENT_E2E_KUBECONFIG";
+/// Overrides the real cluster's patience (whole seconds; 240 by default).
+pub const PATIENCE_VAR: &str = "PLACEMENT_E2E_PATIENCE_SECONDS";
 /// Where the placement components run in the fake (the chart's namespace in a real cluster).
 const SYSTEM_NAMESPACE: &str = "placement-system";
 
@@ -153,7 +155,11 @@ impl Cluster {
                 "no Ready node labelled {CAPACITY}={capacity}, {ZONE}={zone}: label the workers as deploy/kind/cluster.yaml does"
             );
         }
-        Cluster { client, patience: Duration::from_secs(240), kind: "real", fake: None }
+        let patience = match std::env::var(PATIENCE_VAR) {
+            Ok(s) => Duration::from_secs(s.parse().unwrap_or_else(|_| panic!("{PATIENCE_VAR}={s:?}: whole seconds"))),
+            Err(_) => Duration::from_secs(240),
+        };
+        Cluster { client, patience, kind: "real", fake: None }
     }
 
     /// A new namespace for one test, named `e2e-{prefix}-{suffix}`.
