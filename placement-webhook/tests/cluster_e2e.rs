@@ -405,7 +405,9 @@ fn the_kind_cluster_has_the_workers_the_bodies_expect() {
         .expect("nodes")
         .iter()
         .filter(|n| n["role"] == "worker")
-        .map(|n| (n["labels"][CAPACITY].as_str().unwrap_or("-").into(), n["labels"][ZONE].as_str().unwrap_or("-").into()))
+        .map(|n| {
+            (n["labels"][CAPACITY].as_str().unwrap_or("-").into(), n["labels"][ZONE].as_str().unwrap_or("-").into())
+        })
         .collect();
     let want: Vec<(String, String)> = cluster::WORKERS.iter().map(|(c, z)| (c.to_string(), z.to_string())).collect();
     assert_eq!(workers, want, "{path}");
