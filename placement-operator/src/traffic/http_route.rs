@@ -135,18 +135,20 @@ impl HttpRouteActuator {
 
 /// A JSON Patch setting the managed weight in every located rule, guarded by the resourceVersion.
 fn weight_patch(found: &Located, weight: u32) -> json_patch::Patch {
-    let mut ops = vec![json!({"op": "test", "path": "/metadata/resourceVersion", "value": found.resource_version})];
+    use crate::json_patch_ops::{add, replace, test, unchanged_since};
+    let mut ops = vec![unchanged_since(&found.resource_version)];
     for (rule, backend, current, _) in &found.rules {
-        let path = format!("/spec/rules/{rule}/backendRefs/{backend}/weight");
+        let (rule, backend) = (rule.to_string(), backend.to_string());
+        let path = ["spec", "rules", rule.as_str(), "backendRefs", backend.as_str(), "weight"];
         match current {
             Some(w) => {
-                ops.push(json!({"op": "test", "path": path, "value": w}));
-                ops.push(json!({"op": "replace", "path": path, "value": weight}));
+                ops.push(test(&path, json!(w)));
+                ops.push(replace(&path, json!(weight)));
             }
-            None => ops.push(json!({"op": "add", "path": path, "value": weight})),
+            None => ops.push(add(&path, json!(weight))),
         }
     }
-    serde_json::from_value(Value::Array(ops)).unwrap_or_else(|_| json_patch::Patch(Vec::new()))
+    json_patch::Patch(ops)
 }
 
 /// Whether a backendRef is a Service (the only kind whose weight we manage).

@@ -13,6 +13,8 @@
 //! the next reconcile plans again. A merge patch would replace the whole preferred-term list; server-side
 //! apply would take ownership of that list (it is atomic): both could clobber user fields.
 
+use crate::json_patch_ops::{add, replace, unchanged_since};
+use json_patch::PatchOperation;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -186,87 +188,76 @@ impl Observed {
     }
 }
 
-/// Escapes one JSON Pointer segment (RFC 6901).
-fn seg(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1")
-}
-
 fn preferred_term(key: &str, zone: &str) -> Value {
     json!({"weight": 100, "preference": {"matchExpressions": [{"key": key, "operator": "In", "values": [zone]}]}})
 }
 
-fn annotation_ops(w: &Observed, decision: &ZoneDecision) -> Vec<Value> {
+fn annotation_op(w: &Observed, decision: &ZoneDecision) -> PatchOperation {
     let text = serde_json::to_string(decision).unwrap_or_default();
     if w.meta.annotations.is_some() {
-        vec![json!({"op": "add", "path": format!("/metadata/annotations/{}", seg(DECISION_ANNOTATION)), "value": text})]
+        add(&["metadata", "annotations", DECISION_ANNOTATION], json!(text))
     } else {
-        vec![json!({"op": "add", "path": "/metadata/annotations", "value": {DECISION_ANNOTATION: text}})]
+        add(&["metadata", "annotations"], json!({DECISION_ANNOTATION: text}))
     }
 }
 
-fn precondition(w: &Observed) -> Value {
-    json!({"op": "test", "path": "/metadata/resourceVersion", "value": w.meta.resource_version.clone().unwrap_or_default()})
+fn precondition(w: &Observed) -> PatchOperation {
+    unchanged_since(w.meta.resource_version.as_deref().unwrap_or_default())
+}
+
+const TEMPLATE_SPEC: [&str; 3] = ["spec", "template", "spec"];
+const PREFERRED: &str = "preferredDuringSchedulingIgnoredDuringExecution";
+
+/// `spec.template.spec` followed by `rest`.
+fn in_template<'a>(rest: &[&'a str]) -> Vec<&'a str> {
+    TEMPLATE_SPEC.iter().copied().chain(rest.iter().copied()).collect()
 }
 
 /// The patch that pins an unpinned workload: a nodeSelector entry (`preferred == false`) or one more
 /// preferred node-affinity term, and the decision annotation.
 pub fn pin_patch(w: &Observed, key: &str, preferred: bool, decision: &ZoneDecision) -> json_patch::Patch {
     let spec = w.template.spec.as_ref();
-    let base = "/spec/template/spec";
     let zone = decision.zone.as_str();
     let mut ops = vec![precondition(w)];
     if !preferred {
         if spec.and_then(|s| s.node_selector.as_ref()).is_some() {
-            ops.push(json!({"op": "add", "path": format!("{base}/nodeSelector/{}", seg(key)), "value": zone}));
+            ops.push(add(&in_template(&["nodeSelector", key]), json!(zone)));
         } else {
-            ops.push(json!({"op": "add", "path": format!("{base}/nodeSelector"), "value": {key: zone}}));
+            ops.push(add(&in_template(&["nodeSelector"]), json!({key: zone})));
         }
     } else {
         let affinity = spec.and_then(|s| s.affinity.as_ref());
         let node_affinity = affinity.and_then(|a| a.node_affinity.as_ref());
         let term = preferred_term(key, zone);
         let op = if affinity.is_none() {
-            json!({"op": "add", "path": format!("{base}/affinity"),
-                   "value": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [term]}}})
+            add(&in_template(&["affinity"]), json!({"nodeAffinity": {PREFERRED: [term]}}))
         } else if node_affinity.is_none() {
-            json!({"op": "add", "path": format!("{base}/affinity/nodeAffinity"),
-                   "value": {"preferredDuringSchedulingIgnoredDuringExecution": [term]}})
+            add(&in_template(&["affinity", "nodeAffinity"]), json!({PREFERRED: [term]}))
         } else if node_affinity.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()).is_none()
         {
-            json!({"op": "add", "path": format!("{base}/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution"),
-                   "value": [term]})
+            add(&in_template(&["affinity", "nodeAffinity", PREFERRED]), json!([term]))
         } else {
-            json!({"op": "add", "path": format!("{base}/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution/-"),
-                   "value": term})
+            add(&in_template(&["affinity", "nodeAffinity", PREFERRED, "-"]), term)
         };
         ops.push(op);
     }
-    ops.extend(annotation_ops(w, decision));
-    to_patch(ops)
+    ops.push(annotation_op(w, decision));
+    json_patch::Patch(ops)
 }
 
 /// The patch that re-pins a workload this operator pinned (`via` is how its template pins now), and
 /// the decision annotation. `None` when the pin is of a kind this operator never writes.
 pub fn move_patch(w: &Observed, key: &str, via: &Via, decision: &ZoneDecision) -> Option<json_patch::Patch> {
-    let base = "/spec/template/spec";
     let zone = decision.zone.as_str();
     let op = match via {
-        Via::NodeSelector => {
-            json!({"op": "replace", "path": format!("{base}/nodeSelector/{}", seg(key)), "value": zone})
-        }
-        Via::Preferred(i) => json!({"op": "replace",
-            "path": format!("{base}/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution/{i}"),
-            "value": preferred_term(key, zone)}),
+        Via::NodeSelector => replace(&in_template(&["nodeSelector", key]), json!(zone)),
+        Via::Preferred(i) => replace(
+            &in_template(&["affinity", "nodeAffinity", PREFERRED, i.to_string().as_str()]),
+            preferred_term(key, zone),
+        ),
         Via::RequiredAffinity => return None,
     };
-    let mut ops = vec![precondition(w), op];
-    ops.extend(annotation_ops(w, decision));
-    Some(to_patch(ops))
-}
-
-fn to_patch(ops: Vec<Value>) -> json_patch::Patch {
-    // Every op above is well formed; a failure here is a bug caught by the tests.
-    serde_json::from_value(Value::Array(ops)).unwrap_or_else(|_| json_patch::Patch(Vec::new()))
+    Some(json_patch::Patch(vec![precondition(w), op, annotation_op(w, decision)]))
 }
 
 #[cfg(test)]
@@ -399,11 +390,5 @@ mod tests {
                 [0],
             preferred_term(KEY, "b")
         );
-    }
-
-    #[test]
-    fn keys_with_slashes_are_escaped() {
-        assert_eq!(seg("placement.dev/zone-decision"), "placement.dev~1zone-decision");
-        assert_eq!(seg("a~b"), "a~0b");
     }
 }
