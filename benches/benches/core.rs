@@ -4,7 +4,7 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use placement_core::admission::{DistributionRule, decide_distribution, decide_zone, zone_scope_key};
-use placement_core::apportion::Fallback;
+use placement_core::apportion::{Apportionment, Fallback};
 use placement_core::group::NodeGroup;
 use placement_core::index::{CountIndex, ZoneScope};
 use placement_core::ledger::Ledger;
@@ -156,5 +156,29 @@ fn tracking(c: &mut Criterion) {
     c.bench_function("tracking_step", |b| b.iter(|| step(&policy, &state, black_box(Decimal::new(30_005, 1)), 8, now)));
 }
 
-criterion_group!(benches, index_build, decisions, rebalance, tracking);
+/// Building a strategy's cached sequence from nothing up to 1,000 pods (what the first admission of a
+/// large workload pays once), for weights as users write them and for weights far apart: Still's
+/// look-ahead ranges over about `2W / w` sizes for a group of weight `w`.
+fn apportion_table(c: &mut Criterion) {
+    let mut g = c.benchmark_group("apportion_table_1000");
+    let cases: [(&str, Vec<u32>); 5] = [
+        ("80_20", vec![80, 20]),
+        ("1_10000", vec![1, 10_000]),
+        ("1_and_15x10000", std::iter::once(1).chain([10_000; 15]).collect()),
+        ("15x1_and_10000", [1; 15].into_iter().chain([10_000]).collect()),
+        (
+            "16_near_primes",
+            vec![9973, 9967, 9949, 9941, 9931, 9929, 9923, 9907, 9901, 9887, 9883, 9871, 9859, 9857, 9851, 1],
+        ),
+    ];
+    for (name, weights) in cases {
+        let groups: Vec<(String, u32)> = weights.iter().enumerate().map(|(i, &w)| (format!("g{i}"), w)).collect();
+        g.bench_function(name, |b| {
+            b.iter(|| Apportionment::new(groups.clone(), None).unwrap().target(black_box(1000)));
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, index_build, decisions, rebalance, tracking, apportion_table);
 criterion_main!(benches);

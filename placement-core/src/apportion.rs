@@ -208,23 +208,51 @@ impl Apportionment {
 
     /// Still's look-ahead: after giving group `i` the pod, for every `t = j, j+1, …` up to the first `t`
     /// at which `floor(w_i t / W) > c_i + 1`, `sum_k max(c'_k, floor(w_k t / W)) <= t`.
+    ///
+    /// That range is about `2W / w_i` long, so checking one `t` at a time costs seconds for weights
+    /// like 1 and 10,000. It is checked by segments instead. Write `need(t) - t = excess(t) -
+    /// slack(t)`, where `excess(t) = sum_k max(0, c'_k - floor(w_k t / W))` only falls as `t` grows and
+    /// changes at most `excess(j)` times, and `slack(t) = t - sum_k floor(w_k t / W)`, the sum of the
+    /// fractional parts, lies in `0..=K-1` (K groups with a weight) and is 0 exactly at the multiples of
+    /// W (the weights are divided by their gcd). On a segment of constant excess `e`: `e = 0` holds
+    /// there and ever after; `e >= K` fails at once; `e = 1` fails exactly when the segment holds a
+    /// multiple of W; otherwise the segment is scanned (it ends when a group's floor next rises, so it is
+    /// at most `W / w_k` long for that group). `lower_ok_by_scan` in the tests is the definition, and a
+    /// property test holds the two equal.
     fn lower_ok(&self, i: usize, j: u64, counts: &[u64]) -> bool {
-        let after = counts[i] + 1;
-        let mut t = j;
+        let (w, total) = (&self.weights, u128::from(self.total));
+        let after = |k: usize| u128::from(if k == i { counts[k] + 1 } else { counts[k] });
+        let floor = |k: usize, t: u128| u128::from(w[k]) * t / total;
+        let weighted = w.iter().filter(|&&x| x > 0).count() as u128;
+        // The last t to check: the first at which group i is past its count (at least j).
+        let last = ((after(i) + 1) * total).div_ceil(u128::from(w[i])).max(u128::from(j));
+        let mut t = u128::from(j);
         loop {
-            let need: u64 = (0..self.len())
-                .map(|k| {
-                    let c = if k == i { after } else { counts[k] };
-                    c.max(self.weights[k] * t / self.total)
-                })
-                .sum();
-            if need > t {
+            let (mut excess, mut next) = (0u128, u128::MAX);
+            for k in 0..w.len() {
+                let (c, f) = (after(k), floor(k, t));
+                if c > f {
+                    excess += c - f;
+                    if w[k] > 0 {
+                        next = next.min(((f + 1) * total).div_ceil(u128::from(w[k])));
+                    }
+                }
+            }
+            let end = next.min(last + 1); // this segment is t..end
+            let holds_multiple = t.div_ceil(total) * total < end;
+            let fails = match excess {
+                0 => return true,
+                e if e >= weighted => true,
+                1 => holds_multiple,
+                e => (t..end).any(|u| u - (0..w.len()).map(|k| floor(k, u)).sum::<u128>() < e),
+            };
+            if fails {
                 return false;
             }
-            if self.weights[i] * t / self.total > after {
+            if end > last {
                 return true;
             }
-            t += 1;
+            t = end;
         }
     }
 
@@ -399,6 +427,53 @@ pub struct DeletionCost<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Apportionment {
+        /// Still's look-ahead by its definition, one `t` at a time: the oracle for `lower_ok`.
+        fn lower_ok_by_scan(&self, i: usize, j: u64, counts: &[u64]) -> bool {
+            let after = counts[i] + 1;
+            let mut t = j;
+            loop {
+                let need: u64 = (0..self.len())
+                    .map(|k| {
+                        let c = if k == i { after } else { counts[k] };
+                        c.max(self.weights[k] * t / self.total)
+                    })
+                    .sum();
+                if need > t {
+                    return false;
+                }
+                if self.weights[i] * t / self.total > after {
+                    return true;
+                }
+                t += 1;
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+        /// The segment-wise look-ahead equals the definition, from any counts (not only the ones the
+        /// sequence reaches), with zero weights and weights far apart.
+        #[test]
+        fn the_look_ahead_by_segments_equals_the_scan(
+            weights in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(0u32), 1u32..6, 1u32..60, 200u32..400], 1..6),
+            extra in proptest::collection::vec(0u64..4, 6),
+            pick in 0usize..6,
+        ) {
+            proptest::prop_assume!(weights.iter().any(|&w| w > 0));
+            let a = Apportionment::new(weights.iter().enumerate().map(|(k, &w)| (format!("g{k}"), w)).collect(), None).unwrap();
+            let i = pick % weights.len();
+            proptest::prop_assume!(a.weights[i] > 0);
+            // Counts near the exact quota of some size, perturbed.
+            let size: u64 = extra.iter().sum::<u64>() * 7;
+            let counts: Vec<u64> = (0..weights.len())
+                .map(|k| (a.weights[k] * size / a.total + extra[k]).saturating_sub(1))
+                .collect();
+            let j = counts.iter().sum::<u64>() + 1;
+            proptest::prop_assert_eq!(a.lower_ok(i, j, &counts), a.lower_ok_by_scan(i, j, &counts), "{:?} {:?} i={}", weights, counts, i);
+        }
+    }
 
     fn ap(weights: &[u32], base: Option<(usize, u32)>) -> Apportionment {
         Apportionment::new(
