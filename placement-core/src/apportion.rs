@@ -229,12 +229,12 @@ impl Apportionment {
         let mut t = u128::from(j);
         loop {
             let (mut excess, mut next) = (0u128, u128::MAX);
-            for k in 0..w.len() {
+            for (k, &weight) in w.iter().enumerate() {
                 let (c, f) = (after(k), floor(k, t));
                 if c > f {
                     excess += c - f;
-                    if w[k] > 0 {
-                        next = next.min(((f + 1) * total).div_ceil(u128::from(w[k])));
+                    if weight > 0 {
+                        next = next.min(((f + 1) * total).div_ceil(u128::from(weight)));
                     }
                 }
             }

@@ -296,11 +296,7 @@ async fn schedule(client: &kube::Client) -> Result<(), kube::Error> {
 fn fits(pod: &Pod, node: &Node) -> bool {
     let labels = node.metadata.labels.clone().unwrap_or_default();
     let name = node.metadata.name.as_deref().unwrap_or_default();
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let ready = node_is_ready(node);
     let node_spec = node.spec.clone().unwrap_or_default();
     let Some(spec) = pod.spec.as_ref() else { return false };
     let selected = spec.node_selector.as_ref().is_none_or(|s| s.iter().all(|(k, v)| labels.get(k) == Some(v)));
@@ -361,6 +357,14 @@ fn tolerates(tolerations: &[k8s_openapi::api::core::v1::Toleration], taint: &Tai
         };
         effect && matches
     })
+}
+
+/// Whether the node's `Ready` condition is `True`.
+pub fn node_is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn is_ready(p: &Pod) -> bool {

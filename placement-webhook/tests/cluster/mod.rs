@@ -17,7 +17,7 @@ use crate::common;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use placement_kube::testkit::FakeApiServer;
-use placement_kube::testkit::workloads::WorkloadControllers;
+use placement_kube::testkit::workloads::{WorkloadControllers, node_is_ready};
 use placement_operator::runtime::{self, Clients, RunConfig, leader::LeaseConfig};
 use placement_webhook::server::RunningServer;
 use serde_json::json;
@@ -141,12 +141,7 @@ impl Cluster {
         for (capacity, zone) in WORKERS {
             let found = nodes.items.iter().any(|n| {
                 let labels = n.metadata.labels.clone().unwrap_or_default();
-                let ready = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-                ready
+                node_is_ready(n)
                     && labels.get(CAPACITY).map(String::as_str) == Some(capacity)
                     && labels.get(ZONE).map(String::as_str) == Some(zone)
             });
