@@ -63,7 +63,7 @@ helm upgrade --install placement "$ROOT/deploy/helm/placement" -n placement-syst
   --set imageRegistry=placement \
   --set webhook.image.tag="$TAG" --set operator.image.tag="$TAG" \
   --set webhook.certificates.mode="$CERTS" \
-  --wait --timeout 5m
+  --timeout 5m # no --wait: in self-signed mode it would deadlock (docs/helm.md); rollout status below
 kubectl -n placement-system rollout status deployment/placement-webhook --timeout 180s
 kubectl -n placement-system rollout status deployment/placement-operator --timeout 180s
 
