@@ -11,7 +11,7 @@
 #   * `placement-webhook serve` and `placement-operator run`, with the flags the chart passes.
 #
 # What this cannot stand in for: a real scheduler, kubelet, controller manager and API server (see
-# placement_kube::testkit::workloads); deploy/kind/e2e.sh runs the same tests on kind where Docker runs.
+# placement_testkit::workloads); deploy/kind/e2e.sh runs the same tests on kind where Docker runs.
 # Decisions get 8 s within timeoutSeconds 10 (chart values webhook.deadlineMillis / timeoutSeconds), as
 # in the fake variants: this checks where pods go, not how fast a shared CI machine decides.
 set -euo pipefail
@@ -28,7 +28,7 @@ logs() {
   for f in "$work"/*.log; do echo "--- $f (last 40 lines)" >&2; tail -n 40 "$f" >&2; done
 }
 
-cargo build -q -p placement-kube --features testkit --bin fake-apiserver
+cargo build -q -p placement-testkit --bin fake-apiserver
 cargo build -q -p placement-webhook --bin placement-webhook
 cargo build -q -p placement-operator --bin placement-operator
 bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug

@@ -7,7 +7,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use placement_core::testing::{ClusterSpec, generate};
 use placement_kube::live::LiveIndex;
-use placement_kube::testkit::objects::cluster_objects;
+use placement_testkit::objects::cluster_objects;
 use std::hint::black_box;
 use std::time::Duration;
 

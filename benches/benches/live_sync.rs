@@ -11,8 +11,8 @@
 
 use placement_core::testing::generator::{ClusterSpec, generate};
 use placement_kube::live::{self, WatchOptions};
-use placement_kube::testkit::objects::cluster_objects;
-use placement_kube::testkit::{FakeApiServer, FakeConfig};
+use placement_testkit::objects::cluster_objects;
+use placement_testkit::{FakeApiServer, FakeConfig};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

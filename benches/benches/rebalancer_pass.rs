@@ -5,7 +5,7 @@
 //! the index and the metrics and runs a pass. Measured per step (criterion group `rebalancer_pass`):
 //!
 //! * `snapshot`: `SharedIndex::read().snapshot()` of a `LiveIndex` filled with realistic Kubernetes
-//!   objects (`placement_kube::testkit::objects::cluster_objects`, decoded into k8s-openapi types and
+//!   objects (`placement_testkit::objects::cluster_objects`, decoded into k8s-openapi types and
 //!   applied as watch events would be). The index's read lock is held for this whole step.
 //! * `usage`: `observe::attach_usage` over NodeMetrics / PodMetrics objects (one per node with metrics
 //!   and per running pod, nanocores and `Ki` as metrics-server writes them, with the object's labels).
@@ -45,9 +45,9 @@ use placement_core::testing::{ClusterSpec, generate};
 use placement_kube::convert::{NodeMetrics, PodMetrics};
 use placement_kube::crd::{NodeClass, RebalancePolicy, RebalancePolicyStatus, WorkloadSLO, label_selector_to_core};
 use placement_kube::live::{LiveIndex, SharedIndex};
-use placement_kube::testkit::objects::cluster_objects;
 use placement_operator::rebalancer::observe::{self, Inputs};
 use placement_operator::rebalancer::{pass, state};
+use placement_testkit::objects::cluster_objects;
 use serde_json::{Value, json};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};

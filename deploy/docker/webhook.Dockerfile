@@ -30,6 +30,7 @@ ENV CARGO_TERM_COLOR=never \
 COPY Cargo.toml Cargo.lock ./
 COPY placement-core/Cargo.toml placement-core/
 COPY placement-kube/Cargo.toml placement-kube/
+COPY placement-testkit/Cargo.toml placement-testkit/
 COPY placement-webhook/Cargo.toml placement-webhook/
 COPY placement-operator/Cargo.toml placement-operator/
 COPY benches/Cargo.toml benches/

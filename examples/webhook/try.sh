@@ -18,7 +18,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build -q -p placement-kube --features testkit --bin fake-apiserver
+cargo build -q -p placement-testkit --bin fake-apiserver
 cargo build -q -p placement-webhook --bin placement-webhook
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 

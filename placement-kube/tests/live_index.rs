@@ -9,7 +9,7 @@ use placement_core::model::WorkloadRef;
 use placement_core::selector::LabelSelector;
 use placement_kube::convert::SnapshotBuilder;
 use placement_kube::live::{self, Kind, LiveIndex, WatchOptions};
-use placement_kube::testkit::{FakeApiServer, Fault, Verb};
+use placement_testkit::{FakeApiServer, Fault, Verb};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -229,7 +229,7 @@ fn generated_cluster_objects_convert_back_to_the_snapshot() {
     use placement_core::testing::generator::{ClusterSpec, generate};
     let snapshot = generate(&ClusterSpec::small());
     let mut index = LiveIndex::new();
-    for o in placement_kube::testkit::objects::cluster_objects(&snapshot) {
+    for o in placement_testkit::objects::cluster_objects(&snapshot) {
         match o["kind"].as_str().unwrap() {
             "Node" => index.apply_node(&serde_json::from_value(o).unwrap()),
             "Pod" => index.apply_pod(&serde_json::from_value(o).unwrap()),

@@ -3,8 +3,8 @@
 //! at 1 KiB on a character boundary; a failing publish never fails the caller.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use placement_kube::testkit::{FakeApiServer, Fault, Verb};
 use placement_operator::runtime::events::{Events, Note};
+use placement_testkit::{FakeApiServer, Fault, Verb};
 use serde_json::json;
 use std::time::Duration;
 
@@ -27,11 +27,7 @@ async fn fake() -> FakeApiServer {
 
 /// The stored Events, in `events.k8s.io/v1` form (the fake stores them in core form).
 fn events(server: &FakeApiServer) -> Vec<serde_json::Value> {
-    server
-        .list("events.k8s.io/v1", "Event", Some("shop"))
-        .iter()
-        .map(placement_kube::testkit::events::to_events_v1)
-        .collect()
+    server.list("events.k8s.io/v1", "Event", Some("shop")).iter().map(placement_testkit::events::to_events_v1).collect()
 }
 
 #[tokio::test]

@@ -2,9 +2,9 @@
 //! standby takes over when the leader dies or shuts down, and a leader that cannot renew steps down
 //! before its Lease can expire.
 
-use placement_kube::testkit::{FakeApiServer, Fault, Verb};
 use placement_operator::Leadership;
 use placement_operator::runtime::leader::{self, Elector, LeaseConfig};
+use placement_testkit::{FakeApiServer, Fault, Verb};
 use serde_json::Value;
 use std::time::{Duration, Instant, SystemTime};
 

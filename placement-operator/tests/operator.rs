@@ -2,9 +2,9 @@
 //! live index) against the fake API server: a ZoneBalancer in operator mode pins its workloads, a
 //! PodDistribution gets its status, and a RebalancePolicy (dry run, by requests) gets its plan.
 
-use placement_kube::testkit::FakeApiServer;
 use placement_operator::runtime::leader::LeaseConfig;
 use placement_operator::runtime::{RunConfig, run_with};
+use placement_testkit::FakeApiServer;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

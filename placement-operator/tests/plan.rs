@@ -4,12 +4,12 @@
 
 use placement_core::model::{NodeBuilder, PodBuilder};
 use placement_kube::live::{WatchOptions, spawn};
-use placement_kube::testkit::FakeApiServer;
-use placement_kube::testkit::objects::{node_object, pod_object};
 use placement_operator::context::{Context, Leadership};
 use placement_operator::plan::{PlanOptions, plan_cluster};
 use placement_operator::rebalancer::{Evictor, PassOutcome, Rebalancer};
 use placement_operator::runtime::events::Events;
+use placement_testkit::FakeApiServer;
+use placement_testkit::objects::{node_object, pod_object};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

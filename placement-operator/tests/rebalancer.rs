@@ -7,11 +7,11 @@
 
 use placement_core::model::{NodeBuilder, PodBuilder};
 use placement_kube::live::{SharedIndex, WatchOptions, Watchers, spawn};
-use placement_kube::testkit::objects::{node_object, pod_object};
-use placement_kube::testkit::{FakeApiServer, Fault, Verb};
 use placement_operator::context::{Context, Leadership};
 use placement_operator::rebalancer::{Evictor, Options, Outcome, PassOutcome, PassReport, Rebalancer};
 use placement_operator::runtime::events::Events;
+use placement_testkit::objects::{node_object, pod_object};
+use placement_testkit::{FakeApiServer, Fault, Verb};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;

@@ -2,7 +2,7 @@
 //! it exits non-zero with an install hint when the CRDs are missing, and with them it becomes ready,
 //! takes the Lease, logs JSON, and on SIGTERM releases the Lease and exits 0.
 
-use placement_kube::testkit::FakeApiServer;
+use placement_testkit::FakeApiServer;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -2,10 +2,10 @@
 //! probe and metrics listener over real HTTP, and `run_with` from start to a graceful shutdown.
 
 use placement_kube::live::{self, LiveIndex, SharedIndex, WatchOptions};
-use placement_kube::testkit::{FakeApiServer, Fault, Verb};
 use placement_operator::Leadership;
 use placement_operator::runtime::leader::LeaseConfig;
 use placement_operator::runtime::{Controller, RunConfig, RunError, crds, probes, run_with};
+use placement_testkit::{FakeApiServer, Fault, Verb};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use serde_json::json;

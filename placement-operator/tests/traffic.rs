@@ -10,12 +10,12 @@ mod common;
 
 use common::moto::moto_url;
 use placement_kube::live::{self, WatchOptions, Watchers};
-use placement_kube::testkit::FakeApiServer;
 use placement_operator::runtime::events::Events;
 use placement_operator::traffic::prometheus::{PrometheusClient, PrometheusConfig, PrometheusError};
 use placement_operator::traffic::route53::{ClientSettings, CredentialSource, StaticCredentials, sdk_client};
 use placement_operator::traffic::{self, Options};
 use placement_operator::{Context, Leadership};
+use placement_testkit::FakeApiServer;
 use prometheus_client::registry::Registry;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};

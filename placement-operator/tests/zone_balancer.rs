@@ -3,10 +3,10 @@
 //! writes. Every wait is bounded.
 
 use placement_kube::live::{self, SharedIndex, WatchOptions, Watchers};
-use placement_kube::testkit::{FakeApiServer, Fault, Verb};
 use placement_operator::runtime::events::Events;
 use placement_operator::zone_balancer::{self, DECISION_ANNOTATION, Options};
 use placement_operator::{Context, Leadership};
+use placement_testkit::{FakeApiServer, Fault, Verb};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

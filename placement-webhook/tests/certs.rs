@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use jiff::Timestamp;
-use placement_kube::testkit::FakeApiServer;
+use placement_testkit::FakeApiServer;
 use placement_webhook::certs::{CertsConfig, ensure};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use placement_core::apportion::{Apportionment, Base};
-use placement_kube::testkit::FakeApiServer;
+use placement_testkit::FakeApiServer;
 use placement_webhook::server::{self, ServerConfig};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -217,7 +217,7 @@ async fn a_rolling_update_keeps_the_new_revision_on_target() {
 
 #[tokio::test]
 async fn api_server_faults_end_in_placement_or_fail_open_never_a_rejection() {
-    use placement_kube::testkit::{Fault, Verb};
+    use placement_testkit::{Fault, Verb};
     let s = setup().await;
     let pods: Api<Pod> = Api::namespaced(s.fake.client(), "shop");
     create_burst(&pods, "h1", 4).await;

@@ -7,9 +7,9 @@
 //! metrics, and the operator's controllers plus its leader gauge (the controllers' futures are never run).
 
 use placement_kube::live::{self, WatchOptions};
-use placement_kube::testkit::FakeApiServer;
 use placement_operator::runtime::events::Events;
 use placement_operator::{Context, Leadership};
+use placement_testkit::FakeApiServer;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeSet;
 use std::path::PathBuf;

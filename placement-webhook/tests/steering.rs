@@ -11,10 +11,10 @@ mod common;
 
 use common::{certificates, register_webhook, start_webhook};
 use placement_kube::live::{WatchOptions, spawn};
-use placement_kube::testkit::FakeApiServer;
 use placement_operator::context::{Context, Leadership};
 use placement_operator::rebalancer::{Evictor, PassOutcome, Rebalancer};
 use placement_operator::runtime::events::Events;
+use placement_testkit::FakeApiServer;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -9,7 +9,7 @@ use placement_core::strategy::STRATEGY_ANNOTATION;
 use placement_core::testing::{ClusterSpec, generate};
 use placement_kube::crd::ZoneBalancer;
 use placement_kube::live::LiveIndex;
-use placement_kube::testkit::objects::{cluster_objects, pod_object};
+use placement_testkit::objects::{cluster_objects, pod_object};
 use serde_json::{Value, json};
 
 /// Node groups by capacity type, spot weighted 3:1 with two on-demand pods first.

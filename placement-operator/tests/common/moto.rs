@@ -29,7 +29,7 @@ pub fn moto_url() -> String {
 fn start_moto() -> Result<Moto, String> {
     let found = Command::new("sh").args(["-c", "command -v moto_server"]).output().map_err(|e| e.to_string())?;
     if !found.status.success() {
-        return Err("moto_server is not on PATH: install it with `pip install 'moto[server]'` (.ci/run does)".into());
+        return Err("moto_server is not on PATH: `scripts/test` installs it (`pip install 'moto[server]'`)".into());
     }
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let log = std::env::temp_dir().join(format!("placement-moto-{}-{port}.log", std::process::id()));

@@ -46,7 +46,7 @@ async fn start(initial: String) -> Result<Prometheus, String> {
     let version = Command::new("prometheus").arg("--version").output();
     if !version.is_ok_and(|o| o.status.success()) {
         return Err("the `prometheus` binary is not installed or does not run: these tests need a real \
-                    Prometheus (`apt-get install -y --no-install-recommends prometheus`; .ci/run installs it)"
+                    Prometheus (`scripts/test` installs it: `apt-get install -y --no-install-recommends prometheus`)"
             .into());
     }
     let text = Arc::new(Mutex::new(initial));

@@ -6,7 +6,7 @@
 //!
 //! * **Fake** (always): the fake API server with the placement CRDs, three Ready workers in the shape
 //!   below, the stand-ins for the controller manager and scheduler
-//!   ([`placement_kube::testkit::workloads`]), the webhook over real TLS registered as the chart
+//!   ([`placement_testkit::workloads`]), the webhook over real TLS registered as the chart
 //!   registers it, and the operator's controllers under leader election, all in this process.
 //! * **Real** (`PLACEMENT_E2E_KUBECONFIG` set, tests run with `--ignored`): a cluster where placement is
 //!   installed and the workers are labelled in the same shape; `deploy/kind/e2e.sh` makes one with kind.
@@ -16,9 +16,9 @@
 use crate::common;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use placement_kube::testkit::FakeApiServer;
-use placement_kube::testkit::workloads::{WorkloadControllers, node_is_ready};
 use placement_operator::runtime::{self, Clients, RunConfig, leader::LeaseConfig};
+use placement_testkit::FakeApiServer;
+use placement_testkit::workloads::{WorkloadControllers, node_is_ready};
 use placement_webhook::server::RunningServer;
 use serde_json::json;
 use std::future::Future;

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use base64::Engine;
-use placement_kube::testkit::FakeApiServer;
+use placement_testkit::FakeApiServer;
 use placement_webhook::server::{self, ServerConfig};
 use serde_json::json;
 use std::time::Duration;

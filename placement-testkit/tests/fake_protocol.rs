@@ -4,7 +4,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use placement_kube::testkit::{FakeApiServer, FakeConfig, Fault, Verb};
+use placement_testkit::{FakeApiServer, FakeConfig, Fault, Verb};
 use serde_json::json;
 use std::time::Duration;
 

@@ -1,4 +1,7 @@
-//! A fake Kubernetes API server for tests (feature `testkit`).
+//! # placement-testkit
+//!
+//! A fake Kubernetes API server for tests, and its `fake-apiserver` binary. Test infrastructure only:
+//! no production crate depends on it.
 //!
 //! No real kube-apiserver runs on the machines this project is tested on, so the integration tests run
 //! the **real** kube client, watchers, reflectors, controllers and kubectl against this in-process server
@@ -24,7 +27,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use placement_kube::testkit::FakeApiServer;
+//! use placement_testkit::FakeApiServer;
 //! let server = FakeApiServer::start().await?;
 //! let client = server.client(); // a real kube::Client
 //! # Ok(()) }

@@ -2,14 +2,14 @@
 //! and kubectl without a cluster.
 //!
 //! ```text
-//! cargo run -p placement-kube --features testkit --bin fake-apiserver -- \
+//! cargo run -p placement-testkit --bin fake-apiserver -- \
 //!     --listen 127.0.0.1:8001 --kubeconfig /tmp/fake.kubeconfig --crds --seed examples/cluster.yaml
 //! KUBECONFIG=/tmp/fake.kubeconfig kubectl get nodes
 //! ```
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use placement_kube::testkit::{FakeApiServer, FakeConfig};
+use placement_testkit::{FakeApiServer, FakeConfig};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, env = "FAKE_APISERVER_CRDS")]
     crds: bool,
     /// Run stand-ins for the Deployment and ReplicaSet controllers, the scheduler and the kubelet
-    /// (placement_kube::testkit::workloads): Deployments get pods through admission, pods get nodes.
+    /// (placement_testkit::workloads): Deployments get pods through admission, pods get nodes.
     #[arg(long, env = "FAKE_APISERVER_WORKLOAD_CONTROLLERS")]
     workload_controllers: bool,
 }

@@ -2,7 +2,7 @@
 //! nodes, pods, ReplicaSets, Deployments, StatefulSets and PDBs, `managedFields` and all, so that loads
 //! and benchmarks against the fake API server pay the real cost of decoding real-sized objects.
 //!
-//! The inverse of [`crate::convert`] for the fields the core reads: converting these objects back gives
+//! The inverse of [`placement_kube::convert`] for the fields the core reads: converting these objects back gives
 //! the snapshot's nodes and pods (tested).
 
 use placement_core::model::{ControllerKind, LocalVolume, Node, Pdb, Pod, PodPhase, Snapshot, Workload, WorkloadKind};

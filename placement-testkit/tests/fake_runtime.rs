@@ -15,7 +15,7 @@ use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporte
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{CustomResource, CustomResourceExt, Resource, ResourceExt};
-use placement_kube::testkit::{FakeApiServer, FakeConfig, Fault, Verb};
+use placement_testkit::{FakeApiServer, FakeConfig, Fault, Verb};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
