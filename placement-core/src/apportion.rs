@@ -1,6 +1,6 @@
-//! Weighted distribution with an optional base (DESIGN §3.2): how many of `n` pods each ordered group
-//! should hold (`target(n)`), which group the next pod goes to from *any* current counts, and in which
-//! order pods should go on scale-down.
+//! Weighted distribution with an optional base (`docs/semantics.md#2-weighted-distribution-with-base`):
+//! how many of `n` pods each ordered group should hold (`target(n)`), which group the next pod goes to
+//! from *any* current counts, and in which order pods should go on scale-down.
 //!
 //! `target` assigns pods one at a time: the base first, then Sainte-Laguë priority `w/(2c+1)` among the
 //! groups allowed by Still's quota guard (upper quota, and a look-ahead that every group can still reach

@@ -1,4 +1,4 @@
-//! Node groups (DESIGN §3.1): a set of nodes given by label requirements. A zone is the group
+//! Node groups (`docs/semantics.md#groups`): a set of nodes given by label requirements. A zone is the group
 //! `topologyKey = value`. A bound pod belongs to the group of its node's labels; a pending pod to the
 //! group its own nodeSelector/required affinity implies; a pod in no group does not count. Groups of one
 //! strategy are ordered, and a node matching several belongs to the first.

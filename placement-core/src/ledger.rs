@@ -1,6 +1,7 @@
-//! The in-flight reservation ledger (DESIGN §3.1). The API server calls the webhook for a whole
-//! ReplicaSet burst before any of those pods reaches the watch cache, so every decision is recorded as a
-//! reservation and counted until the pod is seen (confirmed) or the reservation expires.
+//! The in-flight reservation ledger (`docs/semantics.md#in-flight-reservations`). The API server calls
+//! the webhook for a whole ReplicaSet burst before any of those pods reaches the watch cache, so every
+//! decision is recorded as a reservation and counted until the pod is seen (confirmed) or the reservation
+//! expires.
 //!
 //! A pod is never counted twice: a confirmed id leaves a tombstone until its expiry, so a late or
 //! repeated `add` of the same id (a peer replica's ledger, a reinvoked webhook) is ignored. Counts are

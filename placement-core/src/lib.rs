@@ -8,11 +8,15 @@
 //! | module | decides |
 //! |---|---|
 //! | [`selector`], [`taints`], [`fit`], [`group`] | which nodes a pod may use; which group a node or pod is in |
-//! | [`apportion`], [`strategy`] | weighted/base distribution over groups (DESIGN §3.2) and its annotation |
-//! | [`zone`] | least-loaded zone for single-replica workloads (§3.3) |
-//! | [`ledger`], [`index`] | what counts: pods seen, plus in-flight reservations, never twice (§3.1) |
-//! | [`rebalance`] | hot/cold nodes with memory, and a safe eviction plan within budgets (§3.4) |
-//! | [`tracking`] | target-tracking traffic weights with schedules, cooldown and deadband (§3.5) |
+//! | [`apportion`], [`strategy`] | weighted/base distribution over groups (§2) and its annotation |
+//! | [`zone`] | least-loaded zone for single-replica workloads (§3) |
+//! | [`ledger`], [`index`] | what counts: pods seen, plus in-flight reservations, never twice (§1) |
+//! | [`rebalance`] | hot/cold nodes with memory, and a safe eviction plan within budgets (§4) |
+//! | [`tracking`] | target-tracking traffic weights with schedules, cooldown and deadband (§5) |
+//!
+//! §N is section N of `docs/semantics.md`, which states every rule with worked examples (e.g.
+//! `docs/semantics.md#2-weighted-distribution-with-base`); its section 6 is the do-no-harm rules every
+//! change keeps (`docs/semantics.md#6-do-no-harm`).
 //!
 //! State that must survive restarts (hysteresis counters, eviction history, reservations, cooldowns)
 //! goes in and out of these functions explicitly; adapters persist it.

@@ -1,9 +1,10 @@
 //! The snapshot model: the plain values every decision reads. Adapters build these from Kubernetes
 //! objects; tests build them with the builders below. Nothing here knows about the API server.
 //!
-//! A pod **counts** for its workload (DESIGN §3.1) when it is not terminal, not terminating, and has a
-//! resolved workload (by owner chain, never by an `app` label). Its group is decided by its bound node's
-//! labels, or for a pending pod by the labels its nodeSelector and required affinity imply.
+//! A pod **counts** for its workload (`docs/semantics.md#counting`) when it is not terminal, not
+//! terminating, and has a resolved workload (by owner chain, never by an `app` label). Its group is decided
+//! by its bound node's labels, or for a pending pod by the labels its nodeSelector and required affinity
+//! imply.
 
 use crate::Labels;
 use crate::resources::Resources;

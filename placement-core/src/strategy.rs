@@ -1,5 +1,5 @@
-//! The strategy annotation on a Deployment or StatefulSet (DESIGN §3.2), SmartScheduler's grammar kept
-//! compatible and its bugs fixed:
+//! The strategy annotation on a Deployment or StatefulSet (`docs/semantics.md#the-strategy-annotation`),
+//! SmartScheduler's grammar kept compatible and its bugs fixed:
 //!
 //! ```text
 //! base=1,weight=1,nodeSelector=node-type:ondemand;weight=2,nodeSelector=zone:a,node-type:spot

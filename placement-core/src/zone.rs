@@ -1,4 +1,5 @@
-//! Least-loaded zone for single-replica workloads (DESIGN §3.3, seed 000 done right).
+//! Least-loaded zone for single-replica workloads (`docs/semantics.md#3-least-loaded-zone`): the Single
+//! Pod AZ Balancer, done right.
 //!
 //! Domains are the zones of Ready, schedulable nodes — learned from nodes, never from pods — plus the
 //! zones a `ZoneBalancer` declares, so that an autoscaled zone with no node yet still counts. A declared

@@ -1,4 +1,4 @@
-//! Property tests of every invariant of DESIGN §3.2.
+//! Property tests of every invariant of the weighted distribution (`docs/semantics.md#invariants`).
 #![allow(clippy::needless_range_loop)]
 
 use placement_core::apportion::{Apportionment, Base, Fallback};

@@ -1,5 +1,6 @@
-//! The README examples of seed 001 (Versprei) and seed 002 (SmartScheduler), with the results DESIGN.md
-//! prescribes, including the ReplicaSet burst the originals got wrong.
+//! The README examples of Versprei and SmartScheduler, two of the tools placement replaces
+//! (`docs/migration.md`), with the results `docs/semantics.md#2-weighted-distribution-with-base` gives,
+//! including the ReplicaSet burst the originals got wrong.
 
 use jiff::Timestamp;
 use placement_core::admission::{DistributionRule, decide_distribution};

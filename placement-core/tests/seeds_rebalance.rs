@@ -1,5 +1,6 @@
-//! Seed 003's Testing Playbook as named tests: dry-run by default, budget enforcement, PDB compliance,
-//! node class preference and priority guard rails — plus the basics of a good plan.
+//! The Testing Playbook of the Rebalancer Operator's README as named tests: dry-run by default, budget
+//! enforcement, PDB compliance, node class preference and priority guard rails — plus the basics of a
+//! good plan.
 
 use jiff::Timestamp;
 use placement_core::model::{

@@ -1,4 +1,4 @@
-//! Seed 004's README example: a Route53 record whose reference weight is 8, tracking 1000 req/min; at
+//! The Route53 rebalancer's README example: a Route53 record whose reference weight is 8, tracking 1000 req/min; at
 //! 3000 req/min the weight becomes 16.
 
 use jiff::Timestamp;
@@ -6,7 +6,7 @@ use placement_core::tracking::{TrackingPolicy, TrackingState, WeightRange, parse
 use rust_decimal::Decimal;
 
 #[test]
-fn seed_004_readme_example_3000_per_minute_gives_16() {
+fn route53_rebalancer_readme_example_3000_per_minute_gives_16() {
     let policy = TrackingPolicy {
         target_value: Decimal::from(1000),
         base_value: 8,

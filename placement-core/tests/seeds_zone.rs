@@ -1,4 +1,4 @@
-//! Seed 000 (Single Pod AZ Balancer), done right: zones learned from nodes, the least-loaded zone
+//! The Single Pod AZ Balancer, done right: zones learned from nodes, the least-loaded zone
 //! chosen with ties to the lowest name, terminated pods and other namespaces not counted, pinned pods
 //! left alone.
 

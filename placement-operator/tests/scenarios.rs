@@ -13,7 +13,7 @@ fn the_demo_runs_and_lands_every_burst_on_target() {
             assert_eq!(b.counts, b.target, "{} after {} pods", d.workload, b.total);
         }
     }
-    // Seed 002's README: 1 base + 2 on-demand + 3 spot.
+    // SmartScheduler's README example: 1 base + 2 on-demand + 3 spot.
     assert_eq!(report.distribution[1].counts, vec![3, 3]);
     // The cache-only replay of the SmartScheduler burst puts all six in one group.
     assert_eq!(report.distribution[1].without_reservations, vec![6, 0]);
@@ -26,7 +26,7 @@ fn the_demo_runs_and_lands_every_burst_on_target() {
     let zones = report.zones.as_ref().unwrap();
     assert!(zones.decisions.iter().any(|d| d.reason.contains("already pins")));
     let weights: Vec<u32> = report.traffic[0].steps.iter().map(|s| s.weight).collect();
-    assert_eq!(weights[1], 16, "seed 004: 3000 req/min, target 1000, base 8");
+    assert_eq!(weights[1], 16, "the Route53 rebalancer's example: 3000 req/min, target 1000, base 8");
     let text = report.render();
     assert!(text.contains("Eviction plan (dry run)"));
     assert!(serde_json::to_string(&report).is_ok());

@@ -247,10 +247,11 @@ fn route53_target(zone: &str, name: &str, set_identifier: &str) -> Value {
 
 // ---- the tests ----
 
-/// Seed 004's README: 3000 req/min against a target of 1000 with a base record of weight 8 gives 16.
+/// The Route53 rebalancer's README example: 3000 req/min against a target of 1000 with a base record of
+/// weight 8 gives 16.
 /// Then the load falls: the decrease waits for the cooldown; with a short cooldown it applies.
 #[tokio::test]
-async fn seed_example_3000_per_minute_target_1000_base_8_gives_16() {
+async fn readme_example_3000_per_minute_target_1000_base_8_gives_16() {
     let started = Instant::now();
     let prom = set_metric("seed", "3000").await;
     let (zone, name) = zone_with_records(1).await;
@@ -292,7 +293,7 @@ async fn seed_example_3000_per_minute_target_1000_base_8_gives_16() {
     wait_status(&c, "aws-env", "decrease applied", |s| s["currentWeight"] == 2).await;
     assert_eq!(route53_weight(&zone, &name, "aws").await, 2);
     assert_eq!(published(&c, "WeightChanged"), 2);
-    eprintln!("seed example end to end: {:?}", started.elapsed());
+    eprintln!("README example end to end: {:?}", started.elapsed());
 }
 
 /// Dry run computes and reports, writes nothing, and says so once.

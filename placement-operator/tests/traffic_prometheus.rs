@@ -67,7 +67,7 @@ async fn a_scalar_and_a_one_element_vector_are_values() {
     assert_eq!((s.value, s.series), (Decimal::from(3000), 1));
     // Decimal all the way: 0.1 stays exactly 0.1.
     assert_eq!(query(prom, "tw_fraction", None).await.unwrap().value, dec("0.1"));
-    // The seed README's example: 3000 req/min over 3 shards, with a sum.
+    // The Route53 rebalancer's README example: 3000 req/min over 3 shards, with a sum.
     let s = query(prom, "sum(tw_requests) - 4000", None).await.unwrap();
     assert_eq!(s.value, Decimal::from(3000));
 }

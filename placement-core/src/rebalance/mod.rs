@@ -1,4 +1,4 @@
-//! The utilization rebalancer (DESIGN §3.4, seed 003 done right).
+//! The utilization rebalancer (`docs/semantics.md#4-rebalancer`): the Rebalancer Operator, done right.
 //!
 //! * [`observe`] smooths node scores with an EWMA and runs the K/M hysteresis state machine: a node is
 //!   hot only after `K` consecutive hot observations, and stays hot until `M` consecutive cool ones.

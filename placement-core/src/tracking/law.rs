@@ -1,6 +1,7 @@
 //! The tracking law `w = ceil(base × max(0, current / target − 1))`, exactly. Metric values are decimal
 //! numbers (Prometheus sends them as strings), so the law runs on `Decimal` with checked arithmetic: the
-//! seed's float version gave `ceil(10 × 0.10000000000000009) = 2` for (10, 1000, 1100); this gives 1.
+//! Route53 rebalancer's float version gave `ceil(10 × 0.10000000000000009) = 2` for (10, 1000, 1100); this
+//! gives 1.
 
 use super::TrackingError;
 use rust_decimal::Decimal;
@@ -73,7 +74,7 @@ mod tests {
     #[test]
     fn law_table() {
         let cases: &[(u32, &str, &str, u32, &str)] = &[
-            (8, "1000", "3000", 16, "seed 004 README: 3000 req/min, target 1000, base 8"),
+            (8, "1000", "3000", 16, "Route53 rebalancer README: 3000 req/min, target 1000, base 8"),
             (10, "1000", "1100", 1, "no float artefact"),
             (10, "1000", "1000", 0, "at target"),
             (10, "1000", "10", 0, "below target"),

@@ -1,7 +1,8 @@
-//! Target tracking of traffic weights (DESIGN §3.5, seed 004 done right): a metric compared with a
-//! target gives a weight by an exact law; schedules raise it in time windows; cooldown, deadband and
-//! scale-in protection decide whether a change is applied now. Time is a parameter, state (the last
-//! change) goes in and out explicitly, and every step says why it did what it did.
+//! Target tracking of traffic weights (`docs/semantics.md#5-target-tracking-traffic-weights`), the Route53
+//! rebalancer done right: a metric compared with a target gives a weight by an exact law; schedules raise
+//! it in time windows; cooldown, deadband and scale-in protection decide whether a change is applied now.
+//! Time is a parameter, state (the last change) goes in and out explicitly, and every step says why it
+//! did what it did.
 
 pub mod law;
 pub mod policy;

@@ -1,4 +1,5 @@
-//! A pod's workload, controller and revision, by owner chain (DESIGN §3.1), never by an `app` label.
+//! A pod's workload, controller and revision, by owner chain (`docs/semantics.md#counting`), never by an
+//! `app` label.
 //!
 //! Only the owner reference with `controller: true` counts; other owner references (garbage-collection
 //! links) are ignored. The chains:

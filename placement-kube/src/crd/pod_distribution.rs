@@ -1,6 +1,7 @@
 //! `PodDistribution` (namespaced, short name `pdist`): spreads one workload's pods over ordered node
-//! groups by weight or percent, with an optional base count on one group (DESIGN §3.2, seeds 001 and
-//! 002). The webhook decides each pod's group at CREATE; in strict mode several webhook replicas share
+//! groups by weight or percent, with an optional base count on one group
+//! (`docs/semantics.md#2-weighted-distribution-with-base`; it replaces Versprei and SmartScheduler). The
+//! webhook decides each pod's group at CREATE; in strict mode several webhook replicas share
 //! their in-flight reservations through this resource's status.
 
 use super::CrdError;

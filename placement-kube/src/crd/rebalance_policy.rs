@@ -1,8 +1,8 @@
 //! `RebalancePolicy` (cluster-scoped, short name `rbp`): how the utilization rebalancer scores nodes,
 //! when a node is hot or cold (with hysteresis memory), which pods it may evict and within which budgets
-//! (DESIGN §3.4, seed 003). Dry-run is the default. The status keeps what must survive a restart —
-//! smoothed scores, hysteresis streaks and the eviction history that budgets and backoff are computed
-//! from — and a summary of the last plan.
+//! (`docs/semantics.md#4-rebalancer`; it replaces the Rebalancer Operator's policy). Dry-run is the
+//! default. The status keeps what must survive a restart — smoothed scores, hysteresis streaks and the
+//! eviction history that budgets and backoff are computed from — and a summary of the last plan.
 
 use super::CrdError;
 use super::common::{

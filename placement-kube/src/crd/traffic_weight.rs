@@ -1,7 +1,8 @@
 //! `TrafficWeight` (namespaced, short name `tw`): keeps the weight of a Route53 weighted record or of a
 //! Gateway API HTTPRoute backend proportional to a Prometheus metric's excess over a target
-//! (`w = ceil(base × max(0, current/target − 1))`, DESIGN §3.5, seed 004 with its bugs fixed), raised by
-//! scheduled minimums, with a cooldown and deadband on decreases.
+//! (`w = ceil(base × max(0, current/target − 1))`, `docs/semantics.md#5-target-tracking-traffic-weights`;
+//! the Route53 rebalancer with its bugs fixed), raised by scheduled minimums, with a cooldown and deadband
+//! on decreases.
 
 use super::CrdError;
 use super::common::{DURATION_PATTERN, SecretKeyRef, check_dns_subdomain, parse_duration};

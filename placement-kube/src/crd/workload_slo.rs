@@ -1,6 +1,6 @@
 //! `WorkloadSLO` (namespaced, short name `wslo`): disruption guard rails the rebalancer respects for
 //! one workload's pods — evictions per hour, whether StatefulSet pods may be evicted at all, and how
-//! many pods must stay available (DESIGN §3.4, seed 003).
+//! many pods must stay available (`docs/semantics.md#4-rebalancer`; as in the Rebalancer Operator).
 
 use super::CrdError;
 use super::common::{WorkloadTarget, label_selector_to_core};

@@ -1,6 +1,7 @@
 //! `ZoneBalancer` (namespaced, short name `zb`): spreads single-replica workloads over zones, each new
-//! pod going to the feasible zone with the fewest in-scope pods (DESIGN §3.3, seed 000). In `webhook`
-//! mode the pod gets the zone at CREATE; in `operator` mode the workload's template is pinned to a zone.
+//! pod going to the feasible zone with the fewest in-scope pods (`docs/semantics.md#3-least-loaded-zone`;
+//! it replaces the Single Pod AZ Balancer). In `webhook` mode the pod gets the zone at CREATE; in
+//! `operator` mode the workload's template is pinned to a zone.
 
 use super::CrdError;
 use super::common::{check_label_key, check_label_value, label_selector_to_core};

@@ -2,7 +2,7 @@
 //! reservations still in flight, the target for the current number of pods and the drift from it, plus
 //! the `Ready` and `OnTarget` conditions.
 //!
-//! * **Counted pods** follow DESIGN §3.1 (owner chain, not terminal, not terminating, the newest
+//! * **Counted pods** follow `docs/semantics.md#counting` (owner chain, not terminal, not terminating, the newest
 //!   revision when `revisionScoped`, group by the bound node's labels or a pending pod's own selector).
 //! * **Reserved** (strict mode only): shared reservations of the same workload and revision that have
 //!   neither expired nor been confirmed. A confirmed reservation's pod has been seen, so it is already

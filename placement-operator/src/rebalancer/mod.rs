@@ -1,5 +1,5 @@
-//! The utilization rebalancer (DESIGN §3.4, issue 5 item 4): per `RebalancePolicy`, at its interval,
-//! observe node and pod usage, plan with the core planner (WorkloadSLOs and NodeClasses honoured),
+//! The utilization rebalancer (`docs/semantics.md#4-rebalancer`, issue 5 item 4): per `RebalancePolicy`,
+//! at its interval, observe node and pod usage, plan with the core planner (WorkloadSLOs and NodeClasses honoured),
 //! reserve the plan in the policy's status, evict through the eviction subresource only, and report
 //! the plan — hot and cold nodes, sigma before and after, evictions done, blocked and why — in status,
 //! Events and metrics. Dry-run (the default) does all of that except the evictions.

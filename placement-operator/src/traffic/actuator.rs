@@ -1,9 +1,10 @@
 //! Where a traffic weight is read and written: the [`Actuator`] trait and its error type.
 //!
-//! The TrafficWeight controller computes a weight (DESIGN §3.5) and needs two things from the outside
-//! world: the weights in force now (the entry it manages and the base entry it is compared with), and a
-//! way to set the managed entry's weight. Everything target-specific (Route53 records, Gateway API
-//! `HTTPRoute` backendRefs, ...) sits behind this trait, so the control law never knows which one it drives.
+//! The TrafficWeight controller computes a weight (`docs/semantics.md#5-target-tracking-traffic-weights`)
+//! and needs two things from the outside world: the weights in force now (the entry it manages and the
+//! base entry it is compared with), and a way to set the managed entry's weight. Everything
+//! target-specific (Route53 records, Gateway API `HTTPRoute` backendRefs, ...) sits behind this trait, so
+//! the control law never knows which one it drives.
 //!
 //! Decisions:
 //! - The base weight is always *read* from the target, never configured: a hand-typed copy goes stale the

@@ -1,7 +1,7 @@
 //! One evaluation of one TrafficWeight: check the spec, connect (Secrets of the resource's namespace),
-//! query the metric, read the managed and base weights, apply the core tracking step (DESIGN §3.5),
-//! write the new weight if the step says so (unless dry-run), then record the status, the metrics and
-//! an Event for every change.
+//! query the metric, read the managed and base weights, apply the core tracking step
+//! (`docs/semantics.md#5-target-tracking-traffic-weights`), write the new weight if the step says so
+//! (unless dry-run), then record the status, the metrics and an Event for every change.
 //!
 //! Every failure stops the evaluation where it happens and leaves the weight alone: a metric that is
 //! NaN, empty or unreachable, a record that is missing, a throttled API. It becomes a condition, an

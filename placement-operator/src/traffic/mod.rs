@@ -1,7 +1,8 @@
-//! Target-tracking traffic weights (`TrafficWeight`, seed 004 done right): every `interval`, a
-//! Prometheus query gives a load, and the weight of a Route53 weighted record or of an HTTPRoute backend
-//! follows it by the core tracking law (DESIGN §3.5: `ceil(base × max(0, metric/target − 1))`, then the
-//! minimum, schedules, range; increases at once, decreases after a cooldown and outside a deadband).
+//! Target-tracking traffic weights (`TrafficWeight`, the Route53 rebalancer done right): every
+//! `interval`, a Prometheus query gives a load, and the weight of a Route53 weighted record or of an
+//! HTTPRoute backend follows it by the core tracking law
+//! (`docs/semantics.md#5-target-tracking-traffic-weights`: `ceil(base × max(0, metric/target − 1))`, then
+//! the minimum, schedules, range; increases at once, decreases after a cooldown and outside a deadband).
 //!
 //! The parts, each deciding one thing:
 //! - [`prometheus`]: the metric, one instant query read as an exact decimal, or a typed error.

@@ -1,6 +1,7 @@
-//! `ZoneBalancer` in operator mode (seed 000's operator done right): each selected single-replica
-//! Deployment or StatefulSet without a zone gets one, **once**, in its pod template — the least-loaded
-//! feasible zone of DESIGN §3.3, counting workloads pinned per zone plus the pods of unpinned ones — with
+//! `ZoneBalancer` in operator mode (the Single Pod AZ Balancer's `AZBalancer` operator done right): each
+//! selected single-replica Deployment or StatefulSet without a zone gets one, **once**, in its pod
+//! template — the least-loaded feasible zone (`docs/semantics.md#3-least-loaded-zone`), counting
+//! workloads pinned per zone plus the pods of unpinned ones — with
 //! a `placement.dev/zone-decision` annotation saying why. Optional rebalancing re-pins one workload at a
 //! time when the zones drift `rebalanceThreshold` apart, no more often than a minimum interval that is
 //! persisted in status. Balancers in webhook mode are the webhook's and are ignored here.

@@ -2,8 +2,8 @@
 //! workload moves. Pure: no I/O, no clock (`now` is an input), so every decision is a value with its
 //! reason and can be tested without a cluster.
 //!
-//! **Counting** (DESIGN §3.3 with the pin as the reservation). Every in-scope single-replica workload is
-//! counted once: in the zone its template pins when it is pinned (whatever its pod is doing during the
+//! **Counting** (`docs/semantics.md#3-least-loaded-zone` with the pin as the reservation). Every in-scope
+//! single-replica workload is counted once: in the zone its template pins when it is pinned (whatever its pod is doing during the
 //! rollout the pin started, so a pin made a moment ago counts before its pod exists, as an in-flight
 //! reservation does in webhook mode), otherwise where its counted pods are. A zone's load is that number
 //! of workloads; the zone chosen for a new pin is the feasible domain with the fewest, ties to the lowest
