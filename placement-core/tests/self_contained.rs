@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 /// The word that named the out-of-tree design notes, matched as a whole word, case-sensitive.
-const DESIGN_WORD: &str = concat!("DES", "IGN");
+const NOTES_WORD: &str = concat!("DES", "IGN");
 /// The directory beside the clone that held them.
 const OUTSIDE_DIR: &str = concat!("../", "sha", "red");
 /// A link into a section of the semantics page.
@@ -134,7 +134,7 @@ fn no_file_cites_documents_outside_the_repository() {
     for (rel, path) in &files {
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {rel}: {e}"));
         for (i, line) in text.lines().enumerate() {
-            if has_whole_word(line, DESIGN_WORD) || line.contains(OUTSIDE_DIR) {
+            if has_whole_word(line, NOTES_WORD) || line.contains(OUTSIDE_DIR) {
                 bad.push(format!("{rel}:{}: {}", i + 1, line.trim()));
             }
         }
