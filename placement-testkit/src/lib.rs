@@ -18,6 +18,7 @@
 //! * mutating admission on CREATE through the stored `MutatingWebhookConfiguration`s, over HTTPS
 //!   ([`admission`]);
 //! * fault injection: errors, latency, forced conflicts ([`faults`]), dropped watches and compaction;
+//! * log capture for tests that check what is logged under which span ([`logs`]);
 //! * on request, the Deployment and ReplicaSet controllers, the scheduler and the kubelet, reduced to
 //!   what end-to-end tests observe ([`workloads`]).
 //!
@@ -37,6 +38,7 @@ pub mod admission;
 pub mod events;
 pub mod eviction;
 pub mod faults;
+pub mod logs;
 pub mod objects;
 pub mod patch;
 pub mod resources;

@@ -5,6 +5,13 @@
 //! patch, with a warning the client sees, a `placement_webhook_fail_open_total` count and a log line.
 //! A pod that already pins a different value for a key the decision would set is left as its owner
 //! wrote it, with a warning. A reservation made for a pod that is then not placed is released.
+//!
+//! Each review gets a span, `admission`, opened as the body arrives, before it is even parsed; its
+//! fields are filled in as they become known: `uid`, `namespace`, `pod` (name or generateName) once the
+//! review is parsed, `workload` once the decider resolves the owner chain, `rule` and `outcome` at the
+//! end. Every log line of parsing, deciding, patching and waiting for a strict round is emitted inside it,
+//! so it carries the uid. Values from the request are cut to [`SPAN_FIELD_MAX`] characters: a span field is
+//! copied into every line.
 
 use crate::decide::{Candidate, Decider, Decision, RuleKind};
 use crate::metrics::{AdmissionMetrics, Outcome};
@@ -13,12 +20,35 @@ use crate::review::{Response, parse_review};
 use placement_core::ledger::RESERVATION_ANNOTATION;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Span;
 
 /// The annotation a placed pod carries: which rule placed it and why.
 pub const DECISION_ANNOTATION: &str = "placement.dev/decision";
 
 /// Weight of the preferred node-affinity term a `preferred` placement adds.
 const PREFERRED_WEIGHT: i32 = 100;
+
+/// Longest value (in characters) a span field copies from a request: a Kubernetes uid has 36, a name at
+/// most 253; a longer one is cut, its last character `…`.
+pub const SPAN_FIELD_MAX: usize = 253;
+
+/// `value` as a span field: cut to [`SPAN_FIELD_MAX`] characters.
+pub fn span_field(value: &str) -> tracing::field::DisplayValue<String> {
+    tracing::field::display(crate::review::bounded(value, SPAN_FIELD_MAX))
+}
+
+/// Fills in the `admission` span's request fields once the review is parsed.
+fn record_request(span: &Span, request: &crate::review::Request) {
+    span.record("uid", span_field(&request.uid));
+    if let Some(namespace) = &request.namespace {
+        span.record("namespace", span_field(namespace));
+    }
+    let pod = request.pod().map(|p| &p.metadata);
+    let name = pod.and_then(|m| m.name.as_deref().or(m.generate_name.as_deref())).unwrap_or(&request.name);
+    if !name.is_empty() {
+        span.record("pod", span_field(name));
+    }
+}
 
 /// The admission handler: decider, metrics and the time budget of one request.
 pub struct Admission {
@@ -48,12 +78,14 @@ impl Admission {
 
     /// Answers one AdmissionReview body with one AdmissionReview body, deciding locally (strict mode
     /// needs [`Self::review_async`]).
+    #[tracing::instrument(name = "admission", skip_all, fields(uid, namespace, pod, workload, rule, outcome))]
     pub fn review(&self, body: &[u8]) -> Vec<u8> {
         let started = Instant::now();
         let request = match self.parse(body, started) {
             Ok(r) => r,
             Err(answer) => return answer,
         };
+        record_request(&Span::current(), &request);
         let Some((pod, namespace)) = pod_of(&request) else { return self.not_a_pod(&request, started) };
         let candidate = Candidate { pod, namespace: &namespace, uid: &request.uid, dry_run: request.dry_run };
         let decided = self.decider.decide(&candidate);
@@ -62,12 +94,14 @@ impl Admission {
 
     /// Like [`Self::review`], with strict mode: a pod placed by a PodDistribution or ZoneBalancer with
     /// `strict: true` is decided against the ledger the replicas share through its status.
+    #[tracing::instrument(name = "admission", skip_all, fields(uid, namespace, pod, workload, rule, outcome))]
     pub async fn review_async(&self, body: &[u8]) -> Vec<u8> {
         let started = Instant::now();
         let request = match self.parse(body, started) {
             Ok(r) => r,
             Err(answer) => return answer,
         };
+        record_request(&Span::current(), &request);
         let Some((pod, namespace)) = pod_of(&request) else { return self.not_a_pod(&request, started) };
         let candidate = Candidate { pod, namespace: &namespace, uid: &request.uid, dry_run: request.dry_run };
         let decided = match (&self.strict, self.decider.strict_target(&candidate)) {
@@ -79,6 +113,7 @@ impl Admission {
 
     fn parse(&self, body: &[u8], started: Instant) -> Result<crate::review::Request, Vec<u8>> {
         parse_review(body).map_err(|e| {
+            Span::current().record("outcome", "malformed");
             tracing::warn!(error = %e, "malformed AdmissionReview: allowed unmutated");
             self.metrics.fail_open(e.metric_label());
             self.metrics.observe(RuleKind::None, Outcome::Malformed, false, started.elapsed().as_secs_f64());
@@ -87,6 +122,7 @@ impl Admission {
     }
 
     fn not_a_pod(&self, request: &crate::review::Request, started: Instant) -> Vec<u8> {
+        Span::current().record("outcome", "unchanged");
         self.metrics.observe(RuleKind::None, Outcome::Unchanged, request.dry_run, started.elapsed().as_secs_f64());
         Response::allow(request.uid.clone()).to_review_json()
     }
@@ -99,9 +135,7 @@ impl Admission {
     ) -> Vec<u8> {
         let uid = request.uid.clone();
         let dry_run = request.dry_run;
-        let span = tracing::info_span!("admission", %uid, namespace = ?request.namespace, name = %request.name,
-            rule = tracing::field::Empty, outcome = tracing::field::Empty);
-        let _entered = span.enter();
+        let span = Span::current();
         let decision = match decided {
             Ok(d) => d,
             Err(e) => return self.fail_open(&uid, RuleKind::None, e.metric_label(), &e.to_string(), dry_run, started),
@@ -113,16 +147,16 @@ impl Admission {
             return self.fail_open(&uid, decision.rule, "deadline", &why, dry_run, started);
         }
         if !decision.places() {
-            tracing::debug!(reason = %decision.reason, "left unmutated");
             span.record("outcome", "unchanged");
+            tracing::debug!(reason = %decision.reason, "left unmutated");
             self.metrics.observe(decision.rule, Outcome::Unchanged, dry_run, started.elapsed().as_secs_f64());
             return Response::allow(uid).to_review_json();
         }
         let raw = request.object.as_ref().map(|o| o.raw()).cloned().unwrap_or_default();
         match plan_patch_json(&raw, &placement(&decision)) {
             Ok(plan) => {
-                tracing::info!(reason = %decision.reason, source = %decision.source, "placed");
                 span.record("outcome", "placed");
+                tracing::info!(reason = %decision.reason, source = %decision.source, "placed");
                 self.metrics.observe(decision.rule, Outcome::Placed, dry_run, started.elapsed().as_secs_f64());
                 self.metrics.set_reservations(self.decider.index().read().ledger().len());
                 Response::allow(uid).with_patch(&plan.patch).with_warnings(plan.notes).to_review_json()
@@ -130,8 +164,8 @@ impl Admission {
             Err(conflict) => {
                 self.release(&decision);
                 let warning = format!("placement: {conflict}; the pod is admitted as written ({})", decision.source);
-                tracing::info!(%conflict, "left unmutated: the pod pins another value");
                 span.record("outcome", "conflict");
+                tracing::info!(%conflict, "left unmutated: the pod pins another value");
                 self.metrics.observe(decision.rule, Outcome::Conflict, dry_run, started.elapsed().as_secs_f64());
                 Response::allow(uid).with_warnings(vec![warning]).to_review_json()
             }
@@ -153,6 +187,7 @@ impl Admission {
         dry_run: bool,
         started: Instant,
     ) -> Vec<u8> {
+        Span::current().record("outcome", "fail-open");
         tracing::warn!(error = %why, "placement failed: admitted unmutated");
         self.metrics.fail_open(class);
         self.metrics.observe(rule, Outcome::FailOpen, dry_run, started.elapsed().as_secs_f64());

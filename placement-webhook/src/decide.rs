@@ -194,6 +194,8 @@ impl Decider {
         let Some(workload) = pod.workload.clone() else {
             return Ok(Decision::none("pod has no controller: left alone"));
         };
+        // The caller's span (`admission`, or a strict round's per-admission span) names the workload.
+        tracing::Span::current().record("workload", tracing::field::display(&workload));
         if !placeable(&workload.kind) {
             // A DaemonSet pod belongs on its own node, a Job's pods are not spread: never add a selector.
             return Ok(Decision::none(format!("{} pods are not placed: left alone", workload.kind)));
@@ -215,6 +217,7 @@ impl Decider {
             }
             decision.steer = Some(steer);
         }
+        tracing::debug!(rule = decision.rule.as_str(), reason = %decision.reason, "decided");
         Ok(decision)
     }
 

@@ -18,6 +18,11 @@
 //! decision. A round runs as its own task, so an admission whose client hung up does not cut it short;
 //! a decision whose admission has already given up (the deadline) is released, and the next write
 //! drops it from the status.
+//!
+//! Tracing: a round is its own task, so it gets its own span, `strict_round` (the ledger's key, how many
+//! admissions it serves and their uids), which follows from the admission that started it; each
+//! admission's decision inside the round runs in an `admission` span with that admission's uid, so its
+//! log lines carry the uid as they would outside strict mode.
 
 use crate::decide::{Candidate, DecideError, Decider, Decision, SharedIn, StrictTarget};
 use crate::metrics::{AdmissionMetrics, StrictWrite};
@@ -33,6 +38,10 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::oneshot;
+use tracing::Instrument;
+
+/// How many uids a `strict_round` span lists (the count is always there).
+const ROUND_SPAN_UIDS: usize = 8;
 
 /// Strict-mode decisions of one webhook replica.
 pub struct StrictMode {
@@ -68,6 +77,25 @@ impl Job {
     fn candidate(&self) -> Candidate<'_> {
         Candidate { pod: &self.pod, namespace: &self.namespace, uid: &self.uid, dry_run: self.dry_run }
     }
+
+    /// The span this admission's decision runs in, inside a round.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("admission", uid = crate::admission::span_field(&self.uid),
+            namespace = crate::admission::span_field(&self.namespace), workload = tracing::field::Empty)
+    }
+}
+
+/// The span of one round: its own task, following from the admission that started it.
+fn round_span(key: &str, jobs: &[Job]) -> tracing::Span {
+    let mut uids: Vec<String> =
+        jobs.iter().take(ROUND_SPAN_UIDS).map(|j| crate::review::bounded(&j.uid, 64)).collect();
+    if jobs.len() > ROUND_SPAN_UIDS {
+        uids.push("…".into());
+    }
+    let span = tracing::info_span!(parent: None, "strict_round", ledger = crate::admission::span_field(key),
+        admissions = jobs.len(), uids = %uids.join(","));
+    span.follows_from(tracing::Span::current());
+    span
 }
 
 impl StrictMode {
@@ -117,10 +145,14 @@ impl StrictMode {
                         metrics: self.metrics.clone(),
                         target: target.clone(),
                     };
-                    tokio::spawn(async move {
-                        round.run(jobs).await;
-                        drop(turn);
-                    });
+                    let span = round_span(&key, &jobs);
+                    tokio::spawn(
+                        async move {
+                            round.run(jobs).await;
+                            drop(turn);
+                        }
+                        .instrument(span),
+                    );
                 }
             }
         }
@@ -185,7 +217,8 @@ impl Round {
             };
             let shared = current.shared_ledger();
             self.decider.sync_shared_ledger(key, &shared);
-            let decisions: Vec<_> = jobs.iter().map(|j| self.decider.decide(&j.candidate())).collect();
+            let decisions: Vec<_> =
+                jobs.iter().map(|j| j.span().in_scope(|| self.decider.decide(&j.candidate()))).collect();
             let reserved: Vec<String> =
                 decisions.iter().filter_map(|d| d.as_ref().ok().and_then(|d| d.reservation.clone())).collect();
             if reserved.is_empty() {
