@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run -p placement-testkit --bin fake-apiserver -- \
-//!     --listen 127.0.0.1:8001 --kubeconfig /tmp/fake.kubeconfig --crds --seed examples/cluster.yaml
+//!     --listen 127.0.0.1:8001 --kubeconfig /tmp/fake.kubeconfig --crds --seed examples/clusters/small.yaml
 //! KUBECONFIG=/tmp/fake.kubeconfig kubectl get nodes
 //! ```
 #![forbid(unsafe_code)]
