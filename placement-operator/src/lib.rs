@@ -9,7 +9,6 @@ pub mod context;
 pub mod crdgen;
 pub mod distribution;
 pub mod error;
-pub mod json_patch_ops;
 pub mod plan;
 pub mod rebalancer;
 pub mod runtime;

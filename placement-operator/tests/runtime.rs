@@ -2,6 +2,7 @@
 //! probe and metrics listener over real HTTP, and `run_with` from start to a graceful shutdown.
 
 use placement_kube::live::{self, LiveIndex, SharedIndex, WatchOptions};
+use placement_kube::probes::Readiness as _;
 use placement_operator::Leadership;
 use placement_operator::runtime::leader::LeaseConfig;
 use placement_operator::runtime::{Controller, RunConfig, RunError, crds, probes, run_with};

@@ -4,8 +4,9 @@
 //!
 //! What it decides, and why:
 //! - **When to issue.** A new CA and serving certificate are made when the Secret is missing, unreadable,
-//!   lacks a key, names other DNS names than the Service's, or its certificate expires within
-//!   `renew_before`. Otherwise nothing is issued: the command is safe to run as often as you like.
+//!   lacks a key (read with [`placement_kube::secrets`], so the reason names the Secret and the key), names
+//!   other DNS names than the Service's, or its certificate expires within `renew_before`. Otherwise
+//!   nothing is issued: the command is safe to run as often as you like.
 //! - **Order of writes.** The new CA is added to every webhook's `caBundle` *before* the Secret is replaced,
 //!   so the API server trusts both the certificate the pods still serve and the one they will load (the
 //!   kubelet updates mounted Secrets within about a minute, and the webhook reloads the files).
@@ -24,9 +25,9 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use placement_kube::{field_manager, patch, secrets};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -141,23 +142,16 @@ fn pem_of(der: &CertificateDer<'_>) -> String {
     out
 }
 
-fn data<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
-    secret.data.as_ref()?.get(key).map(|b| b.0.as_slice()).filter(|b| !b.is_empty())
-}
-
 /// Whether the Secret's certificate must be replaced, and why; `Ok` with what it holds otherwise.
 fn inspect(secret: Option<&Secret>, config: &CertsConfig, now: Timestamp) -> Result<Current, String> {
-    let Some(secret) = secret else { return Err("the Secret does not exist".into()) };
-    for key in ["tls.crt", "tls.key", "ca.crt"] {
-        if data(secret, key).is_none() {
-            return Err(format!("the Secret has no {key}"));
-        }
-    }
-    let chain = certificates(data(secret, "tls.crt").unwrap_or_default());
+    let secret = secrets::found(secret, &config.namespace, &config.secret).map_err(|e| e.to_string())?;
+    let read = |key: &str| secrets::bytes(secret, key).map_err(|e| e.to_string());
+    let (tls_crt, _tls_key, ca_crt) = (read("tls.crt")?, read("tls.key")?, read("ca.crt")?);
+    let chain = certificates(tls_crt);
     let Some(leaf) = chain.first().and_then(|c| parse(c)) else {
         return Err("tls.crt holds no readable certificate".into());
     };
-    let cas = certificates(data(secret, "ca.crt").unwrap_or_default());
+    let cas = certificates(ca_crt);
     let Some(ca) = cas.first() else { return Err("ca.crt holds no readable certificate".into()) };
     let mut want = config.dns_names();
     let mut have = leaf.dns_names.clone();
@@ -266,22 +260,23 @@ pub async fn ensure(client: &kube::Client, config: &CertsConfig, now: Timestamp)
     };
 
     // 1. The caBundle of every webhook: the new CA (and the old, during the overlap) before the Secret.
-    let mut ops = vec![json!({"op": "test", "path": "/metadata/resourceVersion",
-        "value": webhook_config.metadata.resource_version.clone().unwrap_or_default()})];
+    let mut ops = vec![patch::unchanged_since(webhook_config.metadata.resource_version.as_deref().unwrap_or_default())];
     for (i, w) in webhook_config.webhooks.iter().flatten().enumerate() {
         let old = w.client_config.ca_bundle.as_ref().map(|b| b.0.clone()).unwrap_or_default();
         let want = desired_bundle(&current.ca_pem, &old, current.not_before, config, now);
         if old != want.as_bytes() {
             let value = base64::engine::general_purpose::STANDARD.encode(want.as_bytes());
-            ops.push(json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": value}));
+            ops.push(patch::add(
+                &[String::from("webhooks"), i.to_string(), "clientConfig".into(), "caBundle".into()],
+                value.into(),
+            ));
         }
     }
     let bundle_changed = ops.len() > 1;
     if bundle_changed {
-        let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
-            .map_err(|e| CertsError::Invalid(format!("building the caBundle patch: {e}")))?;
+        let params = PatchParams { field_manager: Some(field_manager::WEBHOOK.into()), ..PatchParams::default() };
         configs
-            .patch(&config.webhook_config, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .patch(&config.webhook_config, &params, &Patch::Json::<()>(json_patch::Patch(ops)))
             .await
             .map_err(kube_err(format!("patching the caBundle of {}", config.webhook_config)))?;
     }
@@ -303,10 +298,11 @@ pub async fn ensure(client: &kube::Client, config: &CertsConfig, now: Timestamp)
         new.data = Some(data);
         new.string_data = None;
         let action = format!("writing Secret {ns}/{}", config.secret);
+        let params = PostParams { field_manager: Some(field_manager::WEBHOOK.into()), ..PostParams::default() };
         if secret.is_some() {
-            secrets.replace(&config.secret, &PostParams::default(), &new).await.map_err(kube_err(action))?;
+            secrets.replace(&config.secret, &params, &new).await.map_err(kube_err(action))?;
         } else {
-            secrets.create(&PostParams::default(), &new).await.map_err(kube_err(action))?;
+            secrets.create(&params, &new).await.map_err(kube_err(action))?;
         }
     }
     Ok(Outcome { issued: reason, bundle_changed, not_after: current.not_after })
@@ -348,7 +344,10 @@ mod tests {
         assert!(inspect(Some(&secret), &c, now).is_ok());
         let later = Timestamp::from_second(leaf.not_after - 29 * 86_400).unwrap();
         assert!(inspect(Some(&secret), &c, later).unwrap_err().contains("expires in"), "renewal due");
-        assert_eq!(inspect(None, &c, now).unwrap_err(), "the Secret does not exist");
+        assert_eq!(inspect(None, &c, now).unwrap_err(), "Secret placement-system/placement-webhook-tls not found");
+        let mut no_key = secret.clone();
+        no_key.data.as_mut().unwrap().remove("tls.key");
+        assert!(inspect(Some(&no_key), &c, now).unwrap_err().contains(r#"has no key "tls.key""#));
         let mut other = c.clone();
         other.service = "other".into();
         assert!(inspect(Some(&secret), &other, now).unwrap_err().contains("not [\"other.placement-system.svc\""));

@@ -19,14 +19,14 @@
 //!   Required node affinity terms are ORed, so one admitting term is enough. An annotation that already
 //!   holds another value is kept as it is and reported in [`PatchPlan::notes`]: it records, it does not
 //!   place.
-//! * **Pointer tokens are escaped by `PointerBuf::from_tokens`** (`placement.dev/decision` becomes
+//! * **Pointer tokens are escaped by [`placement_kube::patch`]** (`placement.dev/decision` becomes
 //!   `placement.dev~1decision`), never by string concatenation.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation};
+use json_patch::{Patch, PatchOperation};
 use k8s_openapi::api::core::v1::Pod;
+use placement_kube::patch::{add as add_op, pointer};
 use serde_json::{Map, Value, json};
 
 use crate::review::bounded;
@@ -229,14 +229,6 @@ impl Add {
             Add::Items(_) => Err(Conflict::Unpatchable { path: pointer(path).to_string(), found: "missing".into() }),
         }
     }
-}
-
-fn pointer(path: &[String]) -> PointerBuf {
-    PointerBuf::from_tokens(path)
-}
-
-fn add_op(path: &[String], value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation { path: pointer(path), value })
 }
 
 /// Turns the additions into `add` operations against what `node` holds at `path`.

@@ -4,9 +4,9 @@
 use crate::admission::Admission;
 use crate::decide::{Decider, RuleSource};
 use crate::metrics::AdmissionMetrics;
-use crate::probes::{self, CertMetrics, Readiness};
+use crate::probes::{self, Readiness};
 use crate::serve::{ServeLimits, serve_plain, serve_tls};
-use crate::tls::CertReloader;
+use crate::tls::{CertMetrics, CertReloader};
 use kube::Api;
 use placement_kube::crd::{PodDistribution, RebalancePolicy, ZoneBalancer};
 use placement_kube::live::{self, Reflected, WatchOptions};

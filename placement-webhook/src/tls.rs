@@ -13,8 +13,10 @@
 //! Handshakes ask [`CertReloader`] (a [`ResolvesServerCert`]) for the current key every time, so a
 //! reload affects new connections only; established ones keep the certificate they were set up with.
 //!
-//! The leaf's `notAfter` is exported as a metric. Rather than pull in an X.509 parser for one field, a
-//! tiny DER walk reads `tbsCertificate.validity.notAfter`.
+//! The leaf's `notAfter` is exported as a metric, read with `x509-parser` (as the `certs` command reads
+//! certificates). The certificate metrics ([`CertMetrics`]: `notAfter` and the reload failures, whose
+//! `reason` takes only the fixed values of [`TlsError::metric_label`]) live here with the errors they
+//! count; the probe listener only serves the registry they are in.
 
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -22,14 +24,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::task::JoinHandle;
-
-use crate::probes::CertMetrics;
 
 /// How often [`CertReloader::spawn_watcher`] looks at the files unless told otherwise.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
@@ -66,6 +71,57 @@ impl TlsError {
             TlsError::UnsupportedKey { .. } => "unsupported_key",
             TlsError::KeyMismatch { .. } => "key_mismatch",
         }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// The certificate metrics, updated by [`CertReloader`]. Clones share values.
+#[derive(Clone, Debug, Default)]
+pub struct CertMetrics {
+    not_after: Gauge,
+    reload_failures: Family<ReasonLabel, Counter>,
+}
+
+impl CertMetrics {
+    /// Creates the metrics and registers them in `registry`; every failure reason starts at zero.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        for reason in TlsError::METRIC_LABELS {
+            let _ = metrics.reload_failures.get_or_create(&ReasonLabel { reason });
+        }
+        registry.register_with_unit(
+            "placement_webhook_certificate_not_after",
+            "Expiry (notAfter) of the serving certificate in use, Unix time",
+            Unit::Seconds,
+            metrics.not_after.clone(),
+        );
+        registry.register(
+            "placement_webhook_certificate_reload_failures",
+            "Certificate reloads rejected (the previous certificate kept serving), by reason",
+            metrics.reload_failures.clone(),
+        );
+        metrics
+    }
+
+    pub fn set_not_after(&self, unix_seconds: i64) {
+        self.not_after.set(unix_seconds);
+    }
+
+    /// `reason` must be one of [`TlsError::METRIC_LABELS`].
+    pub fn count_reload_failure(&self, reason: &'static str) {
+        self.reload_failures.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Sum over reasons (for tests and logs).
+    pub fn reload_failures_total(&self) -> u64 {
+        TlsError::METRIC_LABELS
+            .iter()
+            .map(|&reason| self.reload_failures.get_or_create(&ReasonLabel { reason }).get())
+            .sum()
     }
 }
 
@@ -248,79 +304,10 @@ fn build(cert_path: &Path, key_path: &Path, cert_pem: &[u8], key_pem: &[u8]) -> 
     Ok(Current { key: Arc::new(certified), not_after, fingerprint: fingerprint(&[cert_pem, key_pem]) })
 }
 
-const SEQUENCE: u8 = 0x30;
-const EXPLICIT_VERSION: u8 = 0xa0;
-const UTC_TIME: u8 = 0x17;
-const GENERALIZED_TIME: u8 = 0x18;
-
-/// `tbsCertificate.validity.notAfter` of a DER certificate, in Unix seconds; `None` if malformed.
-///
-/// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
-/// signature, issuer, validity SEQUENCE { notBefore, notAfter }, ... }, ... }
+/// `notAfter` of a DER certificate, in Unix seconds; `None` if it is not a readable certificate.
 pub fn not_after_from_der(cert: &[u8]) -> Option<i64> {
-    let certificate = expect_tag(SEQUENCE, cert)?;
-    let mut fields = expect_tag(SEQUENCE, certificate)?;
-    if let (EXPLICIT_VERSION, _, rest) = next_tlv(fields)? {
-        fields = rest;
-    }
-    for _serial_signature_issuer in 0..3 {
-        fields = next_tlv(fields)?.2;
-    }
-    let validity = expect_tag(SEQUENCE, fields)?;
-    let (_, _, after_not_before) = next_tlv(validity)?;
-    let (tag, time, _) = next_tlv(after_not_before)?;
-    parse_time(tag, time)
-}
-
-fn expect_tag(tag: u8, input: &[u8]) -> Option<&[u8]> {
-    let (found, contents, _) = next_tlv(input)?;
-    (found == tag).then_some(contents)
-}
-
-/// Splits one DER element off `input`: (tag, contents, what follows). Only what certificates use on the
-/// path above: single-byte tags, definite lengths of up to four bytes.
-fn next_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    if tag & 0x1f == 0x1f {
-        return None; // multi-byte tag
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None; // indefinite (not DER) or absurd lengths
-        }
-        let (len_bytes, rest) = rest.split_at(count);
-        (len_bytes.iter().fold(0usize, |len, &byte| len << 8 | usize::from(byte)), rest)
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (contents, rest) = rest.split_at(len);
-    Some((tag, contents, rest))
-}
-
-/// UTCTime `YYMMDDHHMMSSZ` (years 1950–2049, RFC 5280) or GeneralizedTime `YYYYMMDDHHMMSSZ`.
-fn parse_time(tag: u8, text: &[u8]) -> Option<i64> {
-    let digits = text.strip_suffix(b"Z")?;
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let number =
-        |range: std::ops::Range<usize>| -> Option<i16> { std::str::from_utf8(digits.get(range)?).ok()?.parse().ok() };
-    let (year, rest) = match (tag, digits.len()) {
-        (UTC_TIME, 12) => {
-            let yy = number(0..2)?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, 2)
-        }
-        (GENERALIZED_TIME, 14) => (number(0..4)?, 4),
-        _ => return None,
-    };
-    let field = |i: usize| -> Option<i8> { i8::try_from(number(rest + 2 * i..rest + 2 * i + 2)?).ok() };
-    let datetime = jiff::civil::DateTime::new(year, field(0)?, field(1)?, field(2)?, field(3)?, field(4)?, 0).ok()?;
-    Some(datetime.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp().as_second())
+    let (_, cert) = x509_parser::parse_x509_certificate(cert).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 #[cfg(test)]
@@ -352,14 +339,30 @@ mod tests {
     }
 
     #[test]
-    fn parses_both_time_forms() {
-        assert_eq!(parse_time(UTC_TIME, b"700101000000Z"), Some(0));
-        assert_eq!(parse_time(UTC_TIME, b"490101000000Z"), Some(unix(2049, 1, 1)));
-        assert_eq!(parse_time(GENERALIZED_TIME, b"21060207062815Z"), Some(4_294_967_295));
-        assert_eq!(parse_time(UTC_TIME, b"700101000000"), None, "DER times end in Z");
-        assert_eq!(parse_time(UTC_TIME, b"70010100000+Z"), None);
-        assert_eq!(parse_time(UTC_TIME, b"701301000000Z"), None, "month 13");
-        assert_eq!(parse_time(GENERALIZED_TIME, b"700101000000Z"), None, "wrong length for the tag");
+    fn reads_both_time_forms_at_their_edges() {
+        let at = |unix: i64| {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+            params.not_before = rcgen::date_time_ymd(1960, 1, 1);
+            params.not_after = time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+            params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap()
+        };
+        // UTCTime covers 1950 to 2049 (RFC 5280); GeneralizedTime from 2050 on.
+        assert_eq!(not_after_from_der(at(0).der()), Some(0));
+        assert_eq!(not_after_from_der(at(unix(2049, 1, 1)).der()), Some(unix(2049, 1, 1)));
+        assert_eq!(not_after_from_der(at(unix(2050, 1, 1) - 1).der()), Some(unix(2050, 1, 1) - 1));
+        assert_eq!(not_after_from_der(at(4_294_967_295).der()), Some(4_294_967_295));
+    }
+
+    #[test]
+    fn an_invalid_not_after_gives_none() {
+        let der = cert_with_not_after(2030, 6, 1).cert.der().to_vec();
+        let time = b"300601000000Z";
+        let Some(offset) = der.windows(time.len()).position(|w| w == time) else { panic!("no UTCTime in {der:?}") };
+        for bad in [b"301301000000Z", b"30060100000+Z", b"300601000000+"] {
+            let mut edited = der.clone();
+            edited[offset..offset + time.len()].copy_from_slice(bad);
+            assert_eq!(not_after_from_der(&edited), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
@@ -398,11 +401,11 @@ mod tests {
         // rcgen writes PKCS#8; the SEC1 ECPrivateKey is the OCTET STRING inside it.
         let pair = cert_with_not_after(2030, 1, 1);
         let pkcs8 = pair.signing_key.serialize_der();
-        let info = expect_tag(SEQUENCE, &pkcs8).unwrap();
-        let (_, _, rest) = next_tlv(info).unwrap(); // version
-        let (_, _, rest) = next_tlv(rest).unwrap(); // algorithm
-        let (tag, sec1, _) = next_tlv(rest).unwrap();
-        assert_eq!(tag, 0x04);
+        // PrivateKeyInfo ::= SEQUENCE { version, algorithm, privateKey OCTET STRING }
+        let (_, info) = x509_parser::der_parser::parse_der(&pkcs8).unwrap();
+        let fields = info.as_sequence().unwrap();
+        assert_eq!(fields.len(), 3, "{info:?}");
+        let sec1 = fields[2].as_slice().unwrap();
         let sec1_pem = pem_encode("EC PRIVATE KEY", sec1);
         let dir = tempfile::tempdir().unwrap();
         let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
@@ -410,6 +413,19 @@ mod tests {
         std::fs::write(&key_path, sec1_pem).unwrap();
         let reloader = CertReloader::load(&cert_path, &key_path).unwrap();
         assert_eq!(reloader.not_after(), Some(unix(2030, 1, 1)));
+    }
+
+    #[test]
+    fn failure_counter_starts_at_zero_for_every_reason() {
+        let mut registry = Registry::default();
+        let metrics = CertMetrics::register(&mut registry);
+        metrics.count_reload_failure("pem");
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("placement_webhook_certificate_reload_failures_total{reason=\"pem\"} 1"), "{text}");
+        assert!(text.contains("placement_webhook_certificate_reload_failures_total{reason=\"read\"} 0"), "{text}");
+        assert!(text.contains("# UNIT placement_webhook_certificate_not_after_seconds seconds"), "{text}");
+        assert_eq!(metrics.reload_failures_total(), 1);
     }
 
     fn pem_encode(label: &str, der: &[u8]) -> String {

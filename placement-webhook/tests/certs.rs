@@ -119,7 +119,7 @@ async fn creates_keeps_repairs_and_rotates() {
 
     // First run: a Secret and a caBundle in every webhook.
     let first = ensure(&client, &c, now).await.unwrap();
-    assert_eq!(first.issued.as_deref(), Some("the Secret does not exist"));
+    assert_eq!(first.issued.as_deref(), Some("Secret placement-system/placement-webhook-tls not found"));
     assert!(first.bundle_changed);
     let ca = secret_value(&fake, "ca.crt");
     for b in bundles(&fake) {

@@ -60,7 +60,7 @@ fn names(registry: &Registry) -> BTreeSet<String> {
 
 async fn registered() -> BTreeSet<String> {
     let mut webhook = Registry::default();
-    placement_webhook::probes::CertMetrics::register(&mut webhook);
+    placement_webhook::tls::CertMetrics::register(&mut webhook);
     placement_webhook::metrics::AdmissionMetrics::register(&mut webhook);
 
     let fake = FakeApiServer::start().await.expect("fake API server");

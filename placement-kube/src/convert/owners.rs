@@ -61,6 +61,14 @@ where
     }
 }
 
+/// The workload controlling a ReplicaSet (normally its Deployment), from the owner reference with
+/// `controller: true`; `None` for a ReplicaSet without controller (or without namespace).
+pub fn replicaset_owner(rs: &ReplicaSet) -> Option<WorkloadRef> {
+    let namespace = rs.metadata.namespace.as_deref().filter(|ns| !ns.is_empty())?;
+    let owner = controller_ref(&rs.metadata)?;
+    Some(WorkloadRef::new(workload_kind(owner), namespace, owner.name.clone()))
+}
+
 /// ReplicaSet → workload, built from ReplicaSet objects (a list, or watch events one at a time).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplicaSetOwners {
@@ -77,8 +85,7 @@ impl ReplicaSetOwners {
         let (Some(ns), Some(name)) = (rs.metadata.namespace.as_deref(), rs.metadata.name.as_deref()) else {
             return;
         };
-        let owner = super::workload::replicaset_owner(rs)
-            .unwrap_or_else(|| WorkloadRef::new(WorkloadKind::ReplicaSet, ns, name));
+        let owner = replicaset_owner(rs).unwrap_or_else(|| WorkloadRef::new(WorkloadKind::ReplicaSet, ns, name));
         self.by_key.insert((ns.to_string(), name.to_string()), owner);
     }
 

@@ -1,5 +1,5 @@
 //! Deployments and StatefulSets into core workloads (replicas, absolute `maxUnavailable`, labels,
-//! annotations), and the one owner step pods do not carry: who controls a ReplicaSet.
+//! annotations). Who controls a ReplicaSet is an owner-chain question: [`super::owners`] answers it.
 //!
 //! `maxUnavailable` is resolved the way the controllers resolve it:
 //!
@@ -15,8 +15,7 @@
 //! naming the field. The core strategy annotation lives in the Deployment's annotations, kept whole.
 
 use super::error::{ConvertError, Obj, required_name, required_namespace};
-use super::owners::{controller_ref, workload_kind};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use placement_core::model::{Workload, WorkloadKind, WorkloadRef};
@@ -96,14 +95,6 @@ pub fn statefulset(s: &StatefulSet) -> Result<Workload, ConvertError> {
         labels: s.metadata.labels.clone().unwrap_or_default(),
         annotations: s.metadata.annotations.clone().unwrap_or_default(),
     })
-}
-
-/// The workload controlling a ReplicaSet (normally its Deployment), from the owner reference with
-/// `controller: true`; `None` for a ReplicaSet without controller (or without namespace).
-pub fn replicaset_owner(rs: &ReplicaSet) -> Option<WorkloadRef> {
-    let namespace = rs.metadata.namespace.as_deref().filter(|ns| !ns.is_empty())?;
-    let owner = controller_ref(&rs.metadata)?;
-    Some(WorkloadRef::new(workload_kind(owner), namespace, owner.name.clone()))
 }
 
 #[cfg(test)]

@@ -134,6 +134,23 @@ pub trait StatusConditions {
         set_condition(self.conditions_mut(), condition)
     }
 
+    /// Records that the spec of `generation` is invalid, the way every controller reports it:
+    /// `observedGeneration` is `generation`, and `Ready` is `False` with reason `InvalidSpec` and the error
+    /// (which names the field) as its message. Other conditions and fields are left as they are.
+    ///
+    /// Returns whether this is news: `Ready` was not already `False` for this same problem. A controller
+    /// publishes an Event on news only, so an unchanged invalid spec costs one Event, not one per
+    /// reconcile (whether to write the status is a separate question: compare it with what was read).
+    fn record_invalid_spec(&mut self, error: &super::CrdError, generation: Option<i64>, now: Timestamp) -> bool {
+        let invalid = Condition::invalid(error, generation, now);
+        let news = find_condition(self.conditions(), READY).is_none_or(|c| {
+            c.status != ConditionStatus::False || c.reason != REASON_INVALID_SPEC || c.message != invalid.message
+        });
+        self.set_observed_generation(generation);
+        self.set_condition(invalid);
+        news
+    }
+
     /// Is `Ready` true?
     fn is_ready(&self) -> bool {
         find_condition(self.conditions(), READY).is_some_and(|c| c.status == ConditionStatus::True)
@@ -164,6 +181,52 @@ pub(crate) use impl_status_conditions;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::CrdError;
+
+    /// A status of the usual shape, for the trait's own methods.
+    #[derive(Default)]
+    struct Status {
+        observed_generation: Option<i64>,
+        conditions: Vec<Condition>,
+    }
+    impl_status_conditions!(Status);
+
+    #[test]
+    fn an_invalid_spec_is_recorded_once_as_news() {
+        let mut status = Status::default();
+        status.set_condition(Condition::ready("ok", Some(1), at(10)));
+        status.set_condition(Condition::new("Balanced", ConditionStatus::True, "OnTarget", "", Some(1), at(10)));
+        let missing = CrdError::Missing { path: "spec.selector".into() };
+
+        assert!(status.record_invalid_spec(&missing, Some(2), at(20)), "Ready was True: news");
+        assert_eq!(status.observed_generation, Some(2));
+        let ready = find_condition(&status.conditions, READY).unwrap();
+        assert_eq!((ready.status, ready.reason.as_str()), (ConditionStatus::False, REASON_INVALID_SPEC));
+        assert_eq!(
+            (ready.message.as_str(), ready.last_transition_time.clone()),
+            ("spec.selector: required", Time(at(20)))
+        );
+        assert_eq!(find_condition(&status.conditions, "Balanced").unwrap().status, ConditionStatus::True, "kept");
+        assert!(!status.is_ready());
+
+        // The same problem again (a new generation with the same mistake): not news, time kept.
+        assert!(!status.record_invalid_spec(&missing, Some(3), at(30)));
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(find_condition(&status.conditions, READY).unwrap().last_transition_time, Time(at(20)));
+
+        // Another field at fault is news again; so is False for another reason turning into InvalidSpec.
+        let other = CrdError::Missing { path: "spec.groups".into() };
+        assert!(status.record_invalid_spec(&other, Some(4), at(40)));
+        status.set_condition(Condition::new(
+            READY,
+            ConditionStatus::False,
+            "TargetNotFound",
+            "spec.groups: required",
+            Some(4),
+            at(50),
+        ));
+        assert!(status.record_invalid_spec(&other, Some(4), at(60)));
+    }
 
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap_or(Timestamp::UNIX_EPOCH)

@@ -45,8 +45,11 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use metrics::DistributionMetrics;
 use placement_core::model::WorkloadKind;
-use placement_kube::crd::conditions::{Condition, ConditionStatus, READY, find_condition, set_condition};
+use placement_kube::crd::conditions::{
+    Condition, ConditionStatus, READY, REASON_INVALID_SPEC, StatusConditions, find_condition, set_condition,
+};
 use placement_kube::crd::{CrdError, PodDistribution, PodDistributionStatus, SharedLedger};
+use placement_kube::field_manager;
 use placement_kube::live::SharedIndex;
 use prometheus_client::registry::Registry;
 use serde_json::json;
@@ -56,9 +59,6 @@ use std::time::{Duration, Instant};
 
 /// `Ready=False`: an older PodDistribution targets the same workload.
 pub const REASON_TARGET_CONFLICT: &str = "TargetConflict";
-
-/// The field manager of every status write.
-pub const FIELD_MANAGER: &str = "placement-operator";
 
 /// Timings and bounds of the upkeep.
 #[derive(Clone, Debug)]
@@ -362,35 +362,26 @@ impl Upkeep {
         let now = jiff::Timestamp::now();
         let generation = dist.metadata.generation;
         let previous = dist.status.clone().unwrap_or_default();
-        let mut conditions = previous.conditions.clone();
-        let invalid = Condition::invalid(e, generation, now);
-        // News when Ready was not already False for this same reason (not on every reconcile).
-        let news = find_condition(&previous.conditions, READY)
-            .is_none_or(|c| c.status != ConditionStatus::False || c.message != invalid.message);
-        set_condition(&mut conditions, invalid);
-        set_condition(
-            &mut conditions,
-            Condition::new(
-                status::ON_TARGET,
-                ConditionStatus::Unknown,
-                placement_kube::crd::conditions::REASON_INVALID_SPEC,
-                "the spec is invalid: see the Ready condition",
-                generation,
-                now,
-            ),
-        );
-        let desired = PodDistributionStatus {
-            observed_generation: generation,
-            conditions,
+        let mut desired = PodDistributionStatus {
+            conditions: previous.conditions.clone(),
             revision: previous.revision.clone(),
             groups: previous.groups.clone(),
             ..Default::default()
         };
+        let news = desired.record_invalid_spec(e, generation, now);
+        desired.set_condition(Condition::new(
+            status::ON_TARGET,
+            ConditionStatus::Unknown,
+            REASON_INVALID_SPEC,
+            "the spec is invalid: see the Ready condition",
+            generation,
+            now,
+        ));
         if !owned_fields_equal(&previous, &desired) {
             self.apply_status(api, &dist.name_any(), &desired).await?;
         }
         if news {
-            self.publish(dist, true, placement_kube::crd::conditions::REASON_INVALID_SPEC, e.to_string()).await;
+            self.publish(dist, true, REASON_INVALID_SPEC, e.to_string()).await;
         }
         Ok(())
     }
@@ -410,7 +401,7 @@ impl Upkeep {
             "metadata": {"name": name},
             "status": status,
         });
-        api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        api.patch_status(name, &PatchParams::apply(field_manager::OPERATOR).force(), &Patch::Apply(&body))
             .await
             .map_err(|e| Error::kube(format!("writing the status of PodDistribution {name}"), e))?;
         Ok(())

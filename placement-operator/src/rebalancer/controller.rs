@@ -32,6 +32,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ListParams, PostParams};
 use placement_core::model::PodKey;
 use placement_core::rebalance::{Plan, RebalancePolicy as CorePolicy, UtilizationSource};
+use placement_kube::crd::conditions::{REASON_INVALID_SPEC, StatusConditions};
 use placement_kube::crd::rebalance_policy::EvictionEntry;
 use placement_kube::crd::{
     Condition, ConditionStatus, NodeClass, RebalancePolicy, RebalancePolicySpec, RebalancePolicyStatus, WorkloadSLO,
@@ -271,7 +272,7 @@ impl Rebalancer {
                         &policy_ref(&policy),
                         Note {
                             warning: true,
-                            reason: "InvalidSpec".into(),
+                            reason: REASON_INVALID_SPEC.into(),
                             action: "Plan".into(),
                             note: format!("not planning: {e}"),
                         },
@@ -524,11 +525,10 @@ impl Rebalancer {
         now: Timestamp,
     ) {
         let mut status = previous.clone();
-        let changed = set_condition(&mut status.conditions, Condition::invalid(error, policy.metadata.generation, now));
-        if !changed || !self.ctx.leadership.is_leader() {
+        status.record_invalid_spec(error, policy.metadata.generation, now);
+        if status == *previous || !self.ctx.leadership.is_leader() {
             return;
         }
-        status.observed_generation = policy.metadata.generation;
         let mut object = policy.clone();
         object.metadata.managed_fields = None;
         object.status = Some(status);

@@ -26,6 +26,7 @@ use placement_core::rebalance::{NodeClass, WorkloadSlo};
 use placement_core::resources::Resources;
 use placement_core::selector::LabelSelector;
 use placement_kube::convert::{NodeMetrics, PodMetrics, node_usage, pod_usage};
+use placement_kube::crd::conditions::REASON_INVALID_SPEC;
 use placement_kube::crd::{NodeClass as NodeClassCr, WorkloadSLO};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -204,7 +205,7 @@ fn invalid_slo(inputs: &mut Inputs, ns: &str, name: &str, error: &str) {
     inputs.note(format!("WorkloadSLO {ns}/{name} is invalid ({error}): namespace {ns} is left out of this pass"));
     inputs.excluded_namespaces.insert(ns.to_string());
     let message = format!("{error}; namespace {ns} is left out of every rebalance pass until this is fixed");
-    inputs.slo_problems.insert((ns.to_string(), name.to_string()), ("InvalidSpec", message));
+    inputs.slo_problems.insert((ns.to_string(), name.to_string()), (REASON_INVALID_SPEC, message));
 }
 
 /// Converts the NodeClasses, in name order.

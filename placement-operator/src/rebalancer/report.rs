@@ -13,6 +13,7 @@
 
 use super::observe::Inputs;
 use jiff::{SignedDuration, Timestamp};
+use placement_kube::crd::conditions::{READY, REASON_INVALID_SPEC};
 use placement_kube::crd::rebalance_policy::EvictionEntry;
 use placement_kube::crd::{
     Condition, ConditionStatus, NodeClass, NodeClassStatus, WorkloadSLO, WorkloadSLOStatus, set_condition,
@@ -78,7 +79,7 @@ pub fn class_statuses(classes: &[NodeClass], inputs: &Inputs, now: Timestamp) ->
         next.observed_generation = generation;
         next.nodes = counts.get(name.as_str()).copied().unwrap_or(0);
         let condition = match inputs.class_problems.get(&name) {
-            Some(e) => Condition::new("Ready", ConditionStatus::False, "InvalidSpec", e.clone(), generation, now),
+            Some(e) => Condition::new(READY, ConditionStatus::False, REASON_INVALID_SPEC, e.clone(), generation, now),
             None => Condition::ready(format!("{} node(s) in the class", next.nodes), generation, now),
         };
         set_condition(&mut next.conditions, condition);

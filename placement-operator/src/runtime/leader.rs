@@ -26,6 +26,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube_lease_manager::{LeaseCreateMode, LeaseManager, LeaseParams};
+use placement_kube::field_manager;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -115,20 +116,6 @@ fn random_suffix() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
-/// The server-side-apply field manager of this instance: unique per identity, because the API server
-/// refuses (409) an apply that takes `holderIdentity` from **another** manager, and that refusal is what
-/// keeps two instances from taking a free Lease at the same moment. A name shared by the replicas would
-/// let the second apply silently overwrite the first. At most 128 characters, as the API requires.
-pub fn field_manager(identity: &str) -> String {
-    let mut name = format!("placement-operator/{identity}");
-    let mut cut = name.len().min(128);
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    name.truncate(cut);
-    name
-}
-
 /// The running election. [`Elector::shutdown`] steps down and releases the Lease; dropping it without
 /// shutdown stops the task as a crash would (the Lease is left to expire).
 pub struct Elector {
@@ -213,8 +200,13 @@ async fn run(client: kube::Client, config: LeaseConfig, leading: watch::Sender<b
         if *stop.borrow() {
             break;
         }
-        let params = LeaseParams::new(id, config.duration.as_secs(), config.grace().as_secs())
-            .with_field_manager(field_manager(id));
+        // A field manager unique per identity: the API server refuses (409) an apply that takes
+        // `holderIdentity` from **another** manager, and that refusal is what keeps two instances from
+        // taking a free Lease at the same moment (a shared name would let the second apply overwrite the
+        // first).
+        let manager = field_manager::per_instance(field_manager::OPERATOR, id);
+        let params =
+            LeaseParams::new(id, config.duration.as_secs(), config.grace().as_secs()).with_field_manager(manager);
         let built = tokio::select! {
             _ = stop.changed() => break,
             built = LeaseManager::new(client.clone(), &config.name, &config.namespace, params, LeaseCreateMode::AutoCreate) => built,
@@ -383,14 +375,6 @@ mod tests {
         assert!(bad.validate().unwrap_err().contains("whole seconds"));
         let bad = LeaseConfig { identity: String::new(), ..ok };
         assert!(bad.validate().is_err());
-    }
-
-    #[test]
-    fn field_managers_differ_per_identity_and_fit_the_api_limit() {
-        assert_eq!(field_manager("op-0"), "placement-operator/op-0");
-        assert_ne!(field_manager("op-0"), field_manager("op-1"));
-        assert_eq!(field_manager(&"x".repeat(300)).len(), 128);
-        assert!(field_manager(&"é".repeat(100)).len() <= 128);
     }
 
     #[test]

@@ -41,8 +41,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
-/// The name the operator reports Events and field managers under.
-pub const CONTROLLER_NAME: &str = "placement-operator";
+/// The name the operator reports Events under: its field manager's name.
+pub const CONTROLLER_NAME: &str = placement_kube::field_manager::OPERATOR;
 
 /// How to run the operator (the flags of `placement-operator run`).
 #[derive(Clone, Debug)]

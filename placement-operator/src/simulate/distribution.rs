@@ -5,7 +5,7 @@
 
 use super::quantity::ResourceSpec;
 use super::render;
-use super::scenario::ValidNodeSelector;
+use super::selectors::ValidNodeSelector;
 use super::world::World;
 use jiff::Timestamp;
 use placement_core::admission::{DistributionRule, decide_distribution};

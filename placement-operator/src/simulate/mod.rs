@@ -8,6 +8,7 @@ mod quantity;
 pub(crate) mod rebalance;
 pub(crate) mod render;
 mod scenario;
+mod selectors;
 pub(crate) mod traffic;
 mod world;
 mod zones;

@@ -4,12 +4,12 @@
 //! path and the line at fault.
 
 use super::quantity::{Bytes, ResourceSpec};
+use super::selectors::ValidSelector;
 use placement_core::Labels;
 use placement_core::model::{
     ControllerKind, LocalVolume, Node, Pdb, Pod, PodPhase, Snapshot, Workload, WorkloadKind, WorkloadRef,
 };
 use placement_core::resources::Resources;
-use placement_core::selector::LabelSelector;
 use placement_core::taints::{Taint, Toleration};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -210,30 +210,6 @@ pub struct PdbSpec {
     pub name: String,
     pub selector: ValidSelector,
     pub disruptions_allowed: u32,
-}
-
-/// A label selector over pod labels, validated when read.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "LabelSelector")]
-pub struct ValidSelector(pub LabelSelector);
-
-impl TryFrom<LabelSelector> for ValidSelector {
-    type Error = placement_core::selector::SelectorError;
-    fn try_from(s: LabelSelector) -> Result<Self, Self::Error> {
-        s.validate().map(|()| ValidSelector(s))
-    }
-}
-
-/// A label selector over node labels (`Gt`/`Lt` allowed), validated when read.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "LabelSelector")]
-pub struct ValidNodeSelector(pub LabelSelector);
-
-impl TryFrom<LabelSelector> for ValidNodeSelector {
-    type Error = placement_core::selector::SelectorError;
-    fn try_from(s: LabelSelector) -> Result<Self, Self::Error> {
-        s.validate_for_nodes().map(|()| ValidNodeSelector(s))
-    }
 }
 
 fn expand(name: &str, count: u32) -> Vec<String> {

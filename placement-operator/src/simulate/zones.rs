@@ -3,7 +3,7 @@
 
 use super::quantity::ResourceSpec;
 use super::render;
-use super::scenario::ValidSelector;
+use super::selectors::ValidSelector;
 use super::world::World;
 use jiff::Timestamp;
 use placement_core::Labels;

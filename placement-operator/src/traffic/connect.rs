@@ -17,6 +17,7 @@ use super::route53::{self, ClientSettings, CredentialSource, RecordRef, RetryPol
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use placement_kube::crd::TrafficWeightSpec;
+use placement_kube::secrets::SecretError;
 use std::time::Duration;
 
 /// Why the metric source or the actuator could not be built.
@@ -71,7 +72,7 @@ async fn secret(client: &kube::Client, namespace: &str, name: &str, field: &str)
     let err = |message: String| SetupError::Secret { field: field.to_string(), message };
     match api.get(name).await {
         Ok(s) => Ok(s),
-        Err(kube::Error::Api(s)) if s.code == 404 => Err(err(format!("Secret {namespace}/{name} not found"))),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(err(SecretError::not_found(namespace, name).to_string())),
         Err(kube::Error::Api(s)) if s.code == 403 => Err(err(format!(
             "not allowed to read Secret {namespace}/{name}: bind the ClusterRole placement-operator-secret-reader \
              to the operator's ServiceAccount with a RoleBinding in namespace {namespace} ({})",

@@ -9,11 +9,11 @@
 //! evaluation comes one interval later. The status is read fresh before each evaluation, because the
 //! cooldown starts at `status.lastChange`, which our own last write may have just moved.
 
+use super::Options;
 use super::actuator::WriteOutcome;
 use super::connect::{self, Connections, SetupError};
 use super::metrics::TrafficMetrics;
 use super::status::{self, Evaluated, Stage};
-use super::{FIELD_MANAGER, Options};
 use crate::runtime::events::Note;
 use crate::{Context, Error, Result};
 use jiff::Timestamp;
@@ -24,6 +24,7 @@ use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use placement_core::tracking::step;
 use placement_kube::crd::{TrafficWeight, TrafficWeightStatus};
+use placement_kube::field_manager;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -284,7 +285,7 @@ async fn write_status(api: &Api<TrafficWeight>, ns: &str, name: &str, status: &T
         "metadata": {"name": name},
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+    api.patch_status(name, &PatchParams::apply(field_manager::OPERATOR).force(), &Patch::Apply(body))
         .await
         .map_err(|e| Error::kube(format!("writing the status of TrafficWeight {ns}/{name}"), e))?;
     Ok(())

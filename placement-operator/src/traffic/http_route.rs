@@ -122,7 +122,10 @@ impl HttpRouteActuator {
                 return Ok(WriteOutcome::DryRun { from, to: weight });
             }
             let patch = weight_patch(&found, weight);
-            let params = PatchParams { field_manager: Some(super::FIELD_MANAGER.into()), ..PatchParams::default() };
+            let params = PatchParams {
+                field_manager: Some(placement_kube::field_manager::OPERATOR.into()),
+                ..PatchParams::default()
+            };
             match self.api.patch(&self.target.route, &params, &Patch::Json::<()>(patch)).await {
                 Ok(_) => return Ok(WriteOutcome::Changed { from, to: weight }),
                 // Changed since we read it: the resourceVersion test failed.
@@ -135,7 +138,7 @@ impl HttpRouteActuator {
 
 /// A JSON Patch setting the managed weight in every located rule, guarded by the resourceVersion.
 fn weight_patch(found: &Located, weight: u32) -> json_patch::Patch {
-    use crate::json_patch_ops::{add, replace, test, unchanged_since};
+    use placement_kube::patch::{add, replace, test, unchanged_since};
     let mut ops = vec![unchanged_since(&found.resource_version)];
     for (rule, backend, current, _) in &found.rules {
         let (rule, backend) = (rule.to_string(), backend.to_string());

@@ -40,9 +40,6 @@ use std::time::Duration;
 
 pub use metrics::TrafficMetrics;
 
-/// The field manager of every write (status, HTTPRoute weights).
-pub const FIELD_MANAGER: &str = "placement-operator";
-
 /// Settings of the TrafficWeight controller that are not in the resource.
 #[derive(Clone, Debug)]
 pub struct Options {

@@ -34,6 +34,7 @@ use k8s_openapi::api::core::v1::Secret;
 use placement_core::tracking::{TrackingError, parse_metric};
 use placement_kube::crd::TrafficWeightSpec;
 pub use placement_kube::crd::traffic_weight::Aggregation;
+use placement_kube::secrets::{self, SecretError};
 use rust_decimal::Decimal;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -710,117 +711,43 @@ pub enum AuthKeys {
     Basic { username: String, password: String },
 }
 
-/// A Secret does not hold what a reference promised.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SecretError {
-    /// The key is not in the Secret's data.
-    #[error("Secret {secret} has no key {key:?} (keys: {available})")]
-    MissingKey { secret: String, key: String, available: String },
-    /// The value is empty.
-    #[error("Secret {secret} key {key:?} is empty")]
-    Empty { secret: String, key: String },
-    /// The value is not UTF-8 text.
-    #[error("Secret {secret} key {key:?} is not UTF-8 text")]
-    NotText { secret: String, key: String },
-    /// The value cannot be sent in an HTTP header (control characters, or `:` in a username).
-    #[error("Secret {secret} key {key:?}: {message}")]
-    Invalid { secret: String, key: String, message: String },
-}
-
-impl SecretError {
-    /// A bounded label for an errors-by-class metric.
-    pub fn metric_label(&self) -> &'static str {
-        "secret"
-    }
-}
-
-fn secret_id(secret: &Secret) -> String {
-    let name = secret.metadata.name.as_deref().unwrap_or("<unnamed>");
-    match secret.metadata.namespace.as_deref() {
-        Some(ns) => format!("{ns}/{name}"),
-        None => name.to_string(),
-    }
-}
-
-/// The raw bytes under `key` (from `data`, or `stringData` on an object not yet stored).
-fn secret_bytes(secret: &Secret, key: &str) -> Result<Vec<u8>, SecretError> {
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.clone())
-        .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).map(|s| s.as_bytes().to_vec()));
-    let Some(value) = value else {
-        let mut keys: Vec<&str> = secret.data.iter().flatten().map(|(k, _)| k.as_str()).collect();
-        keys.extend(secret.string_data.iter().flatten().map(|(k, _)| k.as_str()));
-        keys.sort_unstable();
-        keys.dedup();
-        let available = if keys.is_empty() {
-            "none".to_string()
-        } else {
-            let mut shown: Vec<String> = keys.iter().take(16).map(|k| format!("{k:?}")).collect();
-            if keys.len() > 16 {
-                shown.push("…".into());
-            }
-            shown.join(", ")
-        };
-        return Err(SecretError::MissingKey { secret: secret_id(secret), key: key.to_string(), available });
-    };
-    if value.is_empty() {
-        return Err(SecretError::Empty { secret: secret_id(secret), key: key.to_string() });
-    }
-    Ok(value)
-}
-
-fn secret_text(secret: &Secret, key: &str) -> Result<String, SecretError> {
-    String::from_utf8(secret_bytes(secret, key)?)
-        .map_err(|_| SecretError::NotText { secret: secret_id(secret), key: key.to_string() })
-}
-
 /// Read credentials from a Secret: a bearer token (surrounding whitespace, e.g. a file's final newline,
 /// removed) or a username and password (a final newline removed from each).
 pub fn auth_from_secret(secret: &Secret, keys: &AuthKeys) -> Result<Auth, SecretError> {
-    let invalid = |key: &str, message: &str| SecretError::Invalid {
-        secret: secret_id(secret),
-        key: key.to_string(),
-        message: message.to_string(),
-    };
     let header_safe = |s: &str| s.chars().all(|c| c == ' ' || c == '\t' || c.is_ascii_graphic() || !c.is_ascii());
     match keys {
         AuthKeys::Bearer { token } => {
-            let value = secret_text(secret, token)?.trim().to_string();
-            if value.is_empty() {
-                return Err(SecretError::Empty { secret: secret_id(secret), key: token.clone() });
-            }
+            let value = secrets::trimmed_text(secret, token)?;
             if !value.chars().all(|c| c.is_ascii_graphic()) {
-                return Err(invalid(token, "a bearer token must be printable ASCII without spaces"));
+                return Err(SecretError::invalid(
+                    secret,
+                    token,
+                    "a bearer token must be printable ASCII without spaces",
+                ));
             }
-            Ok(Auth::Bearer(value))
+            Ok(Auth::Bearer(value.to_string()))
         }
         AuthKeys::Basic { username, password } => {
-            let user = secret_text(secret, username)?.trim().to_string();
-            if user.is_empty() {
-                return Err(SecretError::Empty { secret: secret_id(secret), key: username.clone() });
-            }
+            let user = secrets::trimmed_text(secret, username)?;
             if user.contains(':') {
-                return Err(invalid(username, "a basic-auth username cannot contain ':'"));
+                return Err(SecretError::invalid(secret, username, "a basic-auth username cannot contain ':'"));
             }
-            if !header_safe(&user) {
-                return Err(invalid(username, "the username contains control characters"));
+            if !header_safe(user) {
+                return Err(SecretError::invalid(secret, username, "the username contains control characters"));
             }
-            let pass = secret_text(secret, password)?;
-            let pass = pass.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&pass).to_string();
-            if !header_safe(&pass) {
-                return Err(invalid(password, "the password contains control characters"));
+            let pass = secrets::text(secret, password)?;
+            let pass = pass.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(pass);
+            if !header_safe(pass) {
+                return Err(SecretError::invalid(secret, password, "the password contains control characters"));
             }
-            Ok(Auth::Basic { username: user, password: pass })
+            Ok(Auth::Basic { username: user.to_string(), password: pass.to_string() })
         }
     }
 }
 
 /// Read a PEM CA bundle from a Secret (checked when the client is built).
 pub fn ca_from_secret(secret: &Secret, key: &str) -> Result<Vec<u8>, SecretError> {
-    secret_bytes(secret, key)
+    secrets::bytes(secret, key).map(<[u8]>::to_vec)
 }
 
 #[cfg(test)]
@@ -1062,7 +989,7 @@ mod tests {
         assert!(e.to_string().contains("':'"), "{e}");
         let e = ca_from_secret(&Secret::default(), "ca.crt").unwrap_err();
         assert_eq!(e.to_string(), r#"Secret <unnamed> has no key "ca.crt" (keys: none)"#);
-        assert_eq!(e.metric_label(), "secret");
+        assert_eq!(e.metric_label(), "missing_key");
         assert_eq!(ca_from_secret(&secret(&[("ca.crt", b"PEM")]), "ca.crt").unwrap(), b"PEM".to_vec());
     }
 

@@ -44,6 +44,7 @@ use aws_sdk_route53::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError
 use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
+use placement_kube::secrets::{self, SecretError};
 
 use super::actuator::{Actuator, ActuatorError, Weights, WriteOutcome};
 
@@ -204,63 +205,21 @@ impl Default for SecretKeys {
     }
 }
 
-/// Why static credentials could not be taken from a Secret. Every message names the Secret and the key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SecretCredentialsError {
-    #[error("Secret {secret} has no key {key:?}")]
-    MissingKey { secret: String, key: String },
-    #[error("Secret {secret} key {key:?} is not UTF-8")]
-    NotUtf8 { secret: String, key: String },
-    #[error("Secret {secret} key {key:?} is empty")]
-    Empty { secret: String, key: String },
-}
-
-impl From<SecretCredentialsError> for ActuatorError {
-    fn from(e: SecretCredentialsError) -> Self {
-        let secret = match &e {
-            SecretCredentialsError::MissingKey { secret, .. }
-            | SecretCredentialsError::NotUtf8 { secret, .. }
-            | SecretCredentialsError::Empty { secret, .. } => secret.clone(),
-        };
-        ActuatorError::Auth { target: format!("credentials Secret {secret}"), message: e.to_string() }
+impl From<SecretError> for ActuatorError {
+    fn from(e: SecretError) -> Self {
+        ActuatorError::Auth { target: format!("credentials Secret {}", e.secret()), message: e.to_string() }
     }
 }
 
-/// Static credentials from a Secret's `data` (or `stringData`, for objects not yet stored). Values are
-/// trimmed of surrounding whitespace (a trailing newline from `echo` is a common mistake and never part of
-/// a key). The session token key may be absent.
-pub fn credentials_from_secret(
-    secret: &Secret,
-    keys: &SecretKeys,
-) -> Result<StaticCredentials, SecretCredentialsError> {
-    let id = format!(
-        "{}/{}",
-        secret.metadata.namespace.as_deref().unwrap_or(""),
-        secret.metadata.name.as_deref().unwrap_or("")
-    );
-    let get = |key: &str| -> Result<Option<String>, SecretCredentialsError> {
-        let raw: Option<Vec<u8>> = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|b| b.0.clone())
-            .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).map(|s| s.clone().into_bytes()));
-        let Some(raw) = raw else { return Ok(None) };
-        let text = String::from_utf8(raw)
-            .map_err(|_| SecretCredentialsError::NotUtf8 { secret: id.clone(), key: key.to_string() })?;
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(SecretCredentialsError::Empty { secret: id.clone(), key: key.to_string() });
-        }
-        Ok(Some(text.to_string()))
-    };
-    let required = |key: &str| -> Result<String, SecretCredentialsError> {
-        get(key)?.ok_or_else(|| SecretCredentialsError::MissingKey { secret: id.clone(), key: key.to_string() })
-    };
+/// Static credentials from a Secret's `data` (or `stringData`, for objects not yet stored), read with
+/// [`placement_kube::secrets`]. Values are trimmed of surrounding whitespace (a trailing newline from
+/// `echo` is a common mistake and never part of a key). The session token key may be absent.
+pub fn credentials_from_secret(secret: &Secret, keys: &SecretKeys) -> Result<StaticCredentials, SecretError> {
+    let required = |key: &str| secrets::trimmed_text(secret, key).map(str::to_string);
     Ok(StaticCredentials {
         access_key_id: required(&keys.access_key_id)?,
         secret_access_key: required(&keys.secret_access_key)?,
-        session_token: get(&keys.session_token)?,
+        session_token: secrets::optional(required(&keys.session_token))?,
     })
 }
 
@@ -817,13 +776,13 @@ mod tests {
     fn secret_errors_name_the_secret_and_key() {
         let s = secret(&[("AWS_ACCESS_KEY_ID", b"AKIA1")]);
         let e = credentials_from_secret(&s, &SecretKeys::default()).unwrap_err();
-        assert_eq!(e.to_string(), "Secret shop/aws has no key \"AWS_SECRET_ACCESS_KEY\"");
+        assert_eq!(e.to_string(), "Secret shop/aws has no key \"AWS_SECRET_ACCESS_KEY\" (keys: \"AWS_ACCESS_KEY_ID\")");
         let a: ActuatorError = e.into();
         assert_eq!(a.metric_label(), "auth");
 
         let s = secret(&[("AWS_ACCESS_KEY_ID", b"\xff\xfe"), ("AWS_SECRET_ACCESS_KEY", b"x")]);
         let e = credentials_from_secret(&s, &SecretKeys::default()).unwrap_err();
-        assert_eq!(e.to_string(), "Secret shop/aws key \"AWS_ACCESS_KEY_ID\" is not UTF-8");
+        assert_eq!(e.to_string(), "Secret shop/aws key \"AWS_ACCESS_KEY_ID\" is not UTF-8 text");
 
         let s = secret(&[("AWS_ACCESS_KEY_ID", b"A"), ("AWS_SECRET_ACCESS_KEY", b"x"), ("AWS_SESSION_TOKEN", b" \n")]);
         let e = credentials_from_secret(&s, &SecretKeys::default()).unwrap_err();

@@ -12,7 +12,7 @@ use super::actuator::{Weights, WriteOutcome};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use placement_core::tracking::TrackingDecision;
-use placement_kube::crd::conditions::{Condition, ConditionStatus, READY};
+use placement_kube::crd::conditions::{Condition, ConditionStatus, READY, StatusConditions};
 use placement_kube::crd::{CrdError, TrafficWeightStatus, set_condition};
 
 /// The condition saying whether the last query gave a usable value.
@@ -86,8 +86,7 @@ pub fn invalid(
     now: Timestamp,
 ) -> TrafficWeightStatus {
     let mut s = previous.cloned().unwrap_or_default();
-    s.observed_generation = generation;
-    set_condition(&mut s.conditions, Condition::invalid(error, generation, now));
+    s.record_invalid_spec(error, generation, now);
     s
 }
 

@@ -12,11 +12,11 @@
 //! order could forget a move that did happen and move again at once after a restart. The decision
 //! annotation on the workload records the move time too, and the interval counts from the later of both.
 
+use super::Options;
 use super::metrics::ZoneBalancerMetrics;
 use super::plan::{self, PinnedBy, Placement, PlanInput, Rebalance, WorkloadInput};
 use super::status::{OwnStatus, zone_move};
 use super::workload::{DecisionAction, Observed, TemplatePin, Via, ZoneDecision, move_patch, pin_patch};
-use super::{FIELD_MANAGER, Options};
 use crate::runtime::events::Note;
 use crate::{Context, Error, Result};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -30,6 +30,7 @@ use placement_core::model::{Node, WorkloadKind};
 use placement_core::zone::zone_feasibility;
 use placement_kube::crd::ZoneBalancer;
 use placement_kube::crd::zone_balancer::{ZoneAffinity, ZoneBalancerConfig, ZoneMode};
+use placement_kube::field_manager;
 use placement_kube::live::LiveIndex;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -240,7 +241,7 @@ async fn reconcile_balancer(cached: &ZoneBalancer, st: &State) -> Result<Action>
 }
 
 async fn write_status(api: &Api<ZoneBalancer>, ns: &str, name: &str, own: &OwnStatus) -> Result<()> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = PatchParams::apply(field_manager::OPERATOR).force();
     api.patch_status(name, &params, &Patch::Apply(own.apply_body(name)))
         .await
         .map_err(|e| Error::kube(format!("writing the status of ZoneBalancer {ns}/{name}"), e))?;
@@ -248,7 +249,7 @@ async fn write_status(api: &Api<ZoneBalancer>, ns: &str, name: &str, own: &OwnSt
 }
 
 async fn patch_workload(client: &kube::Client, ns: &str, w: &Observed, patch: json_patch::Patch) -> Result<()> {
-    let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
+    let params = PatchParams { field_manager: Some(field_manager::OPERATOR.into()), ..PatchParams::default() };
     let patch = Patch::Json::<()>(patch);
     let action = format!("patching {} {ns}/{}", w.kind, w.name());
     let result = match w.kind {

@@ -41,9 +41,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The field manager of every write (workload patches and server-side applied status).
-pub const FIELD_MANAGER: &str = "placement-operator";
-
 /// Timings of the zone balancer controller.
 #[derive(Clone, Debug)]
 pub struct Options {

@@ -7,7 +7,7 @@
 
 use super::plan::Plan;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use placement_kube::crd::conditions::{Condition, ConditionStatus, READY};
+use placement_kube::crd::conditions::{Condition, ConditionStatus, READY, StatusConditions};
 use placement_kube::crd::zone_balancer::{ZoneCount, ZoneMove};
 use placement_kube::crd::{CrdError, ZoneBalancerStatus, set_condition};
 use serde_json::{Value, json};
@@ -38,14 +38,16 @@ impl OwnStatus {
         current: Option<&ZoneBalancerStatus>,
         now: jiff::Timestamp,
     ) -> Self {
+        let mut status = current.cloned().unwrap_or_default();
+        status.record_invalid_spec(error, generation, now);
         OwnStatus {
             observed_generation: generation,
-            conditions: vec![Condition::invalid(error, generation, now)],
+            // Only the condition this controller owns (`Ready`), as the spec made it.
+            conditions: status.conditions.into_iter().filter(|c| c.type_ == READY).collect(),
             zones: None,
             workloads: None,
-            last_moves: current.map(|s| s.last_moves.clone()).unwrap_or_default(),
+            last_moves: status.last_moves,
         }
-        .settled(current)
     }
 
     /// The status after `plan`, with `new_move` (if any) in front of the kept history.

@@ -13,12 +13,12 @@
 //! the next reconcile plans again. A merge patch would replace the whole preferred-term list; server-side
 //! apply would take ownership of that list (it is atomic): both could clobber user fields.
 
-use crate::json_patch_ops::{add, replace, unchanged_since};
 use json_patch::PatchOperation;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use placement_core::model::{WorkloadKind, WorkloadRef};
+use placement_kube::patch::{add, replace, unchanged_since};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use base64::Engine;
+use placement_kube::probes::Readiness as _;
 use placement_testkit::FakeApiServer;
 use placement_webhook::server::{self, ServerConfig};
 use serde_json::json;
