@@ -6,7 +6,8 @@
 /// The manager of the operator's writes: status applies, workload and HTTPRoute patches.
 pub const OPERATOR: &str = "placement-operator";
 
-/// The manager of the webhook's writes (the `certs` command's caBundle patch).
+/// The manager of the webhook's writes (strict mode's shared ledger, the `certs` command's caBundle patch
+/// and Secret).
 pub const WEBHOOK: &str = "placement-webhook";
 
 /// The API server refuses a field manager longer than this (in bytes).

@@ -580,3 +580,26 @@ async fn after_a_leader_failover_the_new_leader_keeps_to_the_spent_budget() {
     task_a.abort();
     task_b.abort();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pass_runs_in_a_span_naming_its_policy() {
+    let logs = placement_testkit::logs::CapturedLogs::new();
+    let _default = tracing::subscriber::set_default(logs.subscriber_with_new_spans());
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    put_policy(&server, live_spec(json!({"maxEvictionsPerMinute": 1})));
+    let a = instance(&server, Leadership::always()).await;
+    // The policy's status cannot be written: the pass fails and says so in a warning of its own.
+    server.faults().inject(Fault::error(500).on(Verb::Update).resource("rebalancepolicies"));
+    assert!(a.rebalancer.pass(POLICY, true).await.is_err());
+    let lines = logs.take();
+    assert!(
+        lines.iter().any(|l| l.contains("rebalance_pass{policy=rb force=true}") && l.ends_with("new")),
+        "no rebalance_pass span: {lines:#?}"
+    );
+    let warnings: Vec<_> = lines.iter().filter(|l| l.contains("WARN") && l.contains("placement_operator")).collect();
+    assert!(!warnings.is_empty(), "the failed status write was logged: {lines:#?}");
+    for line in warnings {
+        assert!(line.contains("rebalance_pass{policy=rb force=true}"), "a line of the pass outside its span: {line}");
+    }
+}

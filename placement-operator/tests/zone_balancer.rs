@@ -633,3 +633,27 @@ async fn the_interval_also_holds_when_the_status_history_is_lost() {
     assert_eq!(spread(&c, NS, &names), after_one, "no second move inside the interval");
     handle.abort();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_line_of_a_reconcile_names_the_zone_balancer() {
+    // The subscriber is this thread's: the controller, the watchers and the fake run on it too.
+    let logs = placement_testkit::logs::CapturedLogs::new();
+    let _default = tracing::subscriber::set_default(logs.subscriber());
+    let c = cluster(&abc()).await;
+    let (handle, _registry) = start(&c, Leadership::always(), options(Duration::from_secs(3600)));
+    c.server.put(balancer(NS, "spread", operator_spec())).unwrap();
+    c.server.put(deployment(NS, "w0")).unwrap();
+    assert!(wait_until(LIMIT, || pinned_zone(&get(&c, "Deployment", NS, "w0")).is_some()).await, "w0 pinned");
+    // The pin is logged after the write that the wait saw: wait for the Event that follows the line.
+    assert!(wait_until(LIMIT, || !events(&c, NS, "ZonePinned").is_empty()).await, "the ZonePinned Event");
+    handle.abort();
+    let lines = logs.take();
+    let from_reconcile: Vec<_> = lines.iter().filter(|l| l.contains("placement_operator::zone_balancer")).collect();
+    assert!(from_reconcile.iter().any(|l| l.contains(" pinned ")), "the pin was logged: {lines:#?}");
+    for line in from_reconcile {
+        assert!(
+            line.contains(r#"reconcile{kind="ZoneBalancer" object=shop/spread}"#),
+            "a zone balancer line outside its reconcile span: {line}"
+        );
+    }
+}

@@ -80,15 +80,18 @@ impl Job {
 
     /// The span this admission's decision runs in, inside a round.
     fn span(&self) -> tracing::Span {
-        tracing::info_span!("admission", uid = crate::admission::span_field(&self.uid),
-            namespace = crate::admission::span_field(&self.namespace), workload = tracing::field::Empty)
+        tracing::info_span!(
+            "admission",
+            uid = crate::admission::span_field(&self.uid),
+            namespace = crate::admission::span_field(&self.namespace),
+            workload = tracing::field::Empty
+        )
     }
 }
 
 /// The span of one round: its own task, following from the admission that started it.
 fn round_span(key: &str, jobs: &[Job]) -> tracing::Span {
-    let mut uids: Vec<String> =
-        jobs.iter().take(ROUND_SPAN_UIDS).map(|j| crate::review::bounded(&j.uid, 64)).collect();
+    let mut uids: Vec<String> = jobs.iter().take(ROUND_SPAN_UIDS).map(|j| crate::review::bounded(&j.uid, 64)).collect();
     if jobs.len() > ROUND_SPAN_UIDS {
         uids.push("…".into());
     }
@@ -228,7 +231,11 @@ impl Round {
             next.set_shared_ledger(&self.decider.shared_state(key, &shared));
             next.meta_mut().managed_fields = None;
             let write_started = Instant::now();
-            match api.replace_status(&name, &PostParams::default(), &next).await {
+            let params = PostParams {
+                field_manager: Some(placement_kube::field_manager::WEBHOOK.into()),
+                ..PostParams::default()
+            };
+            match api.replace_status(&name, &params, &next).await {
                 Ok(written) => {
                     *self.queue.last_written.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(written));
                     self.metrics.strict_write(StrictWrite::Written);

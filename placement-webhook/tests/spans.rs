@@ -76,7 +76,10 @@ fn admission(index: SharedIndex, rules: StaticRules) -> Admission {
 fn assert_all_carry(lines: &[String], uid: &str) {
     assert!(!lines.is_empty(), "no log line at all for {uid}");
     for line in lines {
-        assert!(line.contains("admission{") && line.contains(&format!("uid={uid} ")), "a line without uid {uid}: {line}");
+        assert!(
+            line.contains("admission{") && line.contains(&format!("uid={uid} ")),
+            "a line without uid {uid}: {line}"
+        );
     }
 }
 
@@ -119,7 +122,10 @@ fn an_invalid_rule_fails_open_under_the_uid() {
     });
     let lines = captured.take();
     assert_all_carry(&lines, "uid-bad-rule");
-    assert!(lines.iter().any(|l| l.contains("admitted unmutated") && l.contains("outcome=\"fail-open\"")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.contains("admitted unmutated") && l.contains("outcome=\"fail-open\"")),
+        "{lines:#?}"
+    );
 }
 
 #[test]

@@ -175,6 +175,8 @@ struct Upkeep {
     memory: Mutex<HashMap<ObjectRef<PodDistribution>, Memory>>,
 }
 
+/// Reconciles one PodDistribution, with metrics and an Event on a new error, in a `reconcile` span naming it.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "PodDistribution", object = %ObjectRef::from_obj(&*dist)))]
 async fn reconcile(dist: Arc<PodDistribution>, upkeep: Arc<Upkeep>) -> Result<Action> {
     let started = Instant::now();
     let key = ObjectRef::from_obj(&*dist);

@@ -196,7 +196,8 @@ impl Rebalancer {
     }
 
     /// One pass for the policy `name`. Without `force`, a policy whose interval has not passed since
-    /// its last observation is left alone.
+    /// its last observation is left alone. Runs in a `rebalance_pass` span naming the policy.
+    #[tracing::instrument(name = "rebalance_pass", skip_all, fields(policy = %name, force = force))]
     pub async fn pass(&self, name: &str, force: bool) -> Result<PassOutcome> {
         let started = Instant::now();
         let result = self.pass_inner(name, force).await;

@@ -97,7 +97,8 @@ impl State {
     }
 }
 
-/// Evaluates one TrafficWeight, with metrics.
+/// Evaluates one TrafficWeight, with metrics, in a `reconcile` span naming it.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "TrafficWeight", object = %key_of(&tw)))]
 pub async fn reconcile(tw: Arc<TrafficWeight>, st: Arc<State>) -> Result<Action> {
     let started = Instant::now();
     let out = evaluate(&tw, &st).await;

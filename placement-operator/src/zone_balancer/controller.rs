@@ -72,7 +72,8 @@ impl State {
     }
 }
 
-/// Reconciles one ZoneBalancer, with metrics and an Event on failure.
+/// Reconciles one ZoneBalancer, with metrics and an Event on failure, in a `reconcile` span naming it.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "ZoneBalancer", object = %key_of(&zb)))]
 pub async fn reconcile(zb: Arc<ZoneBalancer>, st: Arc<State>) -> Result<Action> {
     let started = Instant::now();
     let out = reconcile_balancer(&zb, &st).await;
