@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex};
 use tracing_subscriber::fmt::format::FmtSpan;
 
 /// What a capturing subscriber wrote. Clones share the buffer.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 
 impl CapturedLogs {
     pub fn new() -> Self {
-        Self::default()
+        keep_a_second_dispatcher();
+        CapturedLogs(Arc::default())
     }
 
     /// A subscriber that writes every event at debug level and above here, each line prefixed with its
@@ -46,6 +47,16 @@ impl CapturedLogs {
         let bytes = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
         String::from_utf8_lossy(&bytes).lines().map(str::to_owned).collect()
     }
+}
+
+/// tracing-core caches, per callsite, whether any subscriber wants it. While exactly one dispatcher is
+/// registered it asks only the *registering thread's* default: a test thread without a subscriber that
+/// reaches a span first (another test of the same binary running in parallel) would then switch that
+/// span off for the capturing thread too, for good. With a second dispatcher alive the cache is built
+/// from every registered one, so a capturing thread always sees its spans.
+fn keep_a_second_dispatcher() {
+    static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
 }
 
 impl Write for CapturedLogs {
