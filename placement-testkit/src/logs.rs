@@ -49,6 +49,12 @@ impl CapturedLogs {
     }
 }
 
+impl Default for CapturedLogs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// tracing-core caches, per callsite, whether any subscriber wants it. While exactly one dispatcher is
 /// registered it asks only the *registering thread's* default: a test thread without a subscriber that
 /// reaches a span first (another test of the same binary running in parallel) would then switch that
