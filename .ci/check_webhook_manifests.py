@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Checks the rendered webhook manifests (`kubectl kustomize deploy/webhook`) for the settings that keep
-the cluster safe and the pod locked down. Standard library only.
+the cluster safe and the pod locked down. Standard library, except for the webhook's matchConditions: they
+are CEL, evaluated here with cel-python (`import celpy`; `python3 -m pip install cel-python`, which brings
+PyYAML along) against sample pods, so that a condition that would send the wrong pods, or fail on a legal
+pod, fails CI. Without cel-python that check fails and says how to install it.
 
     check_webhook_manifests.py RENDERED.yaml                  # the cert-manager base
     check_webhook_manifests.py --self-signed RENDERED.yaml    # `deploy/webhook/self-signed/bootstrap.sh render`
@@ -255,11 +258,122 @@ def check_webhook_configuration(c, d, self_signed):
     if ("placement.dev/ignore", "NotIn", ["true"]) not in obj:
         c.fail(d, f"objectSelector must have placement.dev/ignore NotIn [\"true\"] (found {obj!r})")
 
+    for problem in match_condition_problems(match_conditions_of(d.text)):
+        c.fail(d, problem)
+
     inject = d.annotations.get("cert-manager.io/inject-ca-from")
     if self_signed:
         c.equal(d, "annotation cert-manager.io/inject-ca-from", inject, None)
     else:
         c.equal(d, "annotation cert-manager.io/inject-ca-from", inject, f"{NAMESPACE}/{NAME}")
+
+
+# The webhook's matchConditions (CEL): only pods the webhook can place reach it. Names, in order.
+MATCH_CONDITIONS = ["owned-by-replicaset-or-statefulset", "not-bound-to-a-node", "not-placed-yet"]
+
+
+def _owner(api_version, kind, controller=True):
+    ref = {"apiVersion": api_version, "kind": kind, "name": "owner", "uid": "00000000-0000-0000-0000-000000000001"}
+    if controller is not None:
+        ref["controller"] = controller
+    return ref
+
+
+def _pod(owners=None, annotations=None, node_name=None, labels=None):
+    """A pod as the API server hands it to CEL on CREATE: absent optional fields are absent, not null."""
+    meta = {"generateName": "web-", "namespace": "shop"}
+    if owners is not None:
+        meta["ownerReferences"] = owners
+    if annotations is not None:
+        meta["annotations"] = annotations
+    if labels is not None:
+        meta["labels"] = labels
+    spec = {"containers": [{"name": "app", "image": "registry.example/app:1"}]}
+    if node_name is not None:
+        spec["nodeName"] = node_name
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+RS = _owner("apps/v1", "ReplicaSet")
+STS = _owner("apps/v1", "StatefulSet")
+# (what, pod, whether the API server must send it to the webhook)
+SAMPLE_PODS = [
+    ("a ReplicaSet's pod", _pod([RS], labels={"app": "web", "pod-template-hash": "5d8f7"}), True),
+    ("a StatefulSet's pod", _pod([STS], annotations={"note": "x"}), True),
+    ("a ReplicaSet's pod with an empty nodeName", _pod([RS], node_name=""), True),
+    ("a StatefulSet's pod with a non-controller owner before it",
+     _pod([_owner("example.com/v1", "Thing", controller=None), STS]), True),
+    ("a Job's pod", _pod([_owner("batch/v1", "Job")]), False),
+    ("a DaemonSet's pod", _pod([_owner("apps/v1", "DaemonSet")]), False),
+    ("a bare pod (no ownerReferences, no annotations)", _pod(), False),
+    ("a bare pod with an empty ownerReferences list", _pod([], annotations={}), False),
+    ("a pod whose ReplicaSet owner is not its controller (no `controller` field)",
+     _pod([_owner("apps/v1", "ReplicaSet", controller=None)]), False),
+    ("a pod whose ReplicaSet owner has controller: false", _pod([_owner("apps/v1", "ReplicaSet", controller=False)]),
+     False),
+    ("a pod owned by a ReplicaSet of another API group", _pod([_owner("example.com/v1", "ReplicaSet")]), False),
+    ("a ReplicaSet's pod already bound to a node", _pod([RS], node_name="node-a"), False),
+    ("a ReplicaSet's pod carrying the reservation annotation (a reinvocation)",
+     _pod([RS], annotations={"placement.dev/reservation": "0b5e3c1e-7a3c-4f0a-9a55-0c1d2e3f4a5b"}), False),
+]
+
+
+def match_conditions_of(text):
+    """The matchConditions of a rendered MutatingWebhookConfiguration's first webhook, parsed with PyYAML
+    (kustomize folds long expressions over several lines, which the helpers above do not read)."""
+    try:
+        import yaml
+    except ImportError:
+        return None
+    doc = yaml.safe_load(text) or {}
+    hooks = doc.get("webhooks") or [{}]
+    return hooks[0].get("matchConditions") or []
+
+
+def match_condition_problems(conditions):
+    """Every problem with a webhook's matchConditions: names and order, then each sample pod evaluated with
+    cel-python as the API server evaluates them (all true: sent; any false: not sent; an error: failurePolicy,
+    which must never happen on a legal pod)."""
+    install = "python3 -m pip install cel-python"
+    if conditions is None:
+        return [f"matchConditions not read: PyYAML is not installed ({install} brings it)"]
+    names = [m.get("name") for m in conditions]
+    if names != MATCH_CONDITIONS:
+        return [f"matchConditions must be {MATCH_CONDITIONS!r} (found {names!r})"]
+    try:
+        import celpy
+    except ImportError:
+        return [f"matchConditions not evaluated: cel-python is not installed ({install})"]
+    problems = []
+    env = celpy.Environment()
+    programs = []
+    for m in conditions:
+        try:
+            programs.append((m["name"], env.program(env.compile(m["expression"]))))
+        except Exception as e:  # noqa: BLE001 (celpy's parse errors have no common base class)
+            problems.append(f"matchCondition {m['name']}: does not compile: {e}")
+    if problems:
+        return problems
+    request = {"operation": "CREATE", "namespace": "shop", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+               "resource": {"group": "", "version": "v1", "resource": "pods"}, "dryRun": False}
+    for what, pod, sent in SAMPLE_PODS:
+        activation = celpy.json_to_cel({"object": pod, "oldObject": None, "request": request})
+        results = {}
+        for name, program in programs:
+            try:
+                value = program.evaluate(activation)
+            except Exception as e:  # noqa: BLE001
+                value = e
+            if not isinstance(value, celpy.celtypes.BoolType):
+                problems.append(f"matchCondition {name} does not evaluate to a bool on {what}: {value!r}")
+            results[name] = value
+        if len(results) == len(programs) and all(isinstance(v, celpy.celtypes.BoolType) for v in results.values()):
+            got = all(bool(v) for v in results.values())
+            if got != sent:
+                false = [n for n, v in results.items() if not v]
+                problems.append(f"{what}: {'sent' if got else 'not sent'} to the webhook, expected "
+                                f"{'sent' if sent else 'not sent'} (false: {false})")
+    return problems
 
 
 def check_deployment(c, d):
