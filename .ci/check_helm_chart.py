@@ -16,16 +16,23 @@
      RoleBindings in the namespaces listed;
    - every container runs as non-root with a read-only root filesystem, no privilege escalation, all
      capabilities dropped and RuntimeDefault seccomp; every Deployment has a PodDisruptionBudget;
-   - the MutatingWebhookConfiguration fails open and excludes the release namespace.
+   - the MutatingWebhookConfiguration has the failurePolicy asked for (Ignore unless a variant chose Fail on
+     purpose), excludes the release namespace, and has the kustomize base's matchConditions, which are
+     evaluated against sample pods with cel-python (check_webhook_manifests.py's check);
+   - a NetworkPolicy only when asked for: it selects the webhook's pods in their namespace, admits 8443 from
+     the API server's ranges only and 8080 from the peers given.
    In self-signed mode the script plays the kubelet for the chart's post-install/upgrade Job: it runs the
    Job's command (`placement-webhook certs`, with the Job's environment) against the fake and marks the Job
    complete, so the whole path is exercised: afterwards the Secret holds a certificate and every webhook's
    caBundle trusts it.
 4. Invalid values are refused with a message naming the value: the schema (a failurePolicy that does
-   not exist, an unknown key) and the chart's own checks (deadline above the API server's timeout).
+   not exist, an unknown key, an address range that is not a CIDR) and the chart's own checks (deadline
+   above the API server's timeout; failurePolicy Fail without allowFailurePolicyFail, or without
+   excludedNamespaces widened beyond kube-system and kube-node-lease, or without either of those two; a
+   NetworkPolicy without the API server's ranges).
 
-Every problem is reported; the exit status is 1 if there is any. Needs `helm-sdkpy` and `PyYAML`
-(.ci/run installs them) and `kubectl`.
+Every problem is reported; the exit status is 1 if there is any. Needs `helm-sdkpy`, `PyYAML` and
+`cel-python` (.ci/run installs them) and `kubectl`.
 """
 
 import asyncio
@@ -46,6 +53,9 @@ if os.environ.get("HELM_DRIVER") != "memory":
 import helm_sdkpy as helm  # noqa: E402
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_webhook_manifests import match_condition_problems  # noqa: E402  (the path is set just above)
+
 NAMESPACE = "placement-system"
 RELEASE = "placement"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,6 +65,8 @@ STAND_IN_CRDS = [
     ("cert-manager.io", "v1", "Certificate", "certificates"),
     ("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
     ("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules"),
+    # The fake does not serve NetworkPolicies among its built-in types.
+    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
 ]
 
 problems = []
@@ -103,16 +115,91 @@ def rules_of(doc):
     return out
 
 
+_rendered = {}
+
+
+def kustomize(base):
+    if base not in _rendered:
+        _rendered[base] = docs_of(subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, base)],
+                                                 capture_output=True, text=True, check=True, timeout=60).stdout)
+    return _rendered[base]
+
+
 def kustomize_roles():
     """ClusterRoles of both kustomize bases, by name."""
     roles = {}
     for base in ["deploy/webhook", "deploy/operator"]:
-        text = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, base)], capture_output=True, text=True,
-                              check=True, timeout=60).stdout
-        for d in docs_of(text):
+        for d in kustomize(base):
             if d["kind"] == "ClusterRole":
                 roles[d["metadata"]["name"]] = rules_of(d)
     return roles
+
+
+def kustomize_match_conditions():
+    """The matchConditions of the kustomize base's webhook."""
+    mwc = next(d for d in kustomize("deploy/webhook") if d["kind"] == "MutatingWebhookConfiguration")
+    return mwc["webhooks"][0].get("matchConditions")
+
+
+def covers(rule, port):
+    """Whether a NetworkPolicy ingress rule admits `port` (a rule without ports admits every port)."""
+    ports = rule.get("ports")
+    return not ports or any(p.get("port") in (port, {8443: "https", 8080: "probes"}.get(port)) for p in ports)
+
+
+def check_network_policy(label, by_kind, values):
+    """The NetworkPolicy exists exactly when asked for, selects the webhook's pods and admits 8443 only from
+    the API server's ranges (and the peers given), 8080 from metricsFrom or anywhere."""
+    np_values = values.get("webhook", {}).get("networkPolicy", {})
+    wanted = values.get("webhook", {}).get("enabled", True) and np_values.get("enabled", False)
+    policies = by_kind.get("NetworkPolicy", [])
+    if not wanted:
+        if policies:
+            fail(label, f"a NetworkPolicy is rendered although not enabled: {[p['metadata']['name'] for p in policies]}")
+        return
+    if [p["metadata"]["name"] for p in policies] != ["placement-webhook"]:
+        fail(label, f"NetworkPolicies {[p['metadata']['name'] for p in policies]}, expected [placement-webhook]")
+        return
+    policy = policies[0]
+    deployment = next((d for d in by_kind.get("Deployment", []) if d["metadata"]["name"] == "placement-webhook"), None)
+    if deployment is None:
+        fail(label, "a NetworkPolicy but no webhook Deployment")
+        return
+    for problem in network_policy_problems(policy, deployment):
+        fail(label, problem)
+    allowed = [f for r in policy["spec"].get("ingress", []) if covers(r, 8443) for f in r.get("from", [])]
+    expected = [{"ipBlock": {"cidr": c}} for c in np_values.get("apiServerCIDRs", [])] + np_values.get("apiServerPeers", [])
+    if allowed != expected:
+        fail(label, f"NetworkPolicy: 8443 admitted from {allowed}, expected {expected}")
+    metrics = [r for r in policy["spec"].get("ingress", []) if covers(r, 8080)]
+    if [r.get("from", []) for r in metrics] != [np_values.get("metricsFrom", [])]:
+        fail(label, f"NetworkPolicy: 8080 admitted by {metrics}, expected from {np_values.get('metricsFrom', [])}")
+
+
+def network_policy_problems(policy, deployment):
+    """A NetworkPolicy that must select `deployment`'s pods, in its namespace, for ingress, with every rule
+    that admits 8443 limited to listed peers."""
+    out = []
+    if policy["metadata"].get("namespace") != deployment["metadata"].get("namespace"):
+        out.append(f"NetworkPolicy namespace {policy['metadata'].get('namespace')}, the webhook's pods are in "
+                   f"{deployment['metadata'].get('namespace')}")
+    spec = policy["spec"]
+    selector = spec.get("podSelector", {})
+    pod_labels = deployment["spec"]["template"]["metadata"].get("labels", {})
+    if set(selector) - {"matchLabels"} or not selector.get("matchLabels") or \
+            any(pod_labels.get(k) != v for k, v in selector["matchLabels"].items()):
+        out.append(f"NetworkPolicy podSelector {selector} does not select the webhook's pods (labels {pod_labels})")
+    if spec.get("policyTypes") != ["Ingress"]:
+        out.append(f"NetworkPolicy policyTypes {spec.get('policyTypes')}, expected [Ingress] (egress is not limited)")
+    https = [r for r in spec.get("ingress", []) if covers(r, 8443)]
+    if not https:
+        out.append("NetworkPolicy admits 8443 from nowhere: the API server could not call the webhook")
+    for r in https:
+        if not r.get("from"):
+            out.append(f"NetworkPolicy admits 8443 from anywhere: {r}")
+    if not any(covers(r, 8080) for r in spec.get("ingress", [])):
+        out.append("NetworkPolicy does not admit 8080 (metrics)")
+    return out
 
 
 # Roles the kustomize bases do not have: the self-signed certificate job's, limited to its one object.
@@ -182,10 +269,16 @@ def check_manifest(label, docs, values):
                 fail(label, f"{name} container {c['name']}: seccompProfile RuntimeDefault")
             if "requests" not in c.get("resources", {}):
                 fail(label, f"{name} container {c['name']}: no resource requests")
+    policy = values.get("webhook", {}).get("failurePolicy", "Ignore")
     for d in by_kind.get("MutatingWebhookConfiguration", []):
         for w in d["webhooks"]:
-            if w.get("failurePolicy") != "Ignore":
-                fail(label, f"webhook {w['name']}: failurePolicy {w.get('failurePolicy')} (Ignore expected)")
+            if w.get("failurePolicy") != policy:
+                fail(label, f"webhook {w['name']}: failurePolicy {w.get('failurePolicy')} ({policy} expected)")
+            if w.get("matchConditions") != kustomize_match_conditions():
+                fail(label, f"webhook {w['name']}: matchConditions differ from deploy/webhook's: "
+                            f"{w.get('matchConditions')}")
+            for problem in match_condition_problems(w.get("matchConditions")):
+                fail(label, f"webhook {w['name']}: {problem}")
             self_signed = values.get("webhook", {}).get("certificates", {}).get("mode") == "self-signed"
             injected = "cert-manager.io/inject-ca-from" in d["metadata"].get("annotations", {})
             if injected == self_signed:
@@ -195,6 +288,10 @@ def check_manifest(label, docs, values):
                         if e["key"] == "kubernetes.io/metadata.name" for v in e["values"]]
             if NAMESPACE not in excluded:
                 fail(label, f"webhook {w['name']} does not exclude the release namespace {NAMESPACE}")
+            for namespace in values.get("webhook", {}).get("excludedNamespaces", []):
+                if namespace not in excluded:
+                    fail(label, f"webhook {w['name']} does not exclude {namespace} (listed in excludedNamespaces)")
+    check_network_policy(label, by_kind, values)
     return by_kind
 
 
@@ -278,6 +375,15 @@ async def run(chart, fake_bin, webhook_bin):
                  {"operator": {"enabled": False},
                   "monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}),
                 ("self-signed certificates", {"webhook": {"certificates": {"mode": "self-signed"}}}),
+                ("a NetworkPolicy for the API server's range and a monitoring namespace",
+                 {"webhook": {"networkPolicy": {
+                     "enabled": True, "apiServerCIDRs": ["10.0.0.0/24", "fd00:10::/64"],
+                     "metricsFrom": [{"namespaceSelector": {"matchLabels": {
+                         "kubernetes.io/metadata.name": "monitoring"}}}]}}}),
+                ("failurePolicy Fail, chosen on purpose with more namespaces excluded",
+                 {"webhook": {"failurePolicy": "Fail", "allowFailurePolicyFail": True,
+                              "excludedNamespaces": ["kube-system", "kube-node-lease", "cert-manager",
+                                                     "calico-system"]}}),
             ]
             for i, (label, values) in enumerate(variants):
                 action = helm.Install(cfg) if i == 0 else helm.Upgrade(cfg)
@@ -330,6 +436,20 @@ async def run(chart, fake_bin, webhook_bin):
                 ("an unknown key", {"webhook": {"replica": 3}}, "replica"),
                 ("a decision deadline above the API server's timeout",
                  {"webhook": {"deadlineMillis": 5000, "timeoutSeconds": 3}}, "deadlineMillis"),
+                ("failurePolicy Fail without allowFailurePolicyFail",
+                 {"webhook": {"failurePolicy": "Fail", "excludedNamespaces": ["kube-system", "kube-node-lease",
+                                                                              "cert-manager"]}},
+                 "allowFailurePolicyFail"),
+                ("failurePolicy Fail allowed but the excluded namespaces not widened",
+                 {"webhook": {"failurePolicy": "Fail", "allowFailurePolicyFail": True}}, "excludedNamespaces"),
+                ("failurePolicy Fail allowed with kube-system no longer excluded",
+                 {"webhook": {"failurePolicy": "Fail", "allowFailurePolicyFail": True,
+                              "excludedNamespaces": ["kube-node-lease", "cert-manager"]}}, "kube-system"),
+                ("a NetworkPolicy without the API server's ranges",
+                 {"webhook": {"networkPolicy": {"enabled": True}}}, "apiServerCIDRs"),
+                ("an API server range that is not a CIDR",
+                 {"webhook": {"networkPolicy": {"enabled": True, "apiServerCIDRs": ["10.0.0.1"]}}},
+                 "apiServerCIDRs"),
             ]:
                 try:
                     await helm.Upgrade(cfg).run(RELEASE, chart, values=values, wait=False, timeout=60)
