@@ -54,7 +54,11 @@ import helm_sdkpy as helm  # noqa: E402
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_webhook_manifests import match_condition_problems  # noqa: E402  (the path is set just above)
+from check_webhook_manifests import (  # noqa: E402  (the path is set just above)
+    covers,
+    match_condition_problems,
+    network_policy_problems,
+)
 
 NAMESPACE = "placement-system"
 RELEASE = "placement"
@@ -141,12 +145,6 @@ def kustomize_match_conditions():
     return mwc["webhooks"][0].get("matchConditions")
 
 
-def covers(rule, port):
-    """Whether a NetworkPolicy ingress rule admits `port` (a rule without ports admits every port)."""
-    ports = rule.get("ports")
-    return not ports or any(p.get("port") in (port, {8443: "https", 8080: "probes"}.get(port)) for p in ports)
-
-
 def check_network_policy(label, by_kind, values):
     """The NetworkPolicy exists exactly when asked for, selects the webhook's pods and admits 8443 only from
     the API server's ranges (and the peers given), 8080 from metricsFrom or anywhere."""
@@ -174,38 +172,6 @@ def check_network_policy(label, by_kind, values):
     metrics = [r for r in policy["spec"].get("ingress", []) if covers(r, 8080)]
     if [r.get("from", []) for r in metrics] != [np_values.get("metricsFrom", [])]:
         fail(label, f"NetworkPolicy: 8080 admitted by {metrics}, expected from {np_values.get('metricsFrom', [])}")
-
-
-def network_policy_problems(policy, deployment):
-    """A NetworkPolicy that must select `deployment`'s pods, in its namespace, for ingress, with every rule
-    that admits 8443 limited to listed peers."""
-    out = []
-    if policy["metadata"].get("namespace") != deployment["metadata"].get("namespace"):
-        out.append(f"NetworkPolicy namespace {policy['metadata'].get('namespace')}, the webhook's pods are in "
-                   f"{deployment['metadata'].get('namespace')}")
-    spec = policy["spec"]
-    selector = spec.get("podSelector", {})
-    pod_labels = deployment["spec"]["template"]["metadata"].get("labels", {})
-    if set(selector) - {"matchLabels"} or not selector.get("matchLabels") or \
-            any(pod_labels.get(k) != v for k, v in selector["matchLabels"].items()):
-        out.append(f"NetworkPolicy podSelector {selector} does not select the webhook's pods (labels {pod_labels})")
-    if spec.get("policyTypes") != ["Ingress"]:
-        out.append(f"NetworkPolicy policyTypes {spec.get('policyTypes')}, expected [Ingress] (egress is not limited)")
-    https = [r for r in spec.get("ingress", []) if covers(r, 8443)]
-    if not https:
-        out.append("NetworkPolicy admits 8443 from nowhere: the API server could not call the webhook")
-    for r in https:
-        if not r.get("from"):
-            out.append(f"NetworkPolicy admits 8443 from anywhere: {r}")
-    if not any(covers(r, 8080) for r in spec.get("ingress", [])):
-        out.append("NetworkPolicy does not admit 8080 (metrics)")
-    return out
-
-
-# Roles the kustomize bases do not have: the self-signed certificate job's, limited to its one object.
-CERTS_CLUSTER_ROLE = {("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "placement-webhook"):
-                      {"get", "patch"}}
-CERTS_ROLE = {("", "secrets", ""): {"create"}, ("", "secrets", "placement-webhook-tls"): {"get", "update"}}
 
 
 def pod_specs(by_kind):

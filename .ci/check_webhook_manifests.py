@@ -7,6 +7,13 @@ pod, fails CI. Without cel-python that check fails and says how to install it.
 
     check_webhook_manifests.py RENDERED.yaml                  # the cert-manager base
     check_webhook_manifests.py --self-signed RENDERED.yaml    # `deploy/webhook/self-signed/bootstrap.sh render`
+    check_webhook_manifests.py --network-policy COMPONENT     # deploy/webhook/network-policy
+
+The third form renders, with `kubectl kustomize`, an overlay made in a temporary folder: the base (the
+component's parent folder), the component and a patch that sets an address range, as docs/webhook.md shows.
+The result must pass the base's checks, and the NetworkPolicy must select the webhook's pods and admit 8443
+from that range only. The component as shipped must still hold the placeholder range, which the API server
+refuses.
 
 There is no YAML parser in the standard library, so this reads kustomize's output, which is normalized
 (keys sorted, two-space indentation, list items at their parent key's indentation), with a few small
@@ -14,6 +21,7 @@ helpers: documents are split on `---` lines, and a key's block is the lines inde
 problem found is reported, naming the object and the setting; the exit status is 1 if there is any.
 """
 
+import os
 import re
 import sys
 
@@ -170,7 +178,7 @@ class Checker:
             self.fail(where, f"{what} must include {needle!r} (found {haystack!r})")
 
 
-def check(docs, self_signed):
+def check(docs, self_signed, network_policy=False):
     c = Checker()
     by_kind = {}
     for d in docs:
@@ -185,6 +193,9 @@ def check(docs, self_signed):
             c.fail("manifests", f"no {kind} rendered")
     if "Secret" in by_kind:
         c.fail("manifests", "a Secret is rendered: the TLS Secret comes from cert-manager or bootstrap.sh")
+    if "NetworkPolicy" in by_kind and not network_policy:
+        c.fail("manifests", "a NetworkPolicy is rendered: it is an optional component (deploy/webhook/network-policy), "
+                            "not part of the base")
 
     for d in docs:
         for k, v in COMMON_LABELS:
@@ -376,6 +387,44 @@ def match_condition_problems(conditions):
     return problems
 
 
+def covers(rule, port):
+    """Whether a NetworkPolicy ingress rule admits `port` (a rule without ports admits every port)."""
+    ports = rule.get("ports")
+    return not ports or any(p.get("port") in (port, {8443: "https", 8080: "probes"}.get(port)) for p in ports)
+
+
+def network_policy_problems(policy, deployment):
+    """A NetworkPolicy that must select `deployment`'s pods, in its namespace, for ingress, with every rule
+    that admits 8443 limited to listed peers."""
+    out = []
+    if policy["metadata"].get("namespace") != deployment["metadata"].get("namespace"):
+        out.append(f"NetworkPolicy namespace {policy['metadata'].get('namespace')}, the webhook's pods are in "
+                   f"{deployment['metadata'].get('namespace')}")
+    spec = policy["spec"]
+    selector = spec.get("podSelector", {})
+    pod_labels = deployment["spec"]["template"]["metadata"].get("labels", {})
+    if set(selector) - {"matchLabels"} or not selector.get("matchLabels") or \
+            any(pod_labels.get(k) != v for k, v in selector["matchLabels"].items()):
+        out.append(f"NetworkPolicy podSelector {selector} does not select the webhook's pods (labels {pod_labels})")
+    if spec.get("policyTypes") != ["Ingress"]:
+        out.append(f"NetworkPolicy policyTypes {spec.get('policyTypes')}, expected [Ingress] (egress is not limited)")
+    https = [r for r in spec.get("ingress", []) if covers(r, 8443)]
+    if not https:
+        out.append("NetworkPolicy admits 8443 from nowhere: the API server could not call the webhook")
+    for r in https:
+        if not r.get("from"):
+            out.append(f"NetworkPolicy admits 8443 from anywhere: {r}")
+    if not any(covers(r, 8080) for r in spec.get("ingress", [])):
+        out.append("NetworkPolicy does not admit 8080 (metrics)")
+    return out
+
+
+# Roles the kustomize bases do not have: the self-signed certificate job's, limited to its one object.
+CERTS_CLUSTER_ROLE = {("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "placement-webhook"):
+                      {"get", "patch"}}
+CERTS_ROLE = {("", "secrets", ""): {"create"}, ("", "secrets", "placement-webhook-tls"): {"get", "update"}}
+
+
 def check_deployment(c, d):
     t = d.text
     c.equal(d, "spec.replicas", scalar(t, "replicas"), "2")
@@ -474,13 +523,76 @@ def check_certificate(c, d):
     c.equal(d, "renewBefore", scalar(d.text, "renewBefore"), "360h")
 
 
+PLACEHOLDER_CIDR = "API-SERVER-CIDR"
+SAMPLE_CIDR = "10.0.0.0/24"
+
+
+def check_network_policy_component(component):
+    """Renders base + component + a range, as a user's overlay would; returns (problems, docs)."""
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    component = os.path.abspath(component)
+    base = os.path.dirname(component)
+    problems = []
+    with open(os.path.join(component, "networkpolicy.yaml"), encoding="utf-8") as f:
+        shipped = yaml.safe_load(f)
+    cidrs = [p.get("ipBlock", {}).get("cidr") for r in shipped["spec"]["ingress"] for p in r.get("from", [])]
+    if cidrs != [PLACEHOLDER_CIDR]:
+        problems.append(f"{component}/networkpolicy.yaml: the shipped range must be the placeholder "
+                        f"{PLACEHOLDER_CIDR!r}, which the API server refuses, not {cidrs!r}")
+    with tempfile.TemporaryDirectory() as overlay:
+        with open(os.path.join(overlay, "kustomization.yaml"), "w", encoding="utf-8") as f:
+            f.write(f"""apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [{os.path.relpath(base, overlay)}]
+components: [{os.path.relpath(component, overlay)}]
+patches:
+  - target: {{kind: NetworkPolicy, name: {NAME}}}
+    patch: |-
+      - op: replace
+        path: /spec/ingress/0/from/0/ipBlock/cidr
+        value: {SAMPLE_CIDR}
+""")
+        out = subprocess.run(["kubectl", "kustomize", overlay], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        return problems + [f"kubectl kustomize of base + component failed: {out.stderr.strip()}"], []
+    docs = [Doc(t.strip("\n") + "\n") for t in re.split(r"^---$", out.stdout, flags=re.M) if t.strip()]
+    problems += check(docs, self_signed=False, network_policy=True)
+    parsed = [d for d in yaml.safe_load_all(out.stdout) if d]
+    policies = [d for d in parsed if d["kind"] == "NetworkPolicy"]
+    deployment = next((d for d in parsed if d["kind"] == "Deployment"), None)
+    if len(policies) != 1 or deployment is None:
+        return problems + [f"base + component: {len(policies)} NetworkPolicies and "
+                           f"{'a' if deployment else 'no'} Deployment rendered"], docs
+    policy = policies[0]
+    problems += [f"NetworkPolicy {policy['metadata']['name']}: {p}" for p in network_policy_problems(policy, deployment)]
+    https = [p for r in policy["spec"]["ingress"] if covers(r, 8443) for p in r.get("from", [])]
+    if https != [{"ipBlock": {"cidr": SAMPLE_CIDR}}]:
+        problems.append(f"NetworkPolicy: 8443 admitted from {https}, expected only the patched range {SAMPLE_CIDR}")
+    return problems, docs
+
+
 def main(argv):
     args = argv[1:]
     self_signed = "--self-signed" in args
-    paths = [a for a in args if a != "--self-signed"]
-    if len(paths) != 1:
+    network_policy = "--network-policy" in args
+    paths = [a for a in args if a not in ("--self-signed", "--network-policy")]
+    if len(paths) != 1 or (self_signed and network_policy):
         print(__doc__.strip(), file=sys.stderr)
         return 2
+    if network_policy:
+        problems, docs = check_network_policy_component(paths[0])
+        if problems:
+            print(f"{paths[0]}: {len(problems)} problem(s) in the base with the NetworkPolicy component:",
+                  file=sys.stderr)
+            for p in problems:
+                print(f"  - {p}", file=sys.stderr)
+            return 1
+        print(f"{paths[0]}: base + NetworkPolicy component OK ({len(docs)} objects; 8443 from {SAMPLE_CIDR} only)")
+        return 0
     with open(paths[0], encoding="utf-8") as f:
         text = f.read()
     docs = [Doc(t.strip("\n") + "\n") for t in re.split(r"^---$", text, flags=re.M) if t.strip()]

@@ -19,8 +19,10 @@
 # Environment (defaults in brackets):
 #   NAMESPACE [placement-system]  SERVICE [placement-webhook]  SECRET [placement-webhook-tls]
 #   WEBHOOK_CONFIG [placement-webhook]  DAYS [365]  KUBECTL [kubectl]  OPENSSL [openssl]
+#   KUSTOMIZATION [deploy/webhook]
 # NAMESPACE and SERVICE are for `certs` in an overlay of your own; `render` and `install` use the base
-# as it is (namespace placement-system).
+# as it is (namespace placement-system), or KUSTOMIZATION: an overlay of yours over it, e.g. one that adds
+# the NetworkPolicy component (deploy/webhook/network-policy); its cert-manager objects are dropped too.
 #
 # Needs: kubectl (1.27 or later: server-side apply, built-in kustomize), openssl 1.1.1 or later, awk.
 set -eu
@@ -34,7 +36,7 @@ KUBECTL=${KUBECTL:-kubectl}
 OPENSSL=${OPENSSL:-openssl}
 
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
-base=$(dirname -- "$here")
+base=${KUSTOMIZATION:-$(dirname -- "$here")}
 
 die() {
     printf 'bootstrap.sh: %s\n' "$*" >&2
@@ -50,7 +52,7 @@ usage() {
     exit 2
 }
 
-# The base without cert-manager objects and without the cainjector annotation.
+# The base (or KUSTOMIZATION) without cert-manager objects and without the cainjector annotation.
 render() {
     need "$KUBECTL" KUBECTL
     "$KUBECTL" kustomize "$base" | awk '
