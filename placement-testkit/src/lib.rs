@@ -23,8 +23,9 @@
 //!   what end-to-end tests observe ([`workloads`]).
 //!
 //! What it does not do: authentication and authorization (every request is allowed), OpenAPI schema
-//! and CEL validation of custom resources, garbage collection by owner references, field managers of
-//! server-side apply, and protobuf. Tests that depend on those belong on a real cluster.
+//! and CEL validation of custom resources, a webhook's `matchConditions` (not evaluated: treated as
+//! matching), NetworkPolicies, garbage collection by owner references, field managers of server-side
+//! apply, and protobuf. Tests that depend on those belong on a real cluster.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
