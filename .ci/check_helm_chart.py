@@ -174,6 +174,12 @@ def check_network_policy(label, by_kind, values):
         fail(label, f"NetworkPolicy: 8080 admitted by {metrics}, expected from {np_values.get('metricsFrom', [])}")
 
 
+# Roles the kustomize bases do not have: the self-signed certificate job's, limited to its one object.
+CERTS_CLUSTER_ROLE = {("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "placement-webhook"):
+                      {"get", "patch"}}
+CERTS_ROLE = {("", "secrets", ""): {"create"}, ("", "secrets", "placement-webhook-tls"): {"get", "update"}}
+
+
 def pod_specs(by_kind):
     """(what, pod spec) of every Deployment, Job and CronJob."""
     for d in by_kind.get("Deployment", []) + by_kind.get("Job", []):
