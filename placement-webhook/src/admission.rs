@@ -1,10 +1,13 @@
 //! One admission request, end to end: AdmissionReview in, decision, JSON Patch, AdmissionReview out.
 //!
-//! The webhook never blocks a pod. Anything that goes wrong — a malformed review, an unreadable pod, an
-//! invalid rule, a decision that took longer than the deadline — answers `allowed: true` without a
-//! patch, with a warning the client sees, a `placement_webhook_fail_open_total` count and a log line.
-//! A pod that already pins a different value for a key the decision would set is left as its owner
-//! wrote it, with a warning. A reservation made for a pod that is then not placed is released.
+//! The webhook never blocks a pod: every answer is `allowed: true` (`review::Response` cannot say
+//! anything else). Anything that goes wrong — a malformed review, an unreadable pod, an invalid rule, a
+//! decision that took longer than the deadline — answers without a patch, with a warning the client
+//! sees, a `placement_webhook_fail_open_total` count and a log line. A request that is not a pod CREATE
+//! (the webhook configuration sends only those) is admitted unmutated with a warning, counted as
+//! `outcome="ignored"`. A pod that already pins a different value for a key the decision would set is
+//! left as its owner wrote it, with a warning. A reservation made for a pod that is then not placed is
+//! released.
 //!
 //! Each review gets a span, `admission`, opened as the body arrives, before it is even parsed; its
 //! fields are filled in as they become known: `uid`, `namespace`, `pod` (name or generateName) once the
@@ -16,7 +19,7 @@
 use crate::decide::{Candidate, Decider, Decision, RuleKind};
 use crate::metrics::{AdmissionMetrics, Outcome};
 use crate::patch::{Placement, PreferredTerm, Requirement, plan_patch_json};
-use crate::review::{Response, parse_review};
+use crate::review::{ADMITTED_UNMUTATED, Response, parse_review, warning};
 use placement_core::ledger::RESERVATION_ANNOTATION;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,7 +89,10 @@ impl Admission {
             Err(answer) => return answer,
         };
         record_request(&Span::current(), &request);
-        let Some((pod, namespace)) = pod_of(&request) else { return self.not_a_pod(&request, started) };
+        let (pod, namespace) = match pod_create(&request) {
+            Ok(p) => p,
+            Err(why) => return self.ignored(&request, &why, started),
+        };
         let candidate = Candidate { pod, namespace: &namespace, uid: &request.uid, dry_run: request.dry_run };
         let decided = self.decider.decide(&candidate);
         self.respond(&request, decided, started)
@@ -102,7 +108,10 @@ impl Admission {
             Err(answer) => return answer,
         };
         record_request(&Span::current(), &request);
-        let Some((pod, namespace)) = pod_of(&request) else { return self.not_a_pod(&request, started) };
+        let (pod, namespace) = match pod_create(&request) {
+            Ok(p) => p,
+            Err(why) => return self.ignored(&request, &why, started),
+        };
         let candidate = Candidate { pod, namespace: &namespace, uid: &request.uid, dry_run: request.dry_run };
         let decided = match (&self.strict, self.decider.strict_target(&candidate)) {
             (Some(strict), Some(target)) => strict.decide(&candidate, target, started + self.deadline).await,
@@ -111,20 +120,39 @@ impl Admission {
         self.respond(&request, decided, started)
     }
 
+    /// A body that is not a usable review: allowed unmutated with a warning, echoing its uid when it has
+    /// a readable one (`outcome="malformed"`), else with an empty uid, which the API server cannot match
+    /// to its call (`outcome="no_uid"`: it applies the webhook's failurePolicy).
     fn parse(&self, body: &[u8], started: Instant) -> Result<crate::review::Request, Vec<u8>> {
         parse_review(body).map_err(|e| {
-            Span::current().record("outcome", "malformed");
-            tracing::warn!(error = %e, "malformed AdmissionReview: allowed unmutated");
+            let recovered = crate::review::recover(body);
+            let span = Span::current();
+            span.record("outcome", "malformed");
+            let outcome = match &recovered.uid {
+                Some(uid) => {
+                    span.record("uid", span_field(uid));
+                    tracing::warn!(error = %e, "malformed AdmissionReview: allowed unmutated");
+                    Outcome::Malformed
+                }
+                None => {
+                    tracing::warn!(error = %e, "malformed AdmissionReview without a readable uid: answered allowed, \
+                        the API server applies the webhook's failurePolicy");
+                    Outcome::NoUid
+                }
+            };
             self.metrics.fail_open(e.metric_label());
-            self.metrics.observe(RuleKind::None, Outcome::Malformed, false, started.elapsed().as_secs_f64());
-            Response::for_invalid(body, &e).to_review_json()
+            self.metrics.observe(RuleKind::None, outcome, recovered.dry_run, started.elapsed().as_secs_f64());
+            Response::for_invalid_uid(recovered.uid, &e).to_review_json()
         })
     }
 
-    fn not_a_pod(&self, request: &crate::review::Request, started: Instant) -> Vec<u8> {
-        Span::current().record("outcome", "unchanged");
-        self.metrics.observe(RuleKind::None, Outcome::Unchanged, request.dry_run, started.elapsed().as_secs_f64());
-        Response::allow(request.uid.clone()).to_review_json()
+    /// A request that is not a pod CREATE: allowed unmutated, with a warning saying what it was.
+    fn ignored(&self, request: &crate::review::Request, why: &str, started: Instant) -> Vec<u8> {
+        Span::current().record("outcome", "ignored");
+        tracing::warn!(%why, "not a pod CREATE: allowed unmutated (check the webhook configuration's rules)");
+        self.metrics.observe(RuleKind::None, Outcome::Ignored, request.dry_run, started.elapsed().as_secs_f64());
+        let then = "admitted unmutated (the webhook configuration should send only pod CREATE)";
+        Response::allow(request.uid.clone()).with_warnings(vec![warning(why, then)]).to_review_json()
     }
 
     fn respond(
@@ -191,18 +219,40 @@ impl Admission {
         tracing::warn!(error = %why, "placement failed: admitted unmutated");
         self.metrics.fail_open(class);
         self.metrics.observe(rule, Outcome::FailOpen, dry_run, started.elapsed().as_secs_f64());
-        Response::allow(uid)
-            .with_warnings(vec![format!("placement: {why}; the pod is admitted unmutated")])
-            .to_review_json()
+        Response::allow(uid).with_warnings(vec![warning(why, ADMITTED_UNMUTATED)]).to_review_json()
     }
 }
 
-/// The pod of a pod review, and the request's namespace.
-fn pod_of(request: &crate::review::Request) -> Option<(&k8s_openapi::api::core::v1::Pod, String)> {
-    if !request.is_pod() {
-        return None;
+/// The pod of a pod CREATE, and the request's namespace; or, for any other request, what it is (for the
+/// warning: values from the request are cut).
+fn pod_create(request: &crate::review::Request) -> Result<(&k8s_openapi::api::core::v1::Pod, String), String> {
+    let cut = |s: &str| crate::review::bounded(s, 64);
+    let (kind, resource) = (&request.kind, &request.resource);
+    let pods = resource.group.is_empty() && resource.version == "v1" && resource.resource == "pods";
+    if !request.is_pod() || !pods {
+        let group = |g: &str| if g.is_empty() { "core".to_owned() } else { cut(g) };
+        return Err(format!(
+            "only pods are placed; this request is for kind {}/{}/{}, resource {}/{}/{}",
+            group(&kind.group),
+            cut(&kind.version),
+            cut(&kind.kind),
+            group(&resource.group),
+            cut(&resource.version),
+            cut(&resource.resource)
+        ));
     }
-    Some((request.pod()?, request.namespace.clone().unwrap_or_default()))
+    if let Some(sub) = &request.sub_resource {
+        return Err(format!("only new pods are placed; this request is for the subresource pods/{}", cut(sub)));
+    }
+    if request.operation != kube::core::admission::Operation::Create {
+        let operation = crate::review::operation_name(&request.operation);
+        return Err(format!("pods are placed only at CREATE; this request is a pod {operation}"));
+    }
+    match request.pod() {
+        Some(pod) => Ok((pod, request.namespace.clone().unwrap_or_default())),
+        // Not reachable: a CREATE of a core/v1 Pod without a readable pod does not parse.
+        None => Err("no pod in this pod CREATE".to_owned()),
+    }
 }
 
 /// What a decision adds to the pod.

@@ -20,8 +20,14 @@ pub enum Outcome {
     Conflict,
     /// An error or the deadline: allowed unmutated, with a warning.
     FailOpen,
-    /// The request itself was malformed.
+    /// The request itself was malformed (answered with its uid: allowed unmutated, with a warning).
     Malformed,
+    /// Malformed without a readable `request.uid`: the API server cannot match the answer to its call and
+    /// applies the webhook's failurePolicy.
+    NoUid,
+    /// Not a pod CREATE (another operation, a subresource, another kind): allowed unmutated, with a
+    /// warning that the webhook configuration sends what it should not.
+    Ignored,
 }
 
 impl Outcome {
@@ -32,6 +38,8 @@ impl Outcome {
             Outcome::Conflict => "conflict",
             Outcome::FailOpen => "fail_open",
             Outcome::Malformed => "malformed",
+            Outcome::NoUid => "no_uid",
+            Outcome::Ignored => "ignored",
         }
     }
 }

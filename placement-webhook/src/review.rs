@@ -9,9 +9,13 @@
 //!   not match its request, so the body is first read as plain JSON and `request.uid` taken from there;
 //!   the rest is validated afterwards. [`recover_uid`] and [`Response::for_invalid`] use the same rule
 //!   for bodies that fail validation further down.
+//! * **A response never denies.** There is no way to write `allowed: false` here: the webhook fails open
+//!   (docs/webhook.md, "Failure behaviour"), so a body that is not a usable review is answered
+//!   `allowed: true`, unmutated, with a warning naming what is wrong ([`Response::for_invalid`]).
 //! * **Errors name what is wrong** (JSON line/column, the field path inside `request.object` through
 //!   `serde_path_to_error`) and carry a short, fixed [`ReviewError::metric_label`]. Values quoted from the
-//!   input are bounded, so a hostile body cannot produce an unbounded log line.
+//!   input, field paths and serde's messages (which quote unknown variants whole) are bounded, so a
+//!   hostile body cannot produce an unbounded log line.
 //! * **Nothing here panics on input.** Depth is bounded by serde_json's recursion limit (a too-deep body
 //!   is a "not JSON" error); the size of the body is the HTTP layer's business.
 //! * **The response is written by hand, not with kube-core's `AdmissionResponse`**, which serializes
@@ -38,6 +42,10 @@ pub const MAX_WARNINGS: usize = 8;
 pub const MAX_WARNING_CHARS: usize = 256;
 /// Values quoted from the input inside error messages are cut to this many characters.
 const MAX_EXCERPT_CHARS: usize = 64;
+/// A field path inside an error message is cut to this many characters (map keys come from the input).
+const MAX_PATH_CHARS: usize = 128;
+/// A deserializer's message inside an error is cut to this many characters (it may quote the input).
+const MAX_MESSAGE_CHARS: usize = 160;
 
 /// Why a body is not a usable AdmissionReview v1 request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,6 +213,16 @@ fn excerpt(value: Option<&Value>) -> String {
     }
 }
 
+/// How a fail-open warning ends.
+pub const ADMITTED_UNMUTATED: &str = "the pod is admitted unmutated";
+
+/// A warning `placement: <why>; <then>` of at most [`MAX_WARNING_CHARS`] characters: `why` is cut (ending
+/// with `…`) so that `then`, what happens to the pod, is always read.
+pub fn warning(why: &str, then: &str) -> String {
+    let room = MAX_WARNING_CHARS.saturating_sub("placement: ; ".chars().count() + then.chars().count());
+    format!("placement: {}; {then}", bounded(why, room))
+}
+
 /// `text` cut to at most `max` characters (the last one `…` when cut).
 pub(crate) fn bounded(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -216,10 +234,16 @@ pub(crate) fn bounded(text: &str, max: usize) -> String {
     }
 }
 
-/// The path reported by `serde_path_to_error`, under a prefix (`"."` is its root).
+/// The path reported by `serde_path_to_error`, under a prefix (`"."` is its root), bounded.
 fn join_path(prefix: &str, path: &serde_path_to_error::Path) -> String {
     let path = path.to_string();
-    if path == "." { prefix.to_owned() } else { format!("{prefix}.{path}") }
+    let joined = if path == "." { prefix.to_owned() } else { format!("{prefix}.{path}") };
+    bounded(&joined, MAX_PATH_CHARS)
+}
+
+/// A deserializer's message, bounded.
+fn message_of(error: impl std::fmt::Display) -> String {
+    bounded(&error.to_string(), MAX_MESSAGE_CHARS)
 }
 
 /// Reads a body as JSON, or says where it stops being JSON.
@@ -231,7 +255,7 @@ fn read_json(body: &[u8]) -> Result<Value, ReviewError> {
             Some(at) => full[..at].to_owned(),
             None => full,
         };
-        ReviewError::NotJson { line: e.line(), column: e.column(), message }
+        ReviewError::NotJson { line: e.line(), column: e.column(), message: bounded(&message, MAX_MESSAGE_CHARS) }
     })
 }
 
@@ -245,6 +269,22 @@ fn uid_of(review: &Value) -> Option<&str> {
 pub fn recover_uid(body: &[u8]) -> Option<String> {
     let review: Value = serde_json::from_slice(body).ok()?;
     uid_of(&review).map(str::to_owned)
+}
+
+/// What can be read of a body that [`parse_review`] rejected, for its answer and its metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// `request.uid`, when the body is JSON and it is a non-empty string.
+    pub uid: Option<String>,
+    /// `request.dryRun`, when it is `true`.
+    pub dry_run: bool,
+}
+
+/// [`recover_uid`], and whether the request says it is a dry run.
+pub fn recover(body: &[u8]) -> Recovered {
+    let Ok(review) = serde_json::from_slice::<Value>(body) else { return Recovered::default() };
+    let dry_run = review.get("request").and_then(|r| r.get("dryRun")).and_then(Value::as_bool).unwrap_or(false);
+    Recovered { uid: uid_of(&review).map(str::to_owned), dry_run }
 }
 
 /// Parses and validates an AdmissionReview v1 request body.
@@ -279,7 +319,7 @@ pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
     };
 
     let wire: WireRequest = serde_path_to_error::deserialize(Value::Object(request)).map_err(|e| {
-        ReviewError::InvalidRequest { path: join_path("request", e.path()), message: e.into_inner().to_string() }
+        ReviewError::InvalidRequest { path: join_path("request", e.path()), message: message_of(e.into_inner()) }
     })?;
 
     if object.is_none() && matches!(wire.operation, Operation::Create | Operation::Update) {
@@ -291,7 +331,7 @@ pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
         Some(raw) if is_core_v1_pod(&wire.kind) => {
             let pod: Pod = serde_path_to_error::deserialize(&raw).map_err(|e| ReviewError::ObjectNotPod {
                 path: join_path("request.object", e.path()),
-                message: e.into_inner().to_string(),
+                message: message_of(e.into_inner()),
             })?;
             Some(Object::Pod { pod: Box::new(pod), raw })
         }
@@ -324,11 +364,10 @@ pub fn operation_name(operation: &Operation) -> &'static str {
 }
 
 /// An AdmissionReview v1 response, built step by step and written with [`Response::to_review_json`].
+/// It always says `allowed: true`: this webhook fails open and has no way to deny.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     uid: String,
-    allowed: bool,
-    status: Option<(u16, String)>,
     patch: Option<String>,
     warnings: Vec<String>,
     audit_annotations: BTreeMap<String, String>,
@@ -339,30 +378,35 @@ impl Response {
     pub fn allow(uid: impl Into<String>) -> Self {
         Response {
             uid: uid.into(),
-            allowed: true,
-            status: None,
             patch: None,
             warnings: Vec::new(),
             audit_annotations: BTreeMap::new(),
         }
     }
 
-    /// Rejects the request with an HTTP-like status code and a message shown to the user.
-    pub fn deny(uid: impl Into<String>, code: u16, message: impl Into<String>) -> Self {
-        Response { allowed: false, status: Some((code, message.into())), ..Response::allow(uid) }
-    }
-
-    /// The answer to a body that [`parse_review`] rejected: denied with code 400 and the error as message,
-    /// echoing the uid when it can be recovered from the body (empty otherwise, in which case the API
-    /// server treats the call as failed and applies the webhook's failurePolicy).
+    /// The answer to a body that [`parse_review`] rejected: allowed, unmutated, with a warning naming the
+    /// error, echoing the uid when it can be recovered from the body ([`recover_uid`]). Without one the
+    /// uid is empty: the API server discards an answer whose uid is not its request's, counts the call as
+    /// failed and applies the webhook's `failurePolicy` (`Ignore`: the pod is created unmutated), so the
+    /// answer is `allowed: true` all the same, for any other caller.
     pub fn for_invalid(body: &[u8], error: &ReviewError) -> Self {
-        Response::deny(recover_uid(body).unwrap_or_default(), 400, error.to_string())
+        Response::for_invalid_uid(recover_uid(body), error)
     }
 
-    /// Sets the JSON Patch to apply (base64 of its JSON, `patchType: JSONPatch`). An empty patch, or any
-    /// patch on a denied response, sends no patch fields.
+    /// [`Response::for_invalid`] with the uid already recovered.
+    pub fn for_invalid_uid(uid: Option<String>, error: &ReviewError) -> Self {
+        let why = format!("malformed AdmissionReview: {error}");
+        let warning = match &uid {
+            Some(_) => warning(&why, ADMITTED_UNMUTATED),
+            None => warning(&why, "no readable request.uid, so the API server applies the webhook's failurePolicy"),
+        };
+        Response::allow(uid.unwrap_or_default()).with_warnings(vec![warning])
+    }
+
+    /// Sets the JSON Patch to apply (base64 of its JSON, `patchType: JSONPatch`). An empty patch sends no
+    /// patch fields.
     pub fn with_patch(mut self, ops: &json_patch::Patch) -> Self {
-        if ops.0.is_empty() || !self.allowed {
+        if ops.0.is_empty() {
             self.patch = None;
             return self;
         }
@@ -406,11 +450,6 @@ impl Response {
         &self.uid
     }
 
-    /// Whether the request is admitted.
-    pub fn allowed(&self) -> bool {
-        self.allowed
-    }
-
     /// The base64 JSON Patch, if any.
     pub fn patch_base64(&self) -> Option<&str> {
         self.patch.as_deref()
@@ -425,19 +464,10 @@ impl Response {
     pub fn to_review_value(&self) -> Value {
         let mut response = Map::new();
         response.insert("uid".into(), Value::String(self.uid.clone()));
-        response.insert("allowed".into(), Value::Bool(self.allowed));
+        response.insert("allowed".into(), Value::Bool(true));
         if let Some(patch) = &self.patch {
             response.insert("patchType".into(), Value::String("JSONPatch".into()));
             response.insert("patch".into(), Value::String(patch.clone()));
-        }
-        if let Some((code, message)) = &self.status {
-            let mut status = Map::new();
-            status.insert("code".into(), Value::from(*code));
-            status.insert("message".into(), Value::String(message.clone()));
-            if !self.allowed {
-                status.insert("status".into(), Value::String("Failure".into()));
-            }
-            response.insert("status".into(), Value::Object(status));
         }
         if !self.warnings.is_empty() {
             response.insert("warnings".into(), self.warnings.iter().cloned().map(Value::String).collect());

@@ -192,13 +192,20 @@ fn malformed_bodies_give_clear_errors() {
                 if text.chars().count() > 400 {
                     failures.push(format!("{name}: message not bounded ({} chars)", text.chars().count()));
                 }
-                // Whatever went wrong, the answer is a well-formed review.
+                // Whatever went wrong, the answer is a well-formed review that admits the pod, unmutated,
+                // with a warning naming the error.
                 let response: Value = serde_json::from_slice(&Response::for_invalid(&body, &error).to_review_json())
                     .expect("response is JSON");
                 assert_eq!(response["apiVersion"], API_VERSION, "{name}");
                 assert_eq!(response["kind"], KIND, "{name}");
-                assert_eq!(response["response"]["allowed"], false, "{name}");
-                assert_eq!(response["response"]["status"]["code"], 400, "{name}");
+                assert_eq!(response["response"]["allowed"], true, "{name}");
+                assert_eq!(response["response"].get("status"), None, "{name}");
+                assert_eq!(response["response"].get("patch"), None, "{name}");
+                let warning = response["response"]["warnings"][0].as_str().unwrap_or_default();
+                assert!(warning.starts_with("placement: malformed AdmissionReview: "), "{name}: {warning}");
+                let head: String = text.chars().take(30).collect();
+                assert!(warning.contains(&head), "{name}: {warning}");
+                assert!(warning.chars().count() <= MAX_WARNING_CHARS, "{name}");
             }
         }
     }
@@ -236,8 +243,41 @@ fn uid_is_recovered_from_partially_valid_bodies() {
         assert_eq!(response.uid(), uid, "{error}");
         let value: Value = serde_json::from_slice(&response.to_review_json()).expect("json");
         assert_eq!(value["response"]["uid"], uid);
-        assert!(value["response"]["status"]["message"].as_str().is_some_and(|m| m == error.to_string()));
+        assert_eq!(value["response"]["allowed"], true);
+        let warning = value["response"]["warnings"][0].as_str().expect("a warning");
+        assert!(warning.contains(&error.to_string()), "{warning}");
+        let then = if uid.is_empty() { "applies the webhook's failurePolicy" } else { ADMITTED_UNMUTATED };
+        assert!(warning.ends_with(then), "{warning}");
     }
+}
+
+#[test]
+fn messages_quoting_the_input_are_bounded() {
+    let long = "PATCH".repeat(100_000);
+    let key = "k".repeat(100_000);
+    let cases = [
+        review_with(with(pod_request(), "/operation", json!(long))),
+        review_with(with(pod_request(), "/object/spec/nodeSelector", json!({key.clone(): 1}))),
+        review_with(with(pod_request(), "/object/spec/containers/0/ports", json!([{"containerPort": long}]))),
+        review_with(with(pod_request(), "/kind", json!({"group": "", "version": "v1", "kind": 1, key: 2}))),
+    ];
+    for body in cases {
+        let error = parse_review(&body).expect_err("invalid");
+        let text = error.to_string();
+        assert!(text.chars().count() <= 400, "{} chars: {}", text.chars().count(), bounded(&text, 200));
+        let warning = Response::for_invalid(&body, &error).warnings()[0].clone();
+        assert!(warning.ends_with(ADMITTED_UNMUTATED), "{warning}");
+        assert!(warning.chars().count() <= MAX_WARNING_CHARS);
+    }
+}
+
+#[test]
+fn a_warning_is_cut_before_what_happens_to_the_pod() {
+    let short = warning("x", ADMITTED_UNMUTATED);
+    assert_eq!(short, "placement: x; the pod is admitted unmutated");
+    let long = warning(&"y".repeat(1000), ADMITTED_UNMUTATED);
+    assert_eq!(long.chars().count(), MAX_WARNING_CHARS);
+    assert!(long.ends_with("…; the pod is admitted unmutated"), "{long}");
 }
 
 #[test]
@@ -349,22 +389,18 @@ fn response_carries_uid_gvk_and_a_base64_string_patch() {
 }
 
 #[test]
-fn empty_patch_and_denials_send_no_patch_fields() {
+fn an_empty_patch_sends_no_patch_fields_and_nothing_is_ever_denied() {
     let allowed: Value =
         serde_json::from_slice(&Response::allow("u").with_patch(&Patch(vec![])).to_review_json()).expect("json");
     assert_eq!(allowed, json!({"apiVersion": API_VERSION, "kind": KIND, "response": {"uid": "u", "allowed": true}}));
 
-    let ops = Patch(vec![add(&["spec", "nodeSelector"], json!({"a": "b"}))]);
-    let denied: Value =
-        serde_json::from_slice(&Response::deny("u", 403, "no room in any zone").with_patch(&ops).to_review_json())
-            .expect("json");
-    assert_eq!(
-        denied,
-        json!({"apiVersion": API_VERSION, "kind": KIND, "response": {
-            "uid": "u", "allowed": false,
-            "status": {"code": 403, "message": "no room in any zone", "status": "Failure"},
-        }})
-    );
+    // The worst body there is: not JSON, no uid. Still `allowed: true` (the uid is empty, so the API
+    // server applies its failurePolicy), and no status that could read as a rejection.
+    let error = parse_review(b"\xff").expect_err("not JSON");
+    let answer: Value = serde_json::from_slice(&Response::for_invalid(b"\xff", &error).to_review_json()).unwrap();
+    assert_eq!(answer["response"]["uid"], "");
+    assert_eq!(answer["response"]["allowed"], true);
+    assert_eq!(answer["response"].get("status"), None);
 }
 
 #[test]
