@@ -120,12 +120,38 @@ pub struct DistributionDecision {
     pub reason: String,
 }
 
-/// Decide the group of `pod` under `rule`.
+/// Decide the group of `pod` under `rule`: [`distribution_feasibility`], then
+/// [`decide_distribution_with`].
 pub fn decide_distribution(
     index: &CountIndex,
     ledger: &Ledger,
     rule: &DistributionRule,
     pod: &Pod,
+) -> Result<DistributionDecision, Error> {
+    let feasibility = distribution_feasibility(index, rule, pod);
+    decide_distribution_with(index, ledger, rule, pod, &feasibility)
+}
+
+/// Whether each group of `rule` has a node that fits `pod`: the costly part of a decision (it walks the
+/// nodes), and it only reads the index, so the webhook computes it before it takes the lock that counting
+/// and reserving need.
+pub fn distribution_feasibility(index: &CountIndex, rule: &DistributionRule, pod: &Pod) -> Vec<Feasibility> {
+    let membership = rule.membership(index);
+    (0..rule.groups.len() as u16)
+        .map(|g| {
+            group::first_fit(index.nodes_with_ids().filter(|(id, _)| membership[*id] == Some(g)).map(|(_, n)| n), pod)
+        })
+        .collect()
+}
+
+/// Decide the group of `pod` under `rule` from counts (pods seen plus reservations) and each group's
+/// `feasibility` ([`distribution_feasibility`], one entry per group).
+pub fn decide_distribution_with(
+    index: &CountIndex,
+    ledger: &Ledger,
+    rule: &DistributionRule,
+    pod: &Pod,
+    feasibility: &[Feasibility],
 ) -> Result<DistributionDecision, Error> {
     let Some(workload) = &pod.workload else {
         return Ok(DistributionDecision {
@@ -139,13 +165,7 @@ pub fn decide_distribution(
         });
     };
     let counts = rule.counts(index, ledger, workload, rule.revision(pod));
-    let membership = rule.membership(index);
-    let feasibility: Vec<Feasibility> = (0..rule.groups.len() as u16)
-        .map(|g| {
-            group::first_fit(index.nodes_with_ids().filter(|(id, _)| membership[*id] == Some(g)).map(|(_, n)| n), pod)
-        })
-        .collect();
-    let choice = rule.apportionment.choose(&counts, &feasibility, rule.fallback)?;
+    let choice = rule.apportionment.choose(&counts, feasibility, rule.fallback)?;
     let group = choice.group.map(|i| &rule.groups[i]);
     Ok(DistributionDecision {
         group: choice.group,
@@ -156,6 +176,12 @@ pub fn decide_distribution(
         fell_back: choice.fell_back,
         reason: choice.reason,
     })
+}
+
+/// Pods that count for `pod`'s workload under `rule` right now (seen plus reserved): what the next
+/// decision's table lookup needs, so that the caller can build the table before taking a lock.
+pub fn counted(index: &CountIndex, ledger: &Ledger, rule: &DistributionRule, pod: &Pod) -> u32 {
+    pod.workload.as_ref().map_or(0, |w| rule.counts(index, ledger, w, rule.revision(pod)).iter().sum())
 }
 
 /// The ledger key under which a zone scope's reservations are counted.
@@ -183,11 +209,34 @@ pub fn decide_zone(
     declared: &[String],
     pod: &Pod,
 ) -> ZoneDecision {
+    let feasibility = zone_feasibility(index, scope, declared, pod);
+    decide_zone_with(index, ledger, scope, ledger_key, feasibility, pod)
+}
+
+/// Each zone of the scope (and each declared zone) with whether a node in it fits `pod`: the costly,
+/// read-only part of a zone decision, computed before the lock that counting and reserving need.
+pub fn zone_feasibility(
+    index: &CountIndex,
+    scope: ScopeId,
+    declared: &[String],
+    pod: &Pod,
+) -> std::collections::BTreeMap<String, Feasibility> {
+    zone::zone_feasibility(index.zone_nodes(scope), declared, pod)
+}
+
+/// Decide the zone of `pod` from the zones' `feasibility` ([`zone_feasibility`]) and the counts.
+pub fn decide_zone_with(
+    index: &CountIndex,
+    ledger: &Ledger,
+    scope: ScopeId,
+    ledger_key: &WorkloadRef,
+    mut feasibility: std::collections::BTreeMap<String, Feasibility>,
+    pod: &Pod,
+) -> ZoneDecision {
     let key = &index.zone_scope(scope).topology_key;
     if let Some(z) = zone::pinned_zone(pod, key) {
         return ZoneDecision { zone: None, loads: vec![], reason: format!("pod already pins zone {z}: left alone") };
     }
-    let mut feasibility = zone::zone_feasibility(index.zone_nodes(scope), declared, pod);
     let domains: Vec<String> = feasibility.keys().cloned().collect();
     let seen = index.zone_counts(scope);
     let reserved = ledger.reserved_by_group(ledger_key, None);

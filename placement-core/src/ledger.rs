@@ -47,6 +47,25 @@ pub struct LedgerState {
     pub confirmed: BTreeMap<String, Timestamp>,
 }
 
+impl LedgerState {
+    /// Whether `r`, read from this shared state, still counts at `now`
+    /// (`docs/semantics.md#shared-reservations`): it has not expired, and if some replica saw its pod and
+    /// marked it confirmed, that confirmation's listing time is not over. The one liveness rule of a
+    /// shared ledger: the webhook's replicas and the operator's pruning both use it.
+    pub fn counts(&self, r: &Reservation, now: Timestamp) -> bool {
+        r.expires > now && self.confirmed.get(&r.id).is_none_or(|until| *until > now)
+    }
+
+    /// This state without what no longer counts at `now`: reservations that fail [`Self::counts`] and
+    /// confirmations whose listing time is over.
+    pub fn pruned(&self, now: Timestamp) -> LedgerState {
+        LedgerState {
+            reservations: self.reservations.iter().filter(|r| self.counts(r, now)).cloned().collect(),
+            confirmed: self.confirmed.iter().filter(|(_, until)| **until > now).map(|(k, v)| (k.clone(), *v)).collect(),
+        }
+    }
+}
+
 type Totals = HashMap<WorkloadRef, HashMap<Option<String>, BTreeMap<String, u32>>>;
 
 /// Reservations in flight, with per-workload, per-revision, per-group totals.
@@ -342,6 +361,27 @@ mod tests {
             }
             l.check_indexes();
         }
+    }
+
+    #[test]
+    fn a_shared_reservation_counts_until_it_expires_or_its_confirmation_is_over() {
+        let mut state = LedgerState {
+            reservations: vec![res("open", "spot", 10), res("seen", "spot", 10), res("seen-long-ago", "spot", 10)],
+            confirmed: BTreeMap::new(),
+        };
+        state.confirmed.insert("seen".into(), ts(5));
+        state.confirmed.insert("seen-long-ago".into(), ts(3));
+        let counting = |now: i64| -> Vec<&str> {
+            state.reservations.iter().filter(|r| state.counts(r, ts(now))).map(|r| r.id.as_str()).collect()
+        };
+        assert_eq!(counting(2), ["open", "seen", "seen-long-ago"]);
+        assert_eq!(counting(3), ["open", "seen"], "a confirmation's listing time ends at its instant");
+        assert_eq!(counting(5), ["open"]);
+        assert_eq!(counting(9), ["open"]);
+        assert!(counting(10).is_empty(), "expired at its instant");
+        let pruned = state.pruned(ts(4));
+        assert_eq!(ids(&pruned.reservations), ["open", "seen"]);
+        assert_eq!(pruned.confirmed.keys().map(String::as_str).collect::<Vec<_>>(), ["seen"]);
     }
 
     #[test]

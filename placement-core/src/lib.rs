@@ -31,6 +31,7 @@ pub mod index;
 pub mod ledger;
 pub mod model;
 pub mod rebalance;
+pub mod resolve;
 pub mod resources;
 pub mod selector;
 pub mod strategy;

@@ -1,27 +1,32 @@
 //! What the webhook decides for one pod at CREATE, and the reservation that makes the next decision see it.
 //!
-//! The rule that applies, first match wins:
-//! 1. a `PodDistribution` in the pod's namespace whose `targetRef` is the pod's workload;
-//! 2. the `placement.dev/strategy` annotation on the pod's Deployment or StatefulSet;
-//! 3. a `ZoneBalancer` (mode `webhook`) in the pod's namespace whose selector matches the pod, for a
-//!    workload of at most one replica;
-//! 4. none: the pod is left alone.
+//! Which rule applies (a PodDistribution, the strategy annotation, a ZoneBalancer, or none) is decided by
+//! [`placement_core::resolve`], for local and strict decisions alike; this module gathers what that needs
+//! from the rule stores and the index, then decides by the rule.
 //!
 //! Counts are the live index's pods plus the reservations in flight, read and updated under one write
-//! lock, so a burst of admissions for one ReplicaSet lands exactly on target. A decision is recorded as a
-//! reservation keyed by the AdmissionReview uid; the pod carries that id in `placement.dev/reservation`, and
-//! the live index confirms the reservation when the pod appears. Dry-run requests reserve nothing.
+//! lock, so a burst of admissions for one ReplicaSet lands exactly on target. Everything else a decision
+//! costs (converting the pod, building the rule and its table, looking for nodes that fit) runs before
+//! that lock, under the read lock or none, so no admission waits for another workload's work. A decision
+//! is recorded as a reservation keyed by the AdmissionReview uid; the pod carries that id in
+//! `placement.dev/reservation`, and the live index confirms the reservation when the pod appears.
+//! Dry-run requests reserve nothing.
 
 use crate::steer::{SteerTo, Steering};
 use placement_core::Labels;
-use placement_core::admission::{DistributionRule, decide_distribution, decide_zone, zone_scope_key};
+use placement_core::admission::{
+    DistributionRule, counted, decide_distribution_with, decide_zone_with, distribution_feasibility, zone_feasibility,
+    zone_scope_key,
+};
 use placement_core::apportion::Fallback;
 use placement_core::index::{ScopeId, ZoneScope};
 use placement_core::ledger::{LedgerState, RESERVATION_ANNOTATION, Reservation};
-use placement_core::model::{Pod, WorkloadKind, WorkloadRef};
+use placement_core::model::{Pod, WorkloadRef};
+use placement_core::resolve::{AppliedRule, DistributionView, NoRule, WorkloadView, ZoneBalancerView, resolve};
 use placement_core::strategy::{LEGACY_STRATEGY_ANNOTATION, STRATEGY_ANNOTATION, Strategy};
+use placement_kube::convert::OwnerLookup;
 use placement_kube::crd::pod_distribution::Enforcement;
-use placement_kube::crd::zone_balancer::{ZoneAffinity, ZoneMode};
+use placement_kube::crd::zone_balancer::{ZoneAffinity, ZoneBalancerConfig, ZoneMode};
 use placement_kube::crd::{PodDistribution, RebalancePolicy, ZoneBalancer};
 use placement_kube::live::{LiveIndex, SharedIndex};
 use std::collections::HashMap;
@@ -123,6 +128,22 @@ impl RuleSource for StaticRules {
     }
 }
 
+/// The rule that applies to a pod, with the object it comes from.
+enum Applicable {
+    Distribution(Arc<PodDistribution>),
+    /// The annotation's text.
+    Strategy(String),
+    ZoneBalancer(Arc<ZoneBalancer>, ZoneBalancerConfig),
+    None(NoRule),
+}
+
+/// A test hook run where a decision does its expensive work ([`Decider::set_expensive_phase_hook`]).
+pub type ExpensivePhaseHook = Arc<dyn Fn(&WorkloadRef) + Send + Sync>;
+
+/// How far past the next size a rule's table is built before the write lock is taken, so that the
+/// admissions of a burst racing for that lock find it built.
+const TABLE_HEADROOM: u32 = 64;
+
 /// A distribution rule that applies to a pod, and where it came from.
 struct ChosenRule {
     rule: Arc<DistributionRule>,
@@ -145,6 +166,8 @@ pub struct Decider {
     /// until they would have expired: strict mode must not share them again.
     released: Mutex<HashMap<String, jiff::Timestamp>>,
     steering: Steering,
+    /// See [`Decider::set_expensive_phase_hook`].
+    expensive_phase_hook: Mutex<Option<ExpensivePhaseHook>>,
 }
 
 /// What is known of the pod under admission.
@@ -167,6 +190,7 @@ impl Decider {
             scopes: Mutex::new(HashMap::new()),
             released: Mutex::new(HashMap::new()),
             steering: Steering::default(),
+            expensive_phase_hook: Mutex::new(None),
         }
     }
 
@@ -175,137 +199,201 @@ impl Decider {
     }
 
     /// Decides, and reserves unless it is a dry run. Errors are the caller's to fail open on.
+    ///
+    /// Locks: the pod's ReplicaSet owner and the rule's inputs are read under the index's read lock,
+    /// briefly; converting the pod, building the rule and its table, and checking which groups have a
+    /// node that fits happen under no lock that another workload's admission needs. Only counting,
+    /// choosing and reserving take the write lock, together, which keeps a burst of one ReplicaSet
+    /// exactly on target.
     pub fn decide(&self, c: &Candidate<'_>) -> Result<Decision, DecideError> {
         if let Some(id) = c.pod.metadata.annotations.as_ref().and_then(|a| a.get(RESERVATION_ANNOTATION)) {
             // A reinvocation: this admission already placed the pod.
             return Ok(Decision::none(format!("already placed (reservation {id})")));
         }
-        let mut index = self.index.write();
-        let converted = if c.pod.metadata.namespace.as_deref().is_none_or(str::is_empty) {
-            // The namespace is the request's when the object does not carry it.
-            let mut with_ns = c.pod.clone();
-            with_ns.metadata.namespace = Some(c.namespace.to_string());
-            placement_kube::convert::pod(&with_ns, index.owners())
-        } else {
-            placement_kube::convert::pod(c.pod, index.owners())
-        };
-        let mut pod = converted.map_err(DecideError::Convert)?;
-        pod.namespace = c.namespace.to_string();
+        let pod = self.convert(c)?;
         let Some(workload) = pod.workload.clone() else {
             return Ok(Decision::none("pod has no controller: left alone"));
         };
         // The caller's span (`admission`, or a strict round's per-admission span) names the workload.
         tracing::Span::current().record("workload", tracing::field::display(&workload));
-        if !placeable(&workload.kind) {
-            // A DaemonSet pod belongs on its own node, a Job's pods are not spread: never add a selector.
-            return Ok(Decision::none(format!("{} pods are not placed: left alone", workload.kind)));
-        }
-        let mut decision = self.decide_rule(&mut index, c, &pod, &workload)?;
-        let policies = self.rules.rebalance_policies();
-        if !policies.is_empty()
-            && let Some(steer) = self.steering.choose(&policies, &workload, &index, c.dry_run)
-        {
-            if decision.rule == RuleKind::None {
-                decision = Decision {
-                    rule: RuleKind::Steering,
-                    source: steer.source.clone(),
-                    reason: steer.reason.clone(),
-                    ..decision
-                };
-            } else {
-                decision.reason = format!("{}; {}", decision.reason, steer.reason);
+        let mut decision = match self.applicable(c.namespace, &pod, &workload)? {
+            Applicable::Distribution(pd) => {
+                let chosen = self.distribution_rule(&pd, &workload)?;
+                self.place_distributed(c, &pod, &workload, chosen)?
             }
-            decision.steer = Some(steer);
-        }
+            Applicable::Strategy(text) => {
+                let chosen = self.strategy_rule(&text, &workload)?;
+                self.place_distributed(c, &pod, &workload, chosen)?
+            }
+            Applicable::ZoneBalancer(zb, config) => self.place_zone(c, &pod, &workload, &zb, config)?,
+            Applicable::None(NoRule::NotPlaced) => {
+                // A DaemonSet pod belongs on its own node, a Job's pods are not spread: never add a selector.
+                Decision::none(format!("{} pods are not placed: left alone", workload.kind))
+            }
+            Applicable::None(why) => Decision::none(why.to_string()),
+        };
+        self.steer(c, &workload, &mut decision);
         tracing::debug!(rule = decision.rule.as_str(), reason = %decision.reason, "decided");
         Ok(decision)
     }
 
-    /// The decision of the first rule that applies (see the module doc).
-    fn decide_rule(
-        &self,
-        index: &mut LiveIndex,
-        c: &Candidate<'_>,
-        pod: &Pod,
-        workload: &WorkloadRef,
-    ) -> Result<Decision, DecideError> {
-        if let Some(chosen) = self.distribution_rule(index, workload)? {
-            return self.place_distributed(index, c, pod, workload, chosen);
-        }
-        for zb in self.rules.zone_balancers(c.namespace) {
-            if let Some(d) = self.try_zone(index, c, pod, workload, &zb)? {
-                return Ok(d);
-            }
-        }
-        Ok(Decision::none("no PodDistribution, strategy annotation or ZoneBalancer applies"))
+    /// The pod in core terms. Only its ReplicaSet's owner is looked up under the index's read lock; the
+    /// conversion itself runs outside it.
+    fn convert(&self, c: &Candidate<'_>) -> Result<Pod, DecideError> {
+        let with_namespace;
+        let object = if c.pod.metadata.namespace.as_deref().is_none_or(str::is_empty) {
+            // The namespace is the request's when the object does not carry it.
+            let mut p = c.pod.clone();
+            p.metadata.namespace = Some(c.namespace.to_string());
+            with_namespace = p;
+            &with_namespace
+        } else {
+            c.pod
+        };
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let owner_name = placement_kube::convert::owners::controller_ref(&object.metadata).map(|o| o.name.clone());
+        let owner = owner_name.as_deref().and_then(|rs| self.index.read().owners().replicaset_owner(&namespace, rs));
+        let lookup =
+            |ns: &str, rs: &str| (ns == namespace && Some(rs) == owner_name.as_deref()).then(|| owner.clone())?;
+        let mut pod = placement_kube::convert::pod(object, &lookup).map_err(DecideError::Convert)?;
+        pod.namespace = c.namespace.to_string();
+        Ok(pod)
     }
 
-    /// The distribution rule for `workload`, if any: a PodDistribution first, then the annotation.
-    fn distribution_rule(&self, index: &LiveIndex, workload: &WorkloadRef) -> Result<Option<ChosenRule>, DecideError> {
-        for pd in oldest_first(self.rules.distributions(&workload.namespace)) {
-            let config = pd.spec.to_core(&workload.namespace).map_err(|e| {
-                DecideError::Rule(format!("PodDistribution {}/{}: {e}", workload.namespace, name_of(&*pd)))
-            })?;
-            if config.target != *workload {
-                continue;
+    /// The rule that applies to the pod ([`placement_core::resolve`]), with what deciding by it needs.
+    fn applicable(&self, namespace: &str, pod: &Pod, workload: &WorkloadRef) -> Result<Applicable, DecideError> {
+        let distributions = oldest_first(self.rules.distributions(namespace));
+        let balancers = self.rules.zone_balancers(namespace);
+        let targets: Vec<DistributionView> = distributions
+            .iter()
+            .map(|pd| DistributionView {
+                target: WorkloadRef::new(pd.spec.target_ref.kind.to_core(), namespace, &pd.spec.target_ref.name),
+                strict: pd.spec.strict,
+            })
+            .collect();
+        let configs: Vec<_> = balancers.iter().map(|zb| zb.spec.to_core()).collect();
+        let views: Vec<ZoneBalancerView> = configs
+            .iter()
+            .zip(&balancers)
+            .map(|(config, zb)| match config {
+                Ok(c) => ZoneBalancerView {
+                    webhook_mode: c.mode == ZoneMode::Webhook,
+                    selects_pod: c.selector.matches(&pod.labels),
+                    strict: zb.spec.strict,
+                },
+                // An unreadable balancer might select the pod: if it is the one that applies, its error
+                // fails the pod open (below) instead of another rule placing it.
+                Err(_) => ZoneBalancerView { webhook_mode: true, selects_pod: true, strict: false },
+            })
+            .collect();
+        let (strategy, replicas) = {
+            let index = self.index.read();
+            let w = index.workload(workload);
+            let text = w
+                .and_then(|w| w.annotations.get(STRATEGY_ANNOTATION).or(w.annotations.get(LEGACY_STRATEGY_ANNOTATION)));
+            (text.cloned(), w.map(|w| w.replicas))
+        };
+        let view = WorkloadView { workload, has_strategy: strategy.is_some(), replicas };
+        Ok(match resolve(&view, &targets, &views) {
+            AppliedRule::Distribution { index, .. } => Applicable::Distribution(distributions[index].clone()),
+            AppliedRule::Strategy => Applicable::Strategy(strategy.unwrap_or_default()),
+            AppliedRule::ZoneBalancer { index, .. } => {
+                let zb = balancers[index].clone();
+                let config = configs
+                    .into_iter()
+                    .nth(index)
+                    .expect("one config per balancer")
+                    .map_err(|e| DecideError::Rule(format!("ZoneBalancer {namespace}/{}: {e}", name_of(&*zb))))?;
+                Applicable::ZoneBalancer(zb, config)
             }
-            let key = format!(
-                "pd/{}/{}",
-                pd.metadata.uid.as_deref().unwrap_or(""),
-                pd.metadata.generation.unwrap_or_default()
-            );
-            let rule = self.cached(key, || Ok(config.rule.clone()))?;
-            let source = format!("PodDistribution {}/{}", workload.namespace, name_of(&*pd));
-            return Ok(Some(ChosenRule {
-                rule,
-                kind: RuleKind::PodDistribution,
-                source,
-                enforcement: config.enforcement,
-            }));
-        }
-        let Some(w) = index.workload(workload) else { return Ok(None) };
-        let text = w.annotations.get(STRATEGY_ANNOTATION).or_else(|| w.annotations.get(LEGACY_STRATEGY_ANNOTATION));
-        let Some(text) = text else { return Ok(None) };
+            AppliedRule::None(why) => Applicable::None(why),
+        })
+    }
+
+    /// The rule of a PodDistribution, cached by its uid and generation.
+    fn distribution_rule(&self, pd: &PodDistribution, workload: &WorkloadRef) -> Result<ChosenRule, DecideError> {
+        let config = pd
+            .spec
+            .to_core(&workload.namespace)
+            .map_err(|e| DecideError::Rule(format!("PodDistribution {}/{}: {e}", workload.namespace, name_of(pd))))?;
+        let key =
+            format!("pd/{}/{}", pd.metadata.uid.as_deref().unwrap_or(""), pd.metadata.generation.unwrap_or_default());
+        let rule = self.cached(key, || Ok(config.rule.clone()))?;
+        let source = format!("PodDistribution {}/{}", workload.namespace, name_of(pd));
+        Ok(ChosenRule { rule, kind: RuleKind::PodDistribution, source, enforcement: config.enforcement })
+    }
+
+    /// The rule of a strategy annotation, cached by the annotation.
+    fn strategy_rule(&self, text: &str, workload: &WorkloadRef) -> Result<ChosenRule, DecideError> {
         let rule = self.cached(format!("strategy/{text}"), || {
             let strategy: Strategy = text.parse().map_err(|e| DecideError::Rule(format!("{workload}: {e}")))?;
             DistributionRule::from_strategy(&strategy, Fallback::Next).map_err(|e| DecideError::Rule(e.to_string()))
         })?;
         let source = format!("strategy annotation on {workload}");
-        Ok(Some(ChosenRule { rule, kind: RuleKind::Strategy, source, enforcement: Enforcement::Required }))
+        Ok(ChosenRule { rule, kind: RuleKind::Strategy, source, enforcement: Enforcement::Required })
     }
 
+    /// Adds the rebalancer's steering to a decision, when a plan moved a pod of this workload.
+    fn steer(&self, c: &Candidate<'_>, workload: &WorkloadRef, decision: &mut Decision) {
+        let policies = self.rules.rebalance_policies();
+        if policies.is_empty() {
+            return;
+        }
+        let Some(steer) = self.steering.choose(&policies, workload, &self.index.read(), c.dry_run) else { return };
+        if decision.rule == RuleKind::None {
+            decision.rule = RuleKind::Steering;
+            decision.source = steer.source.clone();
+            decision.reason = steer.reason.clone();
+        } else {
+            decision.reason = format!("{}; {}", decision.reason, steer.reason);
+        }
+        decision.steer = Some(steer);
+    }
+
+    /// The rule under `key`, built by `build` on a miss. The cache's lock is not held while building:
+    /// an expensive rule delays only the admissions that need it.
     fn cached(
         &self,
         key: String,
         build: impl FnOnce() -> Result<DistributionRule, DecideError>,
     ) -> Result<Arc<DistributionRule>, DecideError> {
-        let mut cache = self.rule_cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = cache.get(&key) {
+        if let Some(r) = self.rule_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(r.clone());
         }
+        let rule = Arc::new(build()?);
+        let mut cache = self.rule_cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() > 10_000 {
             cache.clear();
         }
-        let rule = Arc::new(build()?);
-        cache.insert(key, rule.clone());
-        Ok(rule)
+        Ok(cache.entry(key).or_insert(rule).clone())
     }
 
+    /// Places a pod of a distributed workload: feasibility and the rule's table are worked out under the
+    /// read lock or none; counting, choosing and reserving under the write lock.
     fn place_distributed(
         &self,
-        index: &mut LiveIndex,
         c: &Candidate<'_>,
         pod: &Pod,
         workload: &WorkloadRef,
         chosen: ChosenRule,
     ) -> Result<Decision, DecideError> {
         let ChosenRule { rule, kind, source, enforcement } = chosen;
+        let (feasibility, counted) = {
+            let index = self.index.read();
+            let (counts, ledger) = index.counts_and_ledger();
+            (distribution_feasibility(counts, &rule, pod), counted(counts, ledger, &rule, pod))
+        };
+        self.expensive_phase(workload);
+        // The table up to a little past the next size, so that the write lock below only reads it.
+        rule.apportionment.target(counted.saturating_add(TABLE_HEADROOM));
+        let mut index = self.index.write();
         let (counts, ledger) = index.counts_and_ledger();
-        let d = decide_distribution(counts, ledger, &rule, pod).map_err(|e| DecideError::Rule(e.to_string()))?;
+        let d = decide_distribution_with(counts, ledger, &rule, pod, &feasibility)
+            .map_err(|e| DecideError::Rule(e.to_string()))?;
         let Some(group) = d.group_name.clone() else {
             return Ok(Decision { rule: kind, source, ..Decision::none(d.reason) });
         };
-        let reservation = self.reserve(index, c, workload, pod.revision.clone(), group);
+        let reservation = self.reserve(&mut index, c, workload, pod.revision.clone(), group);
         let (required, preferred) = match enforcement {
             Enforcement::Required => (d.node_selector, Labels::new()),
             Enforcement::Preferred => (Labels::new(), d.node_selector),
@@ -313,36 +401,39 @@ impl Decider {
         Ok(Decision { rule: kind, source, required, preferred, reason: d.reason, reservation, steer: None })
     }
 
-    fn try_zone(
+    /// Places a single-replica pod by a ZoneBalancer, with the same lock discipline.
+    fn place_zone(
         &self,
-        index: &mut LiveIndex,
         c: &Candidate<'_>,
         pod: &Pod,
         workload: &WorkloadRef,
         zb: &ZoneBalancer,
-    ) -> Result<Option<Decision>, DecideError> {
+        config: ZoneBalancerConfig,
+    ) -> Result<Decision, DecideError> {
         let name = name_of(zb);
-        let Some(config) = zone_config_applying(index, c.namespace, zb, pod, workload)? else { return Ok(None) };
         let scope = ZoneScope {
             namespace: c.namespace.to_string(),
             selector: config.selector.clone(),
             topology_key: config.topology_key.clone(),
         };
-        let scope_id = self.scope(index, c.namespace, &name, scope);
+        let scope_id = self.scope(c.namespace, &name, scope);
         let key = zone_scope_key(c.namespace, &name);
+        let feasibility = zone_feasibility(self.index.read().counts(), scope_id, &config.zones, pod);
+        self.expensive_phase(workload);
+        let mut index = self.index.write();
         let (counts, ledger) = index.counts_and_ledger();
-        let d = decide_zone(counts, ledger, scope_id, &key, &config.zones, pod);
+        let d = decide_zone_with(counts, ledger, scope_id, &key, feasibility, pod);
         let source = format!("ZoneBalancer {}/{name}", c.namespace);
         let Some(zone) = d.zone.clone() else {
-            return Ok(Some(Decision { rule: RuleKind::ZoneBalancer, source, ..Decision::none(d.reason) }));
+            return Ok(Decision { rule: RuleKind::ZoneBalancer, source, ..Decision::none(d.reason) });
         };
-        let reservation = self.reserve(index, c, &key, None, zone.clone());
+        let reservation = self.reserve(&mut index, c, &key, None, zone.clone());
         let labels = Labels::from([(config.topology_key.clone(), zone)]);
         let (required, preferred) = match config.affinity {
             ZoneAffinity::Required => (labels, Labels::new()),
             ZoneAffinity::Preferred => (Labels::new(), labels),
         };
-        Ok(Some(Decision {
+        Ok(Decision {
             rule: RuleKind::ZoneBalancer,
             source,
             required,
@@ -350,11 +441,27 @@ impl Decider {
             reason: d.reason,
             reservation,
             steer: None,
-        }))
+        })
+    }
+
+    /// Where a decision does its work outside the index's locks: a test hook can make one workload's
+    /// admissions slow there, to show that others do not wait for them.
+    fn expensive_phase(&self, workload: &WorkloadRef) {
+        // Cloned out first: the hook's lock must not be held while the hook runs.
+        let hook = self.expensive_phase_hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook(workload);
+        }
+    }
+
+    /// Test hook: `hook` runs in every decision where its expensive work runs, outside the index's locks.
+    #[doc(hidden)]
+    pub fn set_expensive_phase_hook(&self, hook: ExpensivePhaseHook) {
+        *self.expensive_phase_hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     /// The index scope of a zone balancer, registered on first use (and again if its scope changed).
-    fn scope(&self, index: &mut LiveIndex, namespace: &str, name: &str, scope: ZoneScope) -> ScopeId {
+    fn scope(&self, namespace: &str, name: &str, scope: ZoneScope) -> ScopeId {
         let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
         let key = (namespace.to_string(), name.to_string());
         if let Some((s, id)) = scopes.get(&key)
@@ -362,7 +469,7 @@ impl Decider {
         {
             return *id;
         }
-        let id = index.add_zone_scope(scope.clone());
+        let id = self.index.write().add_zone_scope(scope.clone());
         scopes.insert(key, (scope, id));
         id
     }
@@ -391,7 +498,7 @@ impl Decider {
     /// applies to it asks for strict mode (see [`crate::strict`]). `None` for everything decided
     /// locally, including reinvocations and pods that no rule places.
     pub fn strict_target(&self, c: &Candidate<'_>) -> Option<StrictTarget> {
-        let distributions = oldest_first(self.rules.distributions(c.namespace));
+        let distributions = self.rules.distributions(c.namespace);
         let balancers = self.rules.zone_balancers(c.namespace);
         if !distributions.iter().any(|pd| pd.spec.strict) && !balancers.iter().any(|zb| zb.spec.strict) {
             return None;
@@ -399,37 +506,19 @@ impl Decider {
         if c.pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(RESERVATION_ANNOTATION)) {
             return None;
         }
-        let index = self.index.read();
-        let mut with_ns = c.pod.clone();
-        with_ns.metadata.namespace = Some(c.namespace.to_string());
-        let pod = placement_kube::convert::pod(&with_ns, index.owners()).ok()?;
+        let pod = self.convert(c).ok()?;
         let workload = pod.workload.clone()?;
-        if !placeable(&workload.kind) {
-            return None;
-        }
-        // The same precedence as `decide`: a PodDistribution, then the annotation, then a ZoneBalancer.
-        for pd in distributions {
-            if pd.spec.to_core(c.namespace).is_ok_and(|config| config.target == workload) {
-                return pd.spec.strict.then(|| StrictTarget {
-                    ledger_key: workload.clone(),
-                    holder: SharedIn::PodDistribution(pd.clone()),
-                });
+        // The rule `decide` will apply: the same resolution, so both paths always agree.
+        match self.applicable(c.namespace, &pod, &workload).ok()? {
+            Applicable::Distribution(pd) if pd.spec.strict => {
+                Some(StrictTarget { ledger_key: workload, holder: SharedIn::PodDistribution(pd) })
             }
+            Applicable::ZoneBalancer(zb, _) if zb.spec.strict => Some(StrictTarget {
+                ledger_key: zone_scope_key(c.namespace, &name_of(&*zb)),
+                holder: SharedIn::ZoneBalancer(zb),
+            }),
+            _ => None,
         }
-        if index.workload(&workload).is_some_and(|w| {
-            w.annotations.contains_key(STRATEGY_ANNOTATION) || w.annotations.contains_key(LEGACY_STRATEGY_ANNOTATION)
-        }) {
-            return None;
-        }
-        for zb in balancers {
-            if let Ok(Some(_)) = zone_config_applying(&index, c.namespace, &zb, &pod, &workload) {
-                return zb.spec.strict.then(|| StrictTarget {
-                    ledger_key: zone_scope_key(c.namespace, &name_of(&*zb)),
-                    holder: SharedIn::ZoneBalancer(zb.clone()),
-                });
-            }
-        }
-        None
     }
 
     /// Makes the local ledger's reservations for `key` exactly those shared in `shared` (minus what is
@@ -527,7 +616,7 @@ fn still_shared(
     released: &HashMap<String, jiff::Timestamp>,
     now: jiff::Timestamp,
 ) -> bool {
-    r.expires > now && !released.contains_key(&r.id) && shared.confirmed.get(&r.id).is_none_or(|until| *until > now)
+    shared.counts(r, now) && !released.contains_key(&r.id)
 }
 
 /// The resource whose status holds a shared ledger.
@@ -555,26 +644,6 @@ impl StrictTarget {
         };
         format!("{kind}/{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
     }
-}
-
-/// The ZoneBalancer's config when it places this pod: mode webhook, its selector matching the pod, and
-/// a workload of at most one replica.
-fn zone_config_applying(
-    index: &LiveIndex,
-    namespace: &str,
-    zb: &ZoneBalancer,
-    pod: &Pod,
-    workload: &WorkloadRef,
-) -> Result<Option<placement_kube::crd::zone_balancer::ZoneBalancerConfig>, DecideError> {
-    let config =
-        zb.spec.to_core().map_err(|e| DecideError::Rule(format!("ZoneBalancer {namespace}/{}: {e}", name_of(zb))))?;
-    if config.mode != ZoneMode::Webhook || !config.selector.matches(&pod.labels) {
-        return Ok(None);
-    }
-    if index.workload(workload).is_some_and(|w| w.replicas > 1) {
-        return Ok(None);
-    }
-    Ok(Some(config))
 }
 
 /// PodDistributions in the order they apply when several target one workload: the oldest, then the
@@ -607,9 +676,4 @@ impl DecideError {
             DecideError::Strict(_) => "strict",
         }
     }
-}
-
-/// Workload kinds whose pods the webhook places.
-pub fn placeable(kind: &WorkloadKind) -> bool {
-    matches!(kind, WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::ReplicaSet)
 }

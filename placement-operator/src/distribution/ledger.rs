@@ -24,16 +24,12 @@ use placement_kube::crd::{PodDistribution, SharedLedger};
 /// The ledger without its stale entries, and how many reservations were removed; `None` when nothing
 /// is stale.
 pub fn prune(state: &LedgerState, now: jiff::Timestamp) -> Option<(LedgerState, usize)> {
-    let stale_confirmation = |id: &str| state.confirmed.get(id).is_some_and(|until| *until <= now);
-    let reservations: Vec<_> =
-        state.reservations.iter().filter(|r| r.expires > now && !stale_confirmation(&r.id)).cloned().collect();
-    let confirmed: std::collections::BTreeMap<_, _> =
-        state.confirmed.iter().filter(|(_, until)| **until > now).map(|(k, v)| (k.clone(), *v)).collect();
-    let removed = state.reservations.len() - reservations.len();
-    if removed == 0 && confirmed.len() == state.confirmed.len() {
+    let pruned = state.pruned(now);
+    let removed = state.reservations.len() - pruned.reservations.len();
+    if removed == 0 && pruned.confirmed.len() == state.confirmed.len() {
         return None;
     }
-    Some((LedgerState { reservations, confirmed }, removed))
+    Some((pruned, removed))
 }
 
 /// What [`expire`] did.
