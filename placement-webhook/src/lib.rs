@@ -16,6 +16,7 @@ pub mod probes;
 pub mod review;
 pub mod serve;
 pub mod server;
+pub mod shed;
 pub mod steer;
 pub mod strict;
 pub mod tls;

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use placement_webhook::serve::ServeLimits;
 use placement_webhook::server::{self, ServerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,19 @@ struct ServeArgs {
     /// How long a placement counts while its pod has not been seen, in seconds.
     #[arg(long, env = "PLACEMENT_RESERVATION_TTL_SECONDS", default_value_t = 30)]
     reservation_ttl_seconds: u64,
+    /// Open connections on the HTTPS listener; one more is closed right after accept.
+    #[arg(long, env = "PLACEMENT_MAX_CONNECTIONS", default_value_t = ServeLimits::default().max_connections,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    max_connections: usize,
+    /// Admission requests in flight (head received, not yet answered); one more is answered 503 at once.
+    #[arg(long, env = "PLACEMENT_MAX_IN_FLIGHT", default_value_t = ServeLimits::default().max_in_flight,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    max_in_flight: usize,
+    /// Time from a request's head to its last body byte, in milliseconds; past it the request is
+    /// answered 408.
+    #[arg(long, env = "PLACEMENT_BODY_TIMEOUT_MS", default_value_t = 5_000,
+        value_parser = clap::value_parser!(u64).range(100..=30_000))]
+    body_timeout_ms: u64,
     /// Log as JSON lines.
     #[arg(long, env = "PLACEMENT_LOG_JSON")]
     log_json: bool,
@@ -92,6 +106,12 @@ async fn main() {
         tls_key: args.tls_key,
         deadline: Duration::from_millis(args.deadline_ms),
         reservation_ttl: Duration::from_secs(args.reservation_ttl_seconds),
+        limits: ServeLimits {
+            max_connections: args.max_connections,
+            max_in_flight: args.max_in_flight,
+            body_timeout: Duration::from_millis(args.body_timeout_ms),
+            ..ServeLimits::default()
+        },
         ..ServerConfig::default()
     };
     let client = match kube::Client::try_default().await {

@@ -64,6 +64,8 @@ pub struct AdmissionMetrics {
     fail_open: Family<ReasonLabels, Counter>,
     reservations: Gauge,
     strict_writes: Family<ResultLabels, Counter>,
+    /// What the serving layer and strict mode shed (see [`crate::shed`]).
+    shed: crate::shed::ShedMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -91,6 +93,7 @@ impl AdmissionMetrics {
             fail_open: Family::default(),
             reservations: Gauge::default(),
             strict_writes: Family::default(),
+            shed: crate::shed::ShedMetrics::register(registry),
         };
         registry.register(
             "placement_webhook_admissions",
@@ -134,6 +137,11 @@ impl AdmissionMetrics {
 
     pub fn set_reservations(&self, n: usize) {
         self.reservations.set(n as i64);
+    }
+
+    /// The shed counters and load gauges, registered with these metrics.
+    pub fn shed(&self) -> &crate::shed::ShedMetrics {
+        &self.shed
     }
 
     pub fn strict_write(&self, result: StrictWrite) {

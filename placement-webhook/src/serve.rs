@@ -8,8 +8,19 @@
 //! - **Every wait is bounded.** The TLS handshake has its own timeout; HTTP/1 waits for a request head
 //!   at most `header_timeout` (hyper restarts that timer whenever it waits for the next head, so it also
 //!   closes idle HTTP/1 keep-alive connections); a connection with no request in flight for
-//!   `idle_timeout` is shut down gracefully (for HTTP/2 that is a GOAWAY). Body size is the filter's
-//!   business (`warp::body::content_length_limit`).
+//!   `idle_timeout` is shut down gracefully (for HTTP/2 that is a GOAWAY), and cut if it has not closed
+//!   `header_timeout` later (a peer that never reads our writes). A request body must arrive within
+//!   `body_timeout` of its head, else the request is answered `408` and, over HTTP/1, its connection
+//!   closed (HTTP/2 resets only that stream). HTTP/2 peers are pinged when quiet and dropped when a ping
+//!   goes unanswered. Body size is the filter's business (`warp::body::content_length_limit`).
+//! - **Everything a client can make us hold is counted and capped.** Open connections (TLS handshakes
+//!   included) are capped at `max_connections`: one beyond is closed right after `accept`, before any
+//!   TLS work. Not accepting would leave it in the kernel's backlog, where the API server's connection
+//!   would wait for its whole `timeoutSeconds`; closed, the API server fails open at once. Requests in
+//!   flight (from their head to their answer, over all connections) are capped at `max_in_flight`: one
+//!   beyond is answered `503` at once without reading its body (the API server then fails open).
+//!   HTTP/2 streams per connection and header sizes are capped too. What is shed is counted in
+//!   [`ShedMetrics`] (`placement_webhook_shed_total{reason}`).
 //! - **One bad client never stops the loop.** Handshakes and connections run in their own tasks; a
 //!   failed `accept` (say, out of file descriptors) is logged and retried after a short pause.
 //! - **Graceful shutdown drains.** When `shutdown` resolves the listener is closed (new connections are
@@ -21,50 +32,89 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::{Service as _, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use warp::{Filter, Reply};
 
-/// Time limits of a listener.
+use crate::shed::{Shed, ShedMetrics};
+
+/// Time and size limits of a listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServeLimits {
     /// From TCP accept to a finished TLS handshake.
     pub handshake_timeout: Duration,
     /// HTTP/1: from waiting for a request head to having all of it.
     pub header_timeout: Duration,
+    /// From a request's head to its last body byte; past it the request is answered `408`.
+    pub body_timeout: Duration,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
     /// After shutdown starts, how long in-flight requests may take before connections are cut.
     pub drain_timeout: Duration,
+    /// Open connections (TLS handshakes included); one more is closed right after accept.
+    pub max_connections: usize,
+    /// Requests between their head and their answer, over all connections; one more gets `503`.
+    pub max_in_flight: usize,
+    /// HTTP/2: streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: a ping is sent after this long without a frame from the peer...
+    pub http2_keep_alive_interval: Duration,
+    /// ...and the connection dropped if its answer takes longer than this.
+    pub http2_keep_alive_timeout: Duration,
+    /// Largest request head: HTTP/1's read buffer (`max_buf_size`, at least 8 KiB) and HTTP/2's
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE`.
+    pub max_header_bytes: u32,
 }
 
 impl Default for ServeLimits {
-    /// The API server gives a webhook 10 s by default (30 s at most), so nothing legitimate needs longer
-    /// than that to handshake or send headers; drain covers the longest admission timeout.
+    /// The API server gives a webhook 10 s by default (30 s at most; this project configures 3 s), so
+    /// nothing legitimate needs longer than that to handshake or send headers; its AdmissionReview body
+    /// follows its head at once, so 5 s for the body is generous and still cuts a slow sender well inside
+    /// the API server's patience. Drain covers the longest admission timeout.
+    ///
+    /// The caps are sized for a pod with a 512 Mi memory limit, most of which the live index needs. A
+    /// request in flight can hold a body of up to 3 MiB (the AdmissionReview limit): 64 of them are at
+    /// most 192 MiB, however hostile the senders; an honest AdmissionReview is tens of KiB, and 64 in
+    /// flight is several times what 10,000 admissions/s at about a millisecond each keep in flight. An
+    /// idle TLS connection costs about 50 KiB (rustls' buffers plus an HTTP/1 read buffer of at most
+    /// `max_header_bytes`, or HTTP/2's state): 1,024 of them about 50 MiB. The API server multiplexes
+    /// its calls over a few HTTP/2 connections (over HTTP/1.1 it opens one per concurrent call), so
+    /// 1,024 leaves room for several API servers and a burst of HTTP/1.1 calls.
     fn default() -> Self {
         ServeLimits {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(90),
             drain_timeout: Duration::from_secs(30),
+            max_connections: 1_024,
+            max_in_flight: 64,
+            http2_max_concurrent_streams: 32,
+            http2_keep_alive_interval: Duration::from_secs(20),
+            http2_keep_alive_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 << 10,
         }
     }
 }
 
 /// Serves `filter` over TLS on `listener` until `shutdown` resolves, then drains (see module docs).
-/// `tls` should offer ALPN `h2` and `http/1.1` (as [`CertReloader::server_config`] does).
+/// `tls` should offer ALPN `h2` and `http/1.1` (as [`CertReloader::server_config`] does). What is shed
+/// is counted in a [`ShedMetrics`] registered nowhere; [`serve_tls_metered`] takes one.
 ///
 /// [`CertReloader::server_config`]: crate::tls::CertReloader::server_config
 pub async fn serve_tls<F>(
@@ -77,11 +127,28 @@ pub async fn serve_tls<F>(
     F: Filter + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
+    serve_tls_metered(listener, tls, filter, shutdown, limits, ShedMetrics::default()).await;
+}
+
+/// [`serve_tls`], counting what it sheds, its open connections and its requests in flight in `metrics`.
+pub async fn serve_tls_metered<F>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    filter: F,
+    shutdown: impl Future<Output = ()>,
+    limits: ServeLimits,
+    metrics: ShedMetrics,
+) where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
     let acceptor = TlsAcceptor::from(tls);
     let http1 = Arc::new(builder(&limits).http1_only());
     let http2 = Arc::new(builder(&limits).http2_only());
-    accept_loop(listener, shutdown, limits, move |tcp, peer, stop| {
+    let shared = Shared::new(limits, metrics);
+    accept_loop(listener, shutdown, shared.clone(), move |tcp, peer, stop| {
         let (acceptor, filter, http1, http2) = (acceptor.clone(), filter.clone(), http1.clone(), http2.clone());
+        let shared = shared.clone();
         async move {
             let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
             let tls = tokio::select! {
@@ -99,7 +166,7 @@ pub async fn serve_tls<F>(
                 () = stopped(stop.clone()) => return,
             };
             let builder = if tls.get_ref().1.alpn_protocol() == Some(b"h2") { http2 } else { http1 };
-            drive(&builder, TokioIo::new(tls), filter, stop, limits.idle_timeout, peer).await;
+            drive(&builder, TokioIo::new(tls), filter, stop, &shared, peer).await;
         }
     })
     .await;
@@ -113,26 +180,57 @@ where
 {
     let limits = ServeLimits::default();
     let http1 = Arc::new(builder(&limits).http1_only());
-    accept_loop(listener, shutdown, limits, move |tcp, peer, stop| {
-        let (filter, http1) = (filter.clone(), http1.clone());
-        async move { drive(&http1, TokioIo::new(tcp), filter, stop, limits.idle_timeout, peer).await }
+    let shared = Shared::new(limits, ShedMetrics::default());
+    accept_loop(listener, shutdown, shared.clone(), move |tcp, peer, stop| {
+        let (filter, http1, shared) = (filter.clone(), http1.clone(), shared.clone());
+        async move { drive(&http1, TokioIo::new(tcp), filter, stop, &shared, peer).await }
     })
     .await;
 }
 
 fn builder(limits: &ServeLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true)
+        // hyper's floor is 8 KiB; its default, about 400 KiB per connection, is far more than a head needs.
+        .max_buf_size((limits.max_header_bytes as usize).max(8 << 10));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .keep_alive_interval(limits.http2_keep_alive_interval)
+        .keep_alive_timeout(limits.http2_keep_alive_timeout)
+        .max_header_list_size(limits.max_header_bytes);
     builder
 }
 
-/// Accepts until `shutdown`, runs `handle` per connection, then drains (see module docs).
-async fn accept_loop<H, Fut>(listener: TcpListener, shutdown: impl Future<Output = ()>, limits: ServeLimits, handle: H)
+/// What every connection of one listener shares: its limits, the in-flight cap, the metrics.
+#[derive(Clone)]
+struct Shared {
+    limits: ServeLimits,
+    in_flight: Arc<Semaphore>,
+    metrics: ShedMetrics,
+}
+
+impl Shared {
+    fn new(limits: ServeLimits, metrics: ShedMetrics) -> Self {
+        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.min(Semaphore::MAX_PERMITS)));
+        Shared { limits, in_flight, metrics }
+    }
+}
+
+/// Accepts until `shutdown`, runs `handle` per connection (at most `max_connections` at once), then
+/// drains (see module docs).
+async fn accept_loop<H, Fut>(listener: TcpListener, shutdown: impl Future<Output = ()>, shared: Shared, handle: H)
 where
     H: Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let limits = shared.limits;
+    let open = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
@@ -141,8 +239,20 @@ where
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let Ok(permit) = open.clone().try_acquire_owned() else {
+                        // Closed before any TLS work: the client sees the connection end at once.
+                        shared.metrics.shed(Shed::Connections);
+                        tracing::debug!(%peer, max = limits.max_connections, "connection cap reached: closed");
+                        drop(tcp);
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
-                    connections.spawn(handle(tcp, peer, stop_rx.clone()));
+                    let open = Counted::new(permit, shared.metrics.connections().clone());
+                    let connection = handle(tcp, peer, stop_rx.clone());
+                    connections.spawn(async move {
+                        connection.await;
+                        drop(open);
+                    });
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed");
@@ -166,6 +276,25 @@ where
     }
 }
 
+/// A permit of a cap, reflected in a gauge while held.
+struct Counted {
+    _permit: OwnedSemaphorePermit,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Counted {
+    fn new(permit: OwnedSemaphorePermit, gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Counted { _permit: permit, gauge }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
 fn log_join(finished: Result<(), tokio::task::JoinError>) {
     if let Err(err) = finished {
         tracing::error!(error = %err, "connection task failed");
@@ -183,29 +312,65 @@ async fn drive<I, F>(
     io: I,
     filter: F,
     stop: watch::Receiver<bool>,
-    idle_timeout: Duration,
+    shared: &Shared,
     peer: SocketAddr,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     F: Filter + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
+    let idle_timeout = shared.limits.idle_timeout;
     let activity = Arc::new(Activity::new());
     let warp_service = TowerToHyperService::new(warp::service(filter));
     let tracked = Arc::clone(&activity);
+    let (in_flight, metrics, body_timeout) =
+        (shared.in_flight.clone(), shared.metrics.clone(), shared.limits.body_timeout);
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let busy = tracked.begin();
-        let response = warp_service.call(request);
+        let http1 = request.version() < http::Version::HTTP_2;
+        let admitted = in_flight.clone().try_acquire_owned().map(|p| Counted::new(p, metrics.in_flight().clone()));
+        let metrics = metrics.clone();
+        let expired = Arc::new(AtomicBool::new(false));
+        let response = admitted.map(|permit| {
+            let request = request.map(|body| DeadlineBody::new(body, body_timeout, expired.clone()));
+            (warp_service.call(request), permit)
+        });
         async move {
-            let response: Result<_, Infallible> = response.await;
+            let response = match response {
+                Ok((response, permit)) => {
+                    let response: Result<_, Infallible> = response.await;
+                    drop(permit);
+                    if expired.load(Ordering::Relaxed) {
+                        metrics.shed(Shed::BodyDeadline);
+                        tracing::debug!(%peer, "request body too slow: answered 408");
+                        refusal(http::StatusCode::REQUEST_TIMEOUT, "request body too slow\n", http1)
+                    } else {
+                        response?
+                    }
+                }
+                Err(_) => {
+                    // Not even the body is read: hyper drains it if it is already here, else closes.
+                    metrics.shed(Shed::InFlight);
+                    tracing::debug!(%peer, "in-flight cap reached: answered 503");
+                    refusal(http::StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight\n", false)
+                }
+            };
             drop(busy);
-            response
+            Ok::<_, Infallible>(response)
         }
     });
     let mut connection = pin!(builder.serve_connection(io, service));
+    // Set once a graceful close has started for idleness: past it the connection is cut.
+    let mut cut_at: Option<Instant> = None;
     let mut closing = false;
     loop {
         let idle_check = tokio::time::sleep_until(activity.idle_deadline(idle_timeout));
+        let cut = async {
+            match cut_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(err) = result {
@@ -222,9 +387,73 @@ async fn drive<I, F>(
                     tracing::debug!(%peer, "closing idle connection");
                     connection.as_mut().graceful_shutdown();
                     closing = true;
+                    cut_at = Some(Instant::now() + shared.limits.header_timeout);
                 }
             }
+            () = cut => {
+                tracing::debug!(%peer, "idle connection did not close: cut");
+                return;
+            }
         }
+    }
+}
+
+/// An answer of the serving layer itself; over HTTP/1 with `close`, the connection ends after it.
+fn refusal(status: http::StatusCode, text: &'static str, close: bool) -> warp::reply::Response {
+    let mut response = warp::reply::with_status(text, status).into_response();
+    if close {
+        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that must end by a deadline set when its head arrived; past it, it ends in an error
+/// (so the filter reading it gives up) and lets go of the connection's body.
+struct DeadlineBody {
+    inner: Option<Incoming>,
+    deadline: Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    expired: Arc<AtomicBool>,
+}
+
+/// The error a [`DeadlineBody`] ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct BodyTooSlow;
+
+impl DeadlineBody {
+    fn new(inner: Incoming, timeout: Duration, expired: Arc<AtomicBool>) -> Self {
+        DeadlineBody { inner: Some(inner), deadline: Instant::now() + timeout, sleep: None, expired }
+    }
+}
+
+impl Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Some(Err(BodyTooSlow.into())));
+        };
+        if !inner.is_end_stream() {
+            let deadline = this.deadline;
+            let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.as_mut().poll(cx).is_ready() {
+                this.inner = None;
+                this.expired.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(BodyTooSlow.into())));
+            }
+        }
+        Pin::new(inner).poll_frame(cx).map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_some_and(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map(Body::size_hint).unwrap_or_default()
     }
 }
 

@@ -5,7 +5,7 @@ use crate::admission::Admission;
 use crate::decide::{Decider, RuleSource};
 use crate::metrics::AdmissionMetrics;
 use crate::probes::{self, Readiness};
-use crate::serve::{ServeLimits, serve_plain, serve_tls};
+use crate::serve::{ServeLimits, serve_plain, serve_tls_metered};
 use crate::tls::{CertMetrics, CertReloader};
 use kube::Api;
 use placement_kube::crd::{PodDistribution, RebalancePolicy, ZoneBalancer};
@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub reservation_ttl: Duration,
     /// Largest AdmissionReview accepted.
     pub max_body_bytes: u64,
+    /// Timeouts and caps of the admission listener: connections, requests in flight, body deadline,
+    /// HTTP/2 streams and pings, header sizes.
     pub limits: ServeLimits,
 }
 
@@ -123,6 +125,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
     let mut registry = Registry::default();
     let cert_metrics = CertMetrics::register(&mut registry);
     let admission_metrics = AdmissionMetrics::register(&mut registry);
+    let shed_metrics = admission_metrics.shed().clone();
     let certs = Arc::new(CertReloader::load(&config.tls_cert, &config.tls_key)?.with_metrics(cert_metrics));
     let readiness = Readiness::new();
     readiness.set_certificates_loaded(true);
@@ -180,7 +183,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
     let reload = AbortOnDrop(certs.clone().spawn_watcher(config.cert_reload_interval));
     let mutate = mutate_route(admission.clone(), config.max_body_bytes);
     let tls = Arc::new(certs.server_config());
-    tasks.push(tokio::spawn(serve_tls(listener, tls, mutate, until_stopped(), config.limits)));
+    tasks.push(tokio::spawn(serve_tls_metered(listener, tls, mutate, until_stopped(), config.limits, shed_metrics)));
     let probe_routes = probes::routes(readiness.clone(), Arc::new(registry));
     tasks.push(tokio::spawn(serve_plain(probe_listener, probe_routes, until_stopped())));
     tracing::info!(%address, %probe_address, "placement webhook serving");
@@ -209,7 +212,16 @@ pub fn mutate_route(
         .then(move |body: bytes::Bytes| {
             let admission = admission.clone();
             async move {
-                let out = admission.review_async(&body).await;
+                // A decision is synchronous work (locks, tables, node scans): it runs on the blocking
+                // pool, so that however long one takes, the runtime's workers keep serving TLS, other
+                // admissions, the probes and the watches. Strict mode's waits run there too, driven by
+                // the runtime's handle.
+                let handle = tokio::runtime::Handle::current();
+                let review = tokio::task::spawn_blocking(move || handle.block_on(admission.review_async(&body)));
+                let out = review.await.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "the admission task failed: answered with an empty body");
+                    Vec::new()
+                });
                 warp::http::Response::builder()
                     .header("content-type", "application/json")
                     .body(out)

@@ -19,6 +19,13 @@
 //! a decision whose admission has already given up (the deadline) is released, and the next write
 //! drops it from the status.
 //!
+//! Bounds: every call to the API server has a timeout, the remaining time of the latest deadline among
+//! the round's admissions, so a hung API server ends a round by its admissions' deadlines. At most
+//! [`StrictLimits::per_resource`] admissions wait for or are in a round on one resource, and
+//! [`StrictLimits::overall`] over all resources; one more is shed (admitted unmutated at once, counted as
+//! `placement_webhook_shed_total{reason="strict_queue"}`). An admission that gives up (its deadline, or
+//! its request went away) takes itself out of the queue, so nothing stale counts against the bounds.
+//!
 //! Tracing: a round is its own task, so it gets its own span, `strict_round` (the ledger's key, how many
 //! admissions it serves and their uids), which follows from the admission that started it; each
 //! admission's decision inside the round runs in an `admission` span with that admission's uid, so its
@@ -26,6 +33,7 @@
 
 use crate::decide::{Candidate, DecideError, Decider, Decision, SharedIn, StrictTarget};
 use crate::metrics::{AdmissionMetrics, StrictWrite};
+use crate::shed::Shed;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
@@ -35,6 +43,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -43,6 +52,27 @@ use tracing::Instrument;
 /// How many uids a `strict_round` span lists (the count is always there).
 const ROUND_SPAN_UIDS: usize = 8;
 
+/// How many strict-mode admissions may wait for (or be in) a round at once on one replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StrictLimits {
+    /// On one resource (one shared ledger).
+    pub per_resource: usize,
+    /// Over all resources.
+    pub overall: usize,
+}
+
+impl Default for StrictLimits {
+    /// Per resource 32: a round decides its whole batch and writes once, so the batch size is what one
+    /// write carries, and 32 is more than a ReplicaSet controller sends at once (kube-controller-manager's
+    /// default `--kube-api-burst` is 30) even if every one of them lands on this replica. Overall 48:
+    /// three quarters of the listener's default 64 requests in flight, so strict admissions stuck
+    /// behind a hung API server leave at least 16 of them to everything else (which needs no API call).
+    /// Each waiting admission holds a copy of its pod.
+    fn default() -> Self {
+        StrictLimits { per_resource: 32, overall: 48 }
+    }
+}
+
 /// Strict-mode decisions of one webhook replica.
 pub struct StrictMode {
     client: kube::Client,
@@ -50,6 +80,10 @@ pub struct StrictMode {
     metrics: AdmissionMetrics,
     /// One queue per shared ledger (`PodDistribution/shop/web`).
     queues: Mutex<HashMap<String, Arc<Queue>>>,
+    limits: StrictLimits,
+    /// Admissions waiting for or in a round, over all queues.
+    pending: Arc<AtomicUsize>,
+    next_job: AtomicU64,
 }
 
 /// Admissions waiting for the next round on one shared ledger.
@@ -61,10 +95,45 @@ struct Queue {
     /// The resource as this replica last wrote it: the next round starts from it instead of reading,
     /// and reads only when another replica wrote in between (409).
     last_written: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    /// Admissions waiting for or in a round on this resource.
+    pending: Arc<AtomicUsize>,
+}
+
+/// One admission's place under the bounds, given back when its job is dropped (answered or withdrawn).
+struct Ticket {
+    resource: Arc<AtomicUsize>,
+    overall: Arc<AtomicUsize>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.resource.fetch_sub(1, Ordering::AcqRel);
+        self.overall.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Takes one from `counter` if it is below `max`.
+fn take_one(counter: &AtomicUsize, max: usize) -> bool {
+    counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_ok()
+}
+
+/// Takes a job out of its queue when its admission stops waiting (answered, past its deadline, or
+/// dropped because its request went away); a no-op once a round has taken it.
+struct Withdraw<'a> {
+    queue: &'a Queue,
+    id: u64,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.queue.waiting.lock().unwrap_or_else(|e| e.into_inner()).retain(|j| j.id != self.id);
+    }
 }
 
 /// One admission in a round.
 struct Job {
+    id: u64,
+    _ticket: Ticket,
     pod: Pod,
     namespace: String,
     uid: String,
@@ -103,7 +172,44 @@ fn round_span(key: &str, jobs: &[Job]) -> tracing::Span {
 
 impl StrictMode {
     pub fn new(client: kube::Client, decider: Arc<Decider>, metrics: AdmissionMetrics) -> Self {
-        StrictMode { client, decider, metrics, queues: Mutex::new(HashMap::new()) }
+        StrictMode {
+            client,
+            decider,
+            metrics,
+            queues: Mutex::new(HashMap::new()),
+            limits: StrictLimits::default(),
+            pending: Arc::new(AtomicUsize::new(0)),
+            next_job: AtomicU64::new(0),
+        }
+    }
+
+    /// Other bounds than [`StrictLimits::default`].
+    pub fn with_limits(mut self, limits: StrictLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Admissions waiting for or in a round now, over all resources.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// A place under the bounds for one more admission on `queue`, or why there is none.
+    fn admit(&self, key: &str, queue: &Queue) -> Result<Ticket, String> {
+        let StrictLimits { per_resource, overall } = self.limits;
+        if !take_one(&self.pending, overall) {
+            return Err(format!(
+                "{overall} admissions already wait for strict-mode rounds on this replica (the bound over all \
+                 resources); shed"
+            ));
+        }
+        if !take_one(&queue.pending, per_resource) {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(format!(
+                "{per_resource} admissions already wait for a round on {key} (the bound per resource); shed"
+            ));
+        }
+        Ok(Ticket { resource: queue.pending.clone(), overall: self.pending.clone() })
     }
 
     /// Decides for a pod against the ledger shared in `target`'s status, by `deadline`.
@@ -115,8 +221,19 @@ impl StrictMode {
     ) -> Result<Decision, DecideError> {
         let key = target.key();
         let queue = self.queue(&key);
+        let ticket = match self.admit(&key, &queue) {
+            Ok(ticket) => ticket,
+            Err(why) => {
+                self.metrics.shed().shed(Shed::StrictQueue);
+                return Err(DecideError::Strict(why));
+            }
+        };
+        let id = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let _withdraw = Withdraw { queue: &queue, id };
         let (answer, mut answered) = oneshot::channel();
         queue.waiting.lock().unwrap_or_else(|e| e.into_inner()).push(Job {
+            id,
+            _ticket: ticket,
             pod: c.pod.clone(),
             namespace: c.namespace.to_string(),
             uid: c.uid.to_string(),
@@ -207,14 +324,20 @@ impl Round {
             if jobs.is_empty() {
                 return;
             }
+            // No API call outlives the admissions it is for: the latest of their deadlines.
+            let until = tokio::time::Instant::from_std(jobs.iter().map(|j| j.deadline).max().unwrap_or(now));
             let cached = self.queue.last_written.lock().unwrap_or_else(|e| e.into_inner()).take();
             let current = match cached.and_then(|c| c.downcast::<K>().ok()) {
                 Some(current) => *current,
-                None => match api.get_status(&name).await {
-                    Ok(current) => current,
-                    Err(e) => {
+                None => match tokio::time::timeout_at(until, api.get_status(&name)).await {
+                    Ok(Ok(current)) => current,
+                    Ok(Err(e)) => {
                         self.metrics.strict_write(StrictWrite::Error);
                         return fail_all(jobs, &format!("reading {name}: {e}"));
+                    }
+                    Err(_) => {
+                        self.metrics.strict_write(StrictWrite::Error);
+                        return fail_all(jobs, &format!("reading {name}: no answer from the API server in time"));
                     }
                 },
             };
@@ -235,7 +358,19 @@ impl Round {
                 field_manager: Some(placement_kube::field_manager::WEBHOOK.into()),
                 ..PostParams::default()
             };
-            match api.replace_status(&name, &params, &next).await {
+            let written = match tokio::time::timeout_at(until, api.replace_status(&name, &params, &next)).await {
+                Ok(written) => written,
+                Err(_) => {
+                    // It may still be applied: the reservations are in the status then, and this replica's
+                    // next write drops them (released here, they are not in its ledger any more).
+                    for id in &reserved {
+                        self.decider.release(id);
+                    }
+                    self.metrics.strict_write(StrictWrite::Error);
+                    return fail_all(jobs, &format!("writing {name}'s status: no answer from the API server in time"));
+                }
+            };
+            match written {
                 Ok(written) => {
                     *self.queue.last_written.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(written));
                     self.metrics.strict_write(StrictWrite::Written);

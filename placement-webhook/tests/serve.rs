@@ -225,6 +225,7 @@ fn short_limits() -> ServeLimits {
         header_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_millis(400),
         drain_timeout: Duration::from_secs(5),
+        ..ServeLimits::default()
     }
 }
 
