@@ -28,6 +28,10 @@ use tracing::Span;
 /// The annotation a placed pod carries: which rule placed it and why.
 pub const DECISION_ANNOTATION: &str = "placement.dev/decision";
 
+/// Longest `placement.dev/decision` value (in characters): a reason names every group of a rule (16 at
+/// most) with its counts, well under this; a longer one is cut, its last character `…`.
+pub const DECISION_ANNOTATION_MAX: usize = 2_048;
+
 /// Weight of the preferred node-affinity term a `preferred` placement adds.
 const PREFERRED_WEIGHT: i32 = 100;
 
@@ -258,7 +262,8 @@ fn pod_create(request: &crate::review::Request) -> Result<(&k8s_openapi::api::co
 /// What a decision adds to the pod.
 pub fn placement(d: &Decision) -> Placement {
     let mut annotations = std::collections::BTreeMap::new();
-    annotations.insert(DECISION_ANNOTATION.to_string(), format!("{}: {}", d.source, d.reason));
+    let text = format!("{}: {}", d.source, d.reason);
+    annotations.insert(DECISION_ANNOTATION.to_string(), crate::review::bounded(&text, DECISION_ANNOTATION_MAX));
     if let Some(id) = &d.reservation {
         annotations.insert(RESERVATION_ANNOTATION.to_string(), id.clone());
     }

@@ -206,9 +206,8 @@ impl Decider {
     /// choosing and reserving take the write lock, together, which keeps a burst of one ReplicaSet
     /// exactly on target.
     pub fn decide(&self, c: &Candidate<'_>) -> Result<Decision, DecideError> {
-        if let Some(id) = c.pod.metadata.annotations.as_ref().and_then(|a| a.get(RESERVATION_ANNOTATION)) {
-            // A reinvocation: this admission already placed the pod.
-            return Ok(Decision::none(format!("already placed (reservation {id})")));
+        if let Some(why) = left_as_it_is(c.pod) {
+            return Ok(Decision::none(why));
         }
         let pod = self.convert(c)?;
         let Some(workload) = pod.workload.clone() else {
@@ -503,7 +502,7 @@ impl Decider {
         if !distributions.iter().any(|pd| pd.spec.strict) && !balancers.iter().any(|zb| zb.spec.strict) {
             return None;
         }
-        if c.pod.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(RESERVATION_ANNOTATION)) {
+        if left_as_it_is(c.pod).is_some() {
             return None;
         }
         let pod = self.convert(c).ok()?;
@@ -644,6 +643,22 @@ impl StrictTarget {
         };
         format!("{kind}/{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
     }
+}
+
+/// Why a pod is left as it is before any rule is looked at, if it is: a reinvocation (the pod carries
+/// this webhook's reservation or decision already, so nothing is reserved or steered twice), or a pod
+/// bound to a node by its creator (`spec.nodeName`: the scheduler is not involved, a selector could only
+/// make the kubelet reject it).
+fn left_as_it_is(pod: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+    let annotations = pod.metadata.annotations.as_ref();
+    if let Some(id) = annotations.and_then(|a| a.get(RESERVATION_ANNOTATION)) {
+        return Some(format!("already placed (reservation {})", crate::review::bounded(id, 64)));
+    }
+    if annotations.is_some_and(|a| a.contains_key(crate::admission::DECISION_ANNOTATION)) {
+        return Some("already decided by placement (a reinvocation): left as it is".into());
+    }
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())?;
+    Some(format!("bound to node {} by its creator: left alone", crate::review::bounded(node, 253)))
 }
 
 /// PodDistributions in the order they apply when several target one workload: the oldest, then the

@@ -334,3 +334,57 @@ fn strict_mode_counts_a_shared_reservation_until_the_local_watch_sees_its_pod() 
         .target(3);
     assert_eq!(counts.get("on-demand").copied().unwrap_or(0), want[0], "{counts:?}");
 }
+
+#[test]
+fn pods_bound_by_their_creator_and_reinvocations_are_left_as_they_are() {
+    let decider =
+        Decider::new(index(&cluster(Some(STRATEGY))), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    let decide =
+        |pod: &Pod, uid: &str| decider.decide(&Candidate { pod, namespace: "shop", uid, dry_run: false }).unwrap();
+
+    // spec.nodeName: the scheduler never sees the pod, a selector could only get it rejected.
+    let mut bound = incoming("web", "h1", json!({"app": "web"}));
+    bound.spec.as_mut().unwrap().node_name = Some("od-a".into());
+    let d = decide(&bound, "bound");
+    assert_eq!(d.rule, RuleKind::None);
+    assert!(d.reason.contains("bound to node od-a"), "{}", d.reason);
+    assert!(!d.places() && d.reservation.is_none());
+
+    // A reinvocation carries the decision (a steering-only decision has no reservation annotation).
+    let mut decided = incoming("web", "h1", json!({"app": "web"}));
+    decided.metadata.annotations = Some(BTreeMap::from([(
+        "placement.dev/decision".to_string(),
+        "RebalancePolicy default: steered to node od-b".to_string(),
+    )]));
+    let d = decide(&decided, "again");
+    assert!(d.reason.contains("reinvocation") && !d.places(), "{d:?}");
+
+    // A reservation id of any size is quoted cut.
+    let mut reserved = incoming("web", "h1", json!({"app": "web"}));
+    reserved.metadata.annotations = Some(BTreeMap::from([(RESERVATION_ANNOTATION.to_string(), "x".repeat(100_000))]));
+    let d = decide(&reserved, "reserved");
+    assert!(d.reason.len() < 200 && !d.places(), "{}", d.reason);
+
+    assert_eq!(decider.index().read().ledger().len(), 0, "none of them reserved anything");
+    assert!(decide(&incoming("web", "h1", json!({"app": "web"})), "fresh").places(), "an ordinary pod is placed");
+}
+
+#[test]
+fn the_decision_annotation_is_bounded() {
+    use placement_webhook::admission::{DECISION_ANNOTATION, DECISION_ANNOTATION_MAX, placement};
+    use placement_webhook::decide::Decision;
+    let long = Decision {
+        rule: RuleKind::Strategy,
+        source: "strategy annotation on Deployment/shop/web".into(),
+        required: BTreeMap::from([("capacity".to_string(), "spot".to_string())]),
+        preferred: BTreeMap::new(),
+        reason: "r".repeat(DECISION_ANNOTATION_MAX * 4),
+        reservation: None,
+        steer: None,
+    };
+    let text = &placement(&long).annotations[DECISION_ANNOTATION];
+    assert_eq!(text.chars().count(), DECISION_ANNOTATION_MAX);
+    assert!(text.ends_with('…'));
+    let short = Decision { reason: "spot: shortfall 1".into(), ..long };
+    assert_eq!(placement(&short).annotations[DECISION_ANNOTATION], format!("{}: spot: shortfall 1", short.source));
+}
