@@ -376,12 +376,7 @@ pub struct Response {
 impl Response {
     /// Admits the request unchanged (add a patch with [`Response::with_patch`]).
     pub fn allow(uid: impl Into<String>) -> Self {
-        Response {
-            uid: uid.into(),
-            patch: None,
-            warnings: Vec::new(),
-            audit_annotations: BTreeMap::new(),
-        }
+        Response { uid: uid.into(), patch: None, warnings: Vec::new(), audit_annotations: BTreeMap::new() }
     }
 
     /// The answer to a body that [`parse_review`] rejected: allowed, unmutated, with a warning naming the

@@ -61,7 +61,8 @@ fn admission() -> (Admission, Registry) {
             _ => {}
         }
     }
-    let decider = Decider::new(SharedIndex::from_index(index), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    let decider =
+        Decider::new(SharedIndex::from_index(index), Arc::new(StaticRules::default()), Duration::from_secs(60));
     let mut registry = Registry::default();
     let metrics = AdmissionMetrics::register(&mut registry);
     (Admission::new(Arc::new(decider), metrics, Duration::from_secs(5)), registry)
@@ -285,9 +286,7 @@ fn every_bad_review_is_admitted_unmutated_with_a_warning_and_counted_as_what_hap
         let dry_run = name.contains("dry run");
         assert_eq!(
             samples(&text, "placement_webhook_admissions_total"),
-            [format!(
-                r#"placement_webhook_admissions_total{{rule="none",outcome="{outcome}",dry_run="{dry_run}"}} 1"#
-            )],
+            [format!(r#"placement_webhook_admissions_total{{rule="none",outcome="{outcome}",dry_run="{dry_run}"}} 1"#)],
             "{name}"
         );
         let want: Vec<String> =
@@ -381,7 +380,8 @@ async fn the_served_webhook_admits_every_bad_review_and_the_api_server_creates_t
     let metrics = get(webhook.probe_address, "/metrics").await;
     for outcome in ["malformed", "ignored", "no_uid"] {
         let want = cases.iter().filter(|c| c.outcome == outcome && !c.name.contains("dry run")).count();
-        let series = format!(r#"placement_webhook_admissions_total{{rule="none",outcome="{outcome}",dry_run="false"}} {want}"#);
+        let series =
+            format!(r#"placement_webhook_admissions_total{{rule="none",outcome="{outcome}",dry_run="false"}} {want}"#);
         assert!(metrics.contains(&series), "{series} in {metrics}");
     }
 
