@@ -10,6 +10,11 @@
 //! Every rule needs a `weight` and a `nodeSelector`; `base` is allowed on the first rule only. Errors give
 //! the byte offset and rule of the problem. `Display` writes the canonical form, which parses back to
 //! the same strategy.
+//!
+//! The limits are a PodDistribution's (`placement-kube`'s CRD): at most [`MAX_RULES`] rules, weights and
+//! base at most [`MAX_WEIGHT`] and [`MAX_BASE`], nodeSelector keys and values of Kubernetes label syntax,
+//! and at most [`MAX_LENGTH`] bytes in all, so that parsing, the webhook's rule cache and the rule's
+//! sequence ([`crate::apportion`]) stay bounded for any annotation.
 
 use crate::apportion::{Apportionment, Base};
 use crate::group::NodeGroup;
@@ -22,6 +27,18 @@ use std::str::FromStr;
 pub const STRATEGY_ANNOTATION: &str = "placement.dev/strategy";
 /// SmartScheduler's key, accepted too.
 pub const LEGACY_STRATEGY_ANNOTATION: &str = "smart-scheduler.io/schedule-strategy";
+
+/// Most rules in one strategy: a PodDistribution's most groups.
+pub const MAX_RULES: usize = 16;
+/// Largest weight: a PodDistribution's.
+pub const MAX_WEIGHT: u32 = 10_000;
+/// Largest base: a PodDistribution's (`spec.groups[].base`).
+pub const MAX_BASE: u32 = 10_000;
+/// Longest strategy, in bytes. Sixteen rules with two long well-known pairs each
+/// (`topology.kubernetes.io/zone:eu-central-1a,node.kubernetes.io/instance-type:m6i.12xlarge`, base and
+/// weight) take about 2.1 KiB; twice that leaves room without letting one annotation cost the parser,
+/// the rule cache and the logs (which quote it) up to the 256 KiB an object's annotations may hold.
+pub const MAX_LENGTH: usize = 4096;
 
 /// One rule: an optional base, a weight, and the node labels of its group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +94,22 @@ pub enum StrategyErrorKind {
     Dangling(String),
     #[error("every weight is 0")]
     AllWeightsZero,
+    #[error("the strategy is {length} bytes long, over the limit of {max}")]
+    TooLong { length: usize, max: usize },
+    #[error("more than {max} rules")]
+    TooManyRules { max: usize },
+    #[error("{name}={value} is over the limit of {max}")]
+    OverLimit { name: String, value: String, max: u32 },
+    #[error(
+        "nodeSelector key {0:?} is not a label key (an optional DNS subdomain of at most 253 characters \
+         and '/', then at most 63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit)"
+    )]
+    BadLabelKey(String),
+    #[error(
+        "nodeSelector value {0:?} is not a label value (at most 63 letters, digits, '-', '_' or '.', \
+         beginning and ending with a letter or digit, or empty)"
+    )]
+    BadLabelValue(String),
 }
 
 impl Strategy {
@@ -110,6 +143,12 @@ impl FromStr for Strategy {
     type Err = StrategyError;
 
     fn from_str(s: &str) -> Result<Self, StrategyError> {
+        if s.len() > MAX_LENGTH {
+            // Reported at the first byte past the limit.
+            let rule = s.as_bytes()[..MAX_LENGTH].iter().filter(|&&b| b == b';').count() + 1;
+            let kind = StrategyErrorKind::TooLong { length: s.len(), max: MAX_LENGTH };
+            return Err(StrategyError { offset: MAX_LENGTH, rule, kind });
+        }
         let mut rules = Vec::new();
         let mut offset = 0;
         let pieces: Vec<&str> = s.split(';').collect();
@@ -118,6 +157,10 @@ impl FromStr for Strategy {
             // A trailing `;` is tolerated.
             if index == last && index > 0 && piece.trim().is_empty() {
                 break;
+            }
+            if index == MAX_RULES {
+                let kind = StrategyErrorKind::TooManyRules { max: MAX_RULES };
+                return Err(StrategyError { offset, rule: index + 1, kind });
             }
             rules.push(parse_rule(piece, offset, index + 1)?);
             offset += piece.len() + 1;
@@ -132,21 +175,73 @@ impl FromStr for Strategy {
     }
 }
 
-fn parse_number(name: &str, value: &str, offset: usize, rule: usize) -> Result<u32, StrategyError> {
+/// A whole number from 0 to `max`.
+fn parse_number(name: &str, value: &str, max: u32, offset: usize, rule: usize) -> Result<u32, StrategyError> {
     let err = |kind| StrategyError { offset, rule, kind };
     if value.starts_with('-') {
         return Err(err(StrategyErrorKind::Negative { name: name.into(), value: value.into() }));
     }
-    value.parse().map_err(|_| err(StrategyErrorKind::NotANumber { name: name.into(), value: value.into() }))
+    let over = || err(StrategyErrorKind::OverLimit { name: name.into(), value: value.into(), max });
+    match value.parse::<u32>() {
+        Ok(number) if number <= max => Ok(number),
+        Ok(_) => Err(over()),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Err(over()),
+        Err(_) => Err(err(StrategyErrorKind::NotANumber { name: name.into(), value: value.into() })),
+    }
 }
 
+/// `key:value`, both of Kubernetes label syntax (the value may be empty).
 fn parse_pair(item: &str, offset: usize, rule: usize) -> Result<(String, String), StrategyError> {
-    match item.split_once(':') {
-        Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() && !v.contains(':') => {
-            Ok((k.trim().to_string(), v.trim().to_string()))
-        }
-        _ => Err(StrategyError { offset, rule, kind: StrategyErrorKind::BadPair(item.trim().to_string()) }),
+    let err = |kind| StrategyError { offset, rule, kind };
+    let Some((key, value)) = item.split_once(':').map(|(k, v)| (k.trim(), v.trim())) else {
+        return Err(err(StrategyErrorKind::BadPair(item.trim().to_string())));
+    };
+    if key.is_empty() || value.contains(':') {
+        return Err(err(StrategyErrorKind::BadPair(item.trim().to_string())));
     }
+    if !is_label_key(key) {
+        return Err(err(StrategyErrorKind::BadLabelKey(key.to_string())));
+    }
+    if !(value.is_empty() || is_label_name(value)) {
+        return Err(err(StrategyErrorKind::BadLabelValue(value.to_string())));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// An optional DNS-subdomain prefix (at most 253 characters) and `/`, then a label name.
+fn is_label_key(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => is_dns_subdomain(prefix) && is_label_name(name),
+        None => is_label_name(key),
+    }
+}
+
+/// 1 to 63 letters, digits, `-`, `_` or `.`, beginning and ending with a letter or digit.
+fn is_label_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(first), Some(last)) => {
+            b.len() <= 63
+                && first.is_ascii_alphanumeric()
+                && last.is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+        }
+        _ => false,
+    }
+}
+
+/// Lowercase DNS labels (letters, digits, `-`, not at either end) joined by dots, at most 253 in all.
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|part| {
+            let b = part.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
 }
 
 fn parse_rule(text: &str, start: usize, rule: usize) -> Result<Rule, StrategyError> {
@@ -187,12 +282,12 @@ fn parse_rule(text: &str, start: usize, rule: usize) -> Result<Rule, StrategyErr
                 if rule != 1 {
                     return Err(err(at, StrategyErrorKind::BaseNotFirst));
                 }
-                if base.replace(parse_number(name, value, at, rule)?).is_some() {
+                if base.replace(parse_number(name, value, MAX_BASE, at, rule)?).is_some() {
                     return Err(duplicate());
                 }
             }
             "weight" => {
-                if weight.replace(parse_number(name, value, at, rule)?).is_some() {
+                if weight.replace(parse_number(name, value, MAX_WEIGHT, at, rule)?).is_some() {
                     return Err(duplicate());
                 }
             }
@@ -303,6 +398,95 @@ mod tests {
             e.to_string(),
             "strategy: at byte 26 (rule 1): unknown parameter \"color\" (expected base, weight or nodeSelector)"
         );
+    }
+
+    fn rule(i: usize) -> String {
+        format!("weight=1,nodeSelector=n:g{i}")
+    }
+
+    /// Each limit at the limit and one past it; past it, the error names the limit and the position.
+    #[test]
+    fn limits_at_and_past() {
+        let rules = |n: usize| (0..n).map(rule).collect::<Vec<_>>().join(";");
+        assert_eq!(rules(MAX_RULES).parse::<Strategy>().unwrap().rules.len(), 16);
+        let text = rules(MAX_RULES + 1);
+        let e = text.parse::<Strategy>().unwrap_err();
+        let seventeenth = text.match_indices(';').nth(MAX_RULES - 1).unwrap().0 + 1;
+        assert_eq!((e.offset, e.rule, &e.kind), (seventeenth, 17, &StrategyErrorKind::TooManyRules { max: 16 }));
+        assert_eq!(e.to_string(), format!("strategy: at byte {seventeenth} (rule 17): more than 16 rules"));
+        // A trailing `;` after 16 rules is not a 17th.
+        assert!(format!("{};", rules(MAX_RULES)).parse::<Strategy>().is_ok());
+
+        assert_eq!("weight=10000,nodeSelector=a:b".parse::<Strategy>().unwrap().rules[0].weight, 10_000);
+        let e = "weight=1,nodeSelector=a:b;weight=10001,nodeSelector=a:c".parse::<Strategy>().unwrap_err();
+        let over = StrategyErrorKind::OverLimit { name: "weight".into(), value: "10001".into(), max: 10_000 };
+        assert_eq!((e.offset, e.rule, &e.kind), (26, 2, &over));
+        assert_eq!(e.to_string(), "strategy: at byte 26 (rule 2): weight=10001 is over the limit of 10000");
+        let e = "weight=99999999999,nodeSelector=a:b".parse::<Strategy>().unwrap_err();
+        assert!(matches!(e.kind, StrategyErrorKind::OverLimit { .. }), "{e}");
+
+        assert_eq!("base=10000,weight=1,nodeSelector=a:b".parse::<Strategy>().unwrap().rules[0].base, Some(10_000));
+        let e = "base=10001,weight=1,nodeSelector=a:b".parse::<Strategy>().unwrap_err();
+        let over = StrategyErrorKind::OverLimit { name: "base".into(), value: "10001".into(), max: 10_000 };
+        assert_eq!((e.offset, e.rule, &e.kind), (0, 1, &over));
+
+        // The length: padded with spaces inside the value (trimmed), to exactly the limit, then one more.
+        let head = "weight=1;weight=1,nodeSelector=a:b";
+        let pad = |total: usize| format!("weight=1,nodeSelector=a:{}b", " ".repeat(total - 25));
+        assert_eq!(pad(MAX_LENGTH).len(), MAX_LENGTH);
+        assert!(pad(MAX_LENGTH).parse::<Strategy>().is_ok());
+        let e = pad(MAX_LENGTH + 1).parse::<Strategy>().unwrap_err();
+        let too_long = StrategyErrorKind::TooLong { length: MAX_LENGTH + 1, max: MAX_LENGTH };
+        assert_eq!((e.offset, e.rule, &e.kind), (MAX_LENGTH, 1, &too_long));
+        assert_eq!(
+            e.to_string(),
+            "strategy: at byte 4096 (rule 1): the strategy is 4097 bytes long, over the limit of 4096"
+        );
+        let e = format!("{};{}", &head[..8], pad(MAX_LENGTH)).parse::<Strategy>().unwrap_err();
+        assert_eq!((e.offset, e.rule), (MAX_LENGTH, 2), "the rule holding the first byte past the limit");
+    }
+
+    /// nodeSelector keys and values: Kubernetes label syntax, at each length limit and one past it.
+    #[test]
+    fn label_syntax_of_keys_and_values() {
+        let with = |pair: &str| format!("weight=1,nodeSelector={pair}").parse::<Strategy>();
+        let name63 = format!("a{}z", "-".repeat(61));
+        let name64 = format!("a{}z", "-".repeat(62));
+        let prefix253 = ["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)].join(".");
+        let prefix254 = format!("{prefix253}e");
+        assert_eq!(prefix253.len(), 253);
+        for ok in [
+            format!("{name63}:{name63}"),
+            format!("{prefix253}/{name63}:v"),
+            "topology.kubernetes.io/zone:eu-west-1a".into(),
+            "node.kubernetes.io/instance-type:m5.xlarge".into(),
+            "a_b.c-d:A_b.C-9".into(),
+            "empty-value:".into(),
+        ] {
+            assert!(with(&ok).is_ok(), "{ok}: {:?}", with(&ok));
+        }
+        let bad_key = |k: &str| StrategyErrorKind::BadLabelKey(k.into());
+        let bad_value = |v: &str| StrategyErrorKind::BadLabelValue(v.into());
+        for (pair, kind) in [
+            (format!("{name64}:v"), bad_key(&name64)),
+            (format!("{prefix254}/k:v"), bad_key(&format!("{prefix254}/k"))),
+            (format!("{prefix253}/{name64}:v"), bad_key(&format!("{prefix253}/{name64}"))),
+            ("Example.com/k:v".into(), bad_key("Example.com/k")),
+            ("/k:v".into(), bad_key("/k")),
+            ("a/b/c:v".into(), bad_key("a/b/c")),
+            ("-k:v".into(), bad_key("-k")),
+            ("k k:v".into(), bad_key("k k")),
+            (format!("k:{name64}"), bad_value(&name64)),
+            ("k:v-".into(), bad_value("v-")),
+            ("k:a/b".into(), bad_value("a/b")),
+            ("k:ü".into(), bad_value("ü")),
+        ] {
+            let e = with(&pair).unwrap_err();
+            assert_eq!((e.offset, e.rule, &e.kind), (22, 1, &kind), "{pair}: {e}");
+        }
+        // A continuation pair is checked too, at its own position.
+        let e = "weight=1,nodeSelector=a:b,c:d!".parse::<Strategy>().unwrap_err();
+        assert_eq!((e.offset, &e.kind), (26, &bad_value("d!")));
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The strategy parser never panics, and `Display` round-trips.
 
-use placement_core::strategy::{Rule, Strategy};
+use placement_core::strategy::{MAX_BASE, MAX_RULES, MAX_WEIGHT, Rule, Strategy};
 use proptest::prelude::*;
 use proptest::strategy::Strategy as Generate;
 
 fn arb_word() -> impl Generate<Value = String> {
-    "[a-z][a-z0-9.-]{0,8}"
+    "[a-z]([a-z0-9.-]{0,7}[a-z0-9])?"
 }
 
 fn arb_strategy() -> impl Generate<Value = Strategy> {
@@ -43,5 +43,21 @@ proptest! {
     fn display_round_trips(s in arb_strategy()) {
         let text = s.to_string();
         prop_assert_eq!(text.parse::<Strategy>().unwrap(), s);
+    }
+}
+
+proptest! {
+    /// A strategy parses exactly when it is within the limits (rules, weight, base).
+    #[test]
+    fn parses_exactly_within_the_limits(
+        weights in prop::collection::vec(1u32..20_000, 1..20),
+        base in prop::option::of(0u32..20_000),
+    ) {
+        let rules: Vec<String> = weights.iter().enumerate().map(|(i, w)| format!("weight={w},nodeSelector=g:r{i}")).collect();
+        let text = match base { Some(b) => format!("base={b},{}", rules.join(";")), None => rules.join(";") };
+        let within = weights.len() <= MAX_RULES
+            && weights.iter().all(|&w| w <= MAX_WEIGHT)
+            && base.is_none_or(|b| b <= MAX_BASE);
+        prop_assert_eq!(text.parse::<Strategy>().is_ok(), within, "{}", text);
     }
 }
