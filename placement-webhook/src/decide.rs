@@ -322,9 +322,9 @@ impl Decider {
         Ok(ChosenRule { rule, kind: RuleKind::PodDistribution, source, enforcement: config.enforcement })
     }
 
-    /// The rule of a strategy annotation, cached by the annotation.
+    /// The rule of a strategy annotation, cached by a hash of the annotation.
     fn strategy_rule(&self, text: &str, workload: &WorkloadRef) -> Result<ChosenRule, DecideError> {
-        let rule = self.cached(format!("strategy/{text}"), || {
+        let rule = self.cached(strategy_cache_key(text), || {
             let strategy: Strategy = text.parse().map_err(|e| DecideError::Rule(format!("{workload}: {e}")))?;
             DistributionRule::from_strategy(&strategy, Fallback::Next).map_err(|e| DecideError::Rule(e.to_string()))
         })?;
@@ -659,6 +659,19 @@ fn left_as_it_is(pod: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
     }
     let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())?;
     Some(format!("bound to node {} by its creator: left alone", crate::review::bounded(node, 253)))
+}
+
+/// The rule cache's key for a strategy annotation: 128 bits of keyed SipHash of its text rather than the
+/// text (up to 4 KiB, times up to 10,000 entries). The keys are random per process and never leave it,
+/// so no annotation can be written to collide with another's (SipHash is a keyed pseudo-random
+/// function), and by chance two of 10,001 texts collide with probability about 10,001² / 2^129, under
+/// 10^-30. (A collision would give one workload the other's rule.)
+fn strategy_cache_key(text: &str) -> String {
+    use std::hash::BuildHasher;
+    static HASHER: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let hasher = HASHER.get_or_init(std::hash::RandomState::new);
+    let (high, low) = (hasher.hash_one((0u8, text)), hasher.hash_one((1u8, text)));
+    format!("strategy/{high:016x}{low:016x}")
 }
 
 /// PodDistributions in the order they apply when several target one workload: the oldest, then the

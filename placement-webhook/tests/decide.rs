@@ -6,7 +6,7 @@ use placement_core::apportion::{Apportionment, Base};
 use placement_core::ledger::RESERVATION_ANNOTATION;
 use placement_kube::crd::{PodDistribution, ZoneBalancer};
 use placement_kube::live::{LiveIndex, SharedIndex};
-use placement_webhook::decide::{Candidate, Decider, RuleKind, StaticRules};
+use placement_webhook::decide::{Candidate, DecideError, Decider, RuleKind, StaticRules};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -261,6 +261,21 @@ fn reinvocations_bare_pods_and_bad_rules() {
     let e = bad.decide(&Candidate { pod: &pod, namespace: "shop", uid: "x", dry_run: false }).unwrap_err();
     assert_eq!(e.metric_label(), "rule");
     assert!(e.to_string().contains("Deployment/shop/web"), "{e}");
+}
+
+/// A strategy past a PodDistribution's limits is a rule error naming the limit and its position (the
+/// webhook then admits the pod unmutated with a warning, as for any rule error); at the limit it applies.
+#[test]
+fn a_strategy_past_its_limits_is_a_rule_error_naming_the_limit() {
+    let rules = |n: usize| (0..n).map(|i| format!("weight=1,nodeSelector=capacity:c{i}")).collect::<Vec<_>>().join(";");
+    let pod = incoming("web", "h1", json!({"app": "web"}));
+    let past =
+        Decider::new(index(&cluster(Some(&rules(17)))), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    let e = past.decide(&Candidate { pod: &pod, namespace: "shop", uid: "x", dry_run: false }).unwrap_err();
+    assert!(matches!(e, DecideError::Rule(_)), "{e:?}");
+    assert!(e.to_string().contains("(rule 17): more than 16 rules"), "{e}");
+    let at = Decider::new(index(&cluster(Some(&rules(16)))), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    assert!(at.decide(&Candidate { pod: &pod, namespace: "shop", uid: "y", dry_run: false }).is_ok());
 }
 
 /// The pod of decision `uid` as a watch shows it: named, bound to a node of its group, carrying the id.
