@@ -67,6 +67,11 @@ struct ServeArgs {
     /// How long a placement counts while its pod has not been seen, in seconds.
     #[arg(long, env = "PLACEMENT_RESERVATION_TTL_SECONDS", default_value_t = 30)]
     reservation_ttl_seconds: u64,
+    /// Seconds a watch may keep failing before /readyz reports the webhook unready (its index is stale:
+    /// failing open beats placing pods on it).
+    #[arg(long, env = "PLACEMENT_WATCH_FAILING_SECONDS", default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    watch_failing_seconds: u64,
     /// Open connections on the HTTPS listener; one more is closed right after accept.
     #[arg(long, env = "PLACEMENT_MAX_CONNECTIONS", default_value_t = ServeLimits::default().max_connections,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
@@ -106,6 +111,7 @@ async fn main() {
         tls_key: args.tls_key,
         deadline: Duration::from_millis(args.deadline_ms),
         reservation_ttl: Duration::from_secs(args.reservation_ttl_seconds),
+        watch_failing_limit: Duration::from_secs(args.watch_failing_seconds),
         limits: ServeLimits {
             max_connections: args.max_connections,
             max_in_flight: args.max_in_flight,

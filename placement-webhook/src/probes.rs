@@ -3,7 +3,8 @@
 //! certificate metrics are the serving certificate's, in [`crate::tls`].
 //!
 //! `/readyz` answers `200` only when the certificate is loaded **and** the indexes the decisions read
-//! are synced; otherwise `503` with what is missing. An unready webhook gets no traffic, which with
+//! are synced **and** no watch feeding them has been failing for longer than `--watch-failing-seconds`;
+//! otherwise `503` with what is missing. An unready webhook gets no traffic, which with
 //! `failurePolicy: Fail` is what we want.
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub use placement_kube::probes::{OPENMETRICS_CONTENT_TYPE, routes};
 pub struct Readiness {
     certificates_loaded: Arc<AtomicBool>,
     indexes_synced: Arc<AtomicBool>,
+    watches_failing: Arc<AtomicBool>,
 }
 
 impl Readiness {
@@ -32,6 +34,12 @@ impl Readiness {
     pub fn set_indexes_synced(&self, synced: bool) {
         self.indexes_synced.store(synced, Ordering::Release);
     }
+
+    /// Set while a watch has been failing for longer than the limit: the index no longer follows the
+    /// cluster.
+    pub fn set_watches_failing(&self, failing: bool) {
+        self.watches_failing.store(failing, Ordering::Release);
+    }
 }
 
 impl probes::Readiness for Readiness {
@@ -42,6 +50,9 @@ impl probes::Readiness for Readiness {
         }
         if !self.indexes_synced.load(Ordering::Acquire) {
             missing.push("indexes not synced");
+        }
+        if self.watches_failing.load(Ordering::Acquire) {
+            missing.push("a watch has been failing for longer than --watch-failing-seconds (placement_webhook_watch_failing_seconds)");
         }
         missing
     }
@@ -60,5 +71,8 @@ mod tests {
         assert_eq!(readiness.missing(), ["certificates not loaded"]);
         readiness.set_certificates_loaded(true);
         assert!(readiness.is_ready());
+        readiness.set_watches_failing(true);
+        assert_eq!(readiness.missing().len(), 1);
+        assert!(readiness.missing()[0].starts_with("a watch has been failing"));
     }
 }

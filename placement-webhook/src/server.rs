@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub deadline: Duration,
     /// How long a reservation counts if its pod never appears.
     pub reservation_ttl: Duration,
+    /// A watch failing for longer makes `/readyz` fail (see `placement_kube::live::WatchHealth`).
+    pub watch_failing_limit: Duration,
     /// Largest AdmissionReview accepted.
     pub max_body_bytes: u64,
     /// Timeouts and caps of the admission listener: connections, requests in flight, body deadline,
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             cert_reload_interval: crate::tls::DEFAULT_RELOAD_INTERVAL,
             deadline: Duration::from_millis(1_500),
             reservation_ttl: Duration::from_secs(30),
+            watch_failing_limit: Duration::from_secs(120),
             max_body_bytes: 3 << 20,
             limits: ServeLimits::default(),
         }
@@ -131,6 +134,8 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
     readiness.set_certificates_loaded(true);
 
     let (index, watchers) = live::spawn(client.clone(), WatchOptions::default());
+    registry.register_collector(Box::new(live::WatchHealthCollector::new(index.health().clone(), "placement_webhook")));
+    let watch_failing_limit = config.watch_failing_limit;
     let client_for_strict = client.clone();
     let rules = Arc::new(ReflectedRules::spawn(client));
     let decider = Arc::new(Decider::new(index.clone(), rules.clone(), config.reservation_ttl));
@@ -168,6 +173,8 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
                 loop {
                     tick.tick().await;
                     readiness.set_indexes_synced(index.is_ready() && rules.is_ready());
+                    let failing = index.health().failing_longer_than(watch_failing_limit, std::time::Instant::now());
+                    readiness.set_watches_failing(!failing.is_empty());
                     let expired = decider.expire_reservations();
                     if expired > 0 {
                         tracing::debug!(expired, "reservations expired: their pods never appeared");

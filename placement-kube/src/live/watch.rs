@@ -5,6 +5,7 @@
 //! **ready** once every kind has completed its first list; a later relist (after a dropped watch or
 //! `410 Gone`) does not make it unready, because the old view stays valid until the relist completes.
 
+use super::health::WatchHealth;
 use super::index::{Kind, LiveIndex};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
@@ -42,6 +43,7 @@ impl Default for WatchOptions {
 pub struct SharedIndex {
     inner: Arc<RwLock<LiveIndex>>,
     ready: signal::Receiver<bool>,
+    health: WatchHealth,
 }
 
 impl SharedIndex {
@@ -49,7 +51,12 @@ impl SharedIndex {
     pub fn from_index(index: LiveIndex) -> Self {
         let (tx, ready) = signal::channel(true);
         drop(tx);
-        SharedIndex { inner: Arc::new(RwLock::new(index)), ready }
+        SharedIndex { inner: Arc::new(RwLock::new(index)), ready, health: WatchHealth::default() }
+    }
+
+    /// How each watch feeding this index is doing (see [`WatchHealth`]).
+    pub fn health(&self) -> &WatchHealth {
+        &self.health
     }
 
     /// A read view. Hold it briefly: watch events wait while it is held.
@@ -92,11 +99,18 @@ pub fn spawn(client: Client, options: WatchOptions) -> (SharedIndex, Watchers) {
     let inner = Arc::new(RwLock::new(LiveIndex::new()));
     let (ready_tx, ready_rx) = signal::channel(false);
     let ready_tx = Arc::new(ready_tx);
+    let health = WatchHealth::default();
     let mut tasks = Vec::new();
     let config = watcher::Config::default().page_size(options.page_size);
     let ns = options.namespace.as_deref();
     for kind in &options.kinds {
-        let ctx = Ctx { index: inner.clone(), ready: ready_tx.clone(), kinds: options.kinds.clone(), kind: *kind };
+        let ctx = Ctx {
+            index: inner.clone(),
+            ready: ready_tx.clone(),
+            kinds: options.kinds.clone(),
+            kind: *kind,
+            health: health.clone(),
+        };
         let task = match kind {
             Kind::Node => {
                 tokio::spawn(run(Api::<Node>::all(client.clone()), config.clone(), ctx, |i, o| i.apply_node(o)))
@@ -117,7 +131,7 @@ pub fn spawn(client: Client, options: WatchOptions) -> (SharedIndex, Watchers) {
         };
         tasks.push(task);
     }
-    (SharedIndex { inner, ready: ready_rx }, Watchers { tasks })
+    (SharedIndex { inner, ready: ready_rx, health }, Watchers { tasks })
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -136,6 +150,7 @@ struct Ctx {
     ready: Arc<signal::Sender<bool>>,
     kinds: BTreeSet<Kind>,
     kind: Kind,
+    health: WatchHealth,
 }
 
 async fn run<K>(api: Api<K>, config: watcher::Config, ctx: Ctx, apply: impl Fn(&mut LiveIndex, &K))
@@ -150,10 +165,15 @@ where
             Ok(e) => e,
             Err(e) => {
                 // The backoff retries; the index keeps its last good view meanwhile.
+                ctx.health.on_error(kind, std::time::Instant::now());
                 tracing::warn!(%kind, error = %e, "watch failed, retrying with backoff");
                 continue;
             }
         };
+        ctx.health.on_event(kind, std::time::Instant::now());
+        if matches!(event, Event::Init) {
+            ctx.health.on_relist(kind);
+        }
         let mut index = ctx.index.write().unwrap_or_else(|e| e.into_inner());
         match event {
             Event::Init => index.begin_relist(kind),
