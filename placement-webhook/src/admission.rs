@@ -195,11 +195,12 @@ impl Admission {
             }
             Err(conflict) => {
                 self.release(&decision);
-                let warning = format!("placement: {conflict}; the pod is admitted as written ({})", decision.source);
+                let then = format!("the pod is admitted as written ({})", decision.source);
+                let text = warning(&conflict.to_string(), &then);
                 span.record("outcome", "conflict");
                 tracing::info!(%conflict, "left unmutated: the pod pins another value");
                 self.metrics.observe(decision.rule, Outcome::Conflict, dry_run, started.elapsed().as_secs_f64());
-                Response::allow(uid).with_warnings(vec![warning]).to_review_json()
+                Response::allow(uid).with_warnings(vec![text]).to_review_json()
             }
         }
     }
