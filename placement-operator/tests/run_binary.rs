@@ -17,12 +17,17 @@ fn free_port() -> SocketAddr {
 }
 
 fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    http_get(addr, path).map(|(status, _)| status)
+}
+
+/// `GET path` on the probe port: the status and the whole answer.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
+    Some((text.split_whitespace().nth(1)?.parse().ok()?, text))
 }
 
 fn operator(kubeconfig: &std::path::Path, probe: SocketAddr) -> Command {
@@ -75,6 +80,8 @@ async fn run_becomes_ready_leads_and_releases_the_lease_on_sigterm() {
         ready = tokio::task::spawn_blocking(move || http_status(probe, "/readyz")).await.unwrap() == Some(200);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The watch metrics come from the live index's watches (one series per kind).
+    let metrics = tokio::task::spawn_blocking(move || http_get(probe, "/metrics")).await.unwrap();
     let holder = || {
         server
             .get("coordination.k8s.io/v1", "Lease", NS, "placement-operator")
@@ -91,6 +98,13 @@ async fn run_becomes_ready_leads_and_releases_the_lease_on_sigterm() {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(ready, "/readyz never answered 200; stderr:\n{stderr}");
+    let metrics = metrics.map(|(_, text)| text).unwrap_or_default();
+    for series in [
+        r#"placement_operator_watch_relists_total{kind="Node"} 1"#,
+        r#"placement_operator_watch_errors_total{kind="Pod"} 0"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == series), "{series} missing from /metrics:\n{metrics}");
+    }
     assert_eq!(held.as_deref(), Some("placement-operator-test-0"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(holder(), None, "the lease was not released on SIGTERM; stderr:\n{stderr}");

@@ -142,6 +142,11 @@ where
     let ctx = Context { client, eviction_client: without_retry, index, events, leadership: leadership.clone() };
     let mut registry = Registry::default();
     probes::register(&mut registry, leadership);
+    // Watch failures, relists and last-event ages: placement_operator_watch_*{kind}.
+    registry.register_collector(Box::new(live::WatchHealthCollector::new(
+        ctx.index.health().clone(),
+        "placement_operator",
+    )));
     let controllers = controllers(ctx, &mut registry);
 
     let (probe_stop, probe_stopped) = tokio::sync::oneshot::channel::<()>();
