@@ -17,9 +17,12 @@
 //!   included) are capped at `max_connections`: one beyond is closed right after `accept`, before any
 //!   TLS work. Not accepting would leave it in the kernel's backlog, where the API server's connection
 //!   would wait for its whole `timeoutSeconds`; closed, the API server fails open at once. Requests in
-//!   flight (from their head to their answer, over all connections) are capped at `max_in_flight`: one
-//!   beyond is answered `503` at once without reading its body (the API server then fails open).
-//!   HTTP/2 streams per connection and header sizes are capped too. What is shed is counted in
+//!   flight (from their head to their answer, over all connections) are capped at `max_in_flight`, and
+//!   the body bytes they announce (`Content-Length`) at `max_body_bytes_in_flight`: a request beyond
+//!   either is answered `503` at once without reading its body (the API server then fails open). A body
+//!   may not grow past what it announced (one without `Content-Length` may have none), so the bytes
+//!   buffered for bodies never exceed that budget. HTTP/2 streams per connection and header sizes are
+//!   capped too. What is shed is counted in
 //!   [`ShedMetrics`] (`placement_webhook_shed_total{reason}`).
 //! - **One bad client never stops the loop.** Handshakes and connections run in their own tasks; a
 //!   failed `accept` (say, out of file descriptors) is logged and retried after a short pause.
@@ -35,7 +38,7 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -70,6 +73,9 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// Requests between their head and their answer, over all connections; one more gets `503`.
     pub max_in_flight: usize,
+    /// Body bytes the requests in flight announce (`Content-Length`), in all; one that would go past it
+    /// gets `503`.
+    pub max_body_bytes_in_flight: u32,
     /// HTTP/2: streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
     pub http2_max_concurrent_streams: u32,
     /// HTTP/2: a ping is sent after this long without a frame from the peer...
@@ -87,11 +93,13 @@ impl Default for ServeLimits {
     /// follows its head at once, so 5 s for the body is generous and still cuts a slow sender well inside
     /// the API server's patience. Drain covers the longest admission timeout.
     ///
-    /// The caps are sized for a pod with a 512 Mi memory limit, most of which the live index needs. A
-    /// request in flight can hold a body of up to 3 MiB (the AdmissionReview limit): 64 of them are at
-    /// most 192 MiB, however hostile the senders; an honest AdmissionReview is tens of KiB, and 64 in
-    /// flight is several times what 10,000 admissions/s at about a millisecond each keep in flight. An
-    /// idle TLS connection costs about 50 KiB (rustls' buffers plus an HTTP/1 read buffer of at most
+    /// The caps are sized for a pod with a 512 Mi memory limit, most of which the live index needs.
+    /// Bodies in flight hold at most 64 MiB however hostile the senders (21 AdmissionReviews of the
+    /// 3 MiB maximum, or thousands of honest ones of tens of KiB). 256 requests in flight is what bounds
+    /// the rest (tasks, parsed reviews waiting for a strict round): about 10 are in flight at 10,000
+    /// admissions/s of about a millisecond each, and a burst of 489 pod creates at once without a client
+    /// rate limit, on two cores shared with the API server, peaked at 65 to 95 in the tests. An idle
+    /// TLS connection costs about 50 KiB (rustls' buffers plus an HTTP/1 read buffer of at most
     /// `max_header_bytes`, or HTTP/2's state): 1,024 of them about 50 MiB. The API server multiplexes
     /// its calls over a few HTTP/2 connections (over HTTP/1.1 it opens one per concurrent call), so
     /// 1,024 leaves room for several API servers and a burst of HTTP/1.1 calls.
@@ -103,7 +111,8 @@ impl Default for ServeLimits {
             idle_timeout: Duration::from_secs(90),
             drain_timeout: Duration::from_secs(30),
             max_connections: 1_024,
-            max_in_flight: 64,
+            max_in_flight: 256,
+            max_body_bytes_in_flight: 64 << 20,
             http2_max_concurrent_streams: 32,
             http2_keep_alive_interval: Duration::from_secs(20),
             http2_keep_alive_timeout: Duration::from_secs(10),
@@ -212,13 +221,17 @@ fn builder(limits: &ServeLimits) -> auto::Builder<TokioExecutor> {
 struct Shared {
     limits: ServeLimits,
     in_flight: Arc<Semaphore>,
+    /// One permit per body byte announced.
+    body_bytes: Arc<Semaphore>,
     metrics: ShedMetrics,
 }
 
 impl Shared {
     fn new(limits: ServeLimits, metrics: ShedMetrics) -> Self {
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.min(Semaphore::MAX_PERMITS)));
-        Shared { limits, in_flight, metrics }
+        let body_bytes =
+            Arc::new(Semaphore::new((limits.max_body_bytes_in_flight as usize).min(Semaphore::MAX_PERMITS)));
+        Shared { limits, in_flight, body_bytes, metrics }
     }
 }
 
@@ -323,16 +336,16 @@ async fn drive<I, F>(
     let activity = Arc::new(Activity::new());
     let warp_service = TowerToHyperService::new(warp::service(filter));
     let tracked = Arc::clone(&activity);
-    let (in_flight, metrics, body_timeout) =
-        (shared.in_flight.clone(), shared.metrics.clone(), shared.limits.body_timeout);
+    let header_timeout = shared.limits.header_timeout;
+    let shared = shared.clone();
     let service = service_fn(move |request: hyper::Request<Incoming>| {
         let busy = tracked.begin();
         let http1 = request.version() < http::Version::HTTP_2;
-        let admitted = in_flight.clone().try_acquire_owned().map(|p| Counted::new(p, metrics.in_flight().clone()));
-        let metrics = metrics.clone();
+        let metrics = shared.metrics.clone();
         let expired = Arc::new(AtomicBool::new(false));
-        let response = admitted.map(|permit| {
-            let request = request.map(|body| DeadlineBody::new(body, body_timeout, expired.clone()));
+        let response = admit(&shared, &request).map(|permit| {
+            let (announced, timeout) = (permit.announced, shared.limits.body_timeout);
+            let request = request.map(|body| DeadlineBody::new(body, announced, timeout, expired.clone()));
             (warp_service.call(request), permit)
         });
         async move {
@@ -348,10 +361,10 @@ async fn drive<I, F>(
                         response?
                     }
                 }
-                Err(_) => {
+                Err(why) => {
                     // Not even the body is read: hyper drains it if it is already here, else closes.
-                    metrics.shed(Shed::InFlight);
-                    tracing::debug!(%peer, "in-flight cap reached: answered 503");
+                    metrics.shed(why);
+                    tracing::debug!(%peer, reason = why.as_str(), "in-flight cap reached: answered 503");
                     refusal(http::StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight\n", false)
                 }
             };
@@ -387,7 +400,7 @@ async fn drive<I, F>(
                     tracing::debug!(%peer, "closing idle connection");
                     connection.as_mut().graceful_shutdown();
                     closing = true;
-                    cut_at = Some(Instant::now() + shared.limits.header_timeout);
+                    cut_at = Some(Instant::now() + header_timeout);
                 }
             }
             () = cut => {
@@ -396,6 +409,38 @@ async fn drive<I, F>(
             }
         }
     }
+}
+
+/// A request's place under the in-flight caps, held until it is answered.
+struct Admitted {
+    _request: Counted,
+    _body_bytes: Option<OwnedSemaphorePermit>,
+    /// The body bytes announced, and so allowed.
+    announced: u64,
+}
+
+/// Takes a place for `request` under both in-flight caps, or says which one is full.
+fn admit(shared: &Shared, request: &hyper::Request<Incoming>) -> Result<Admitted, Shed> {
+    let request_permit = shared.in_flight.clone().try_acquire_owned().map_err(|_| Shed::InFlight)?;
+    let counted = Counted::new(request_permit, shared.metrics.in_flight().clone());
+    // Without a Content-Length (HTTP/1 chunked, or HTTP/2 without the header) a body may have no bytes.
+    let announced = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let body_bytes = match announced {
+        0 => None,
+        // More than the whole budget can never fit: refused like a full budget.
+        n => Some(
+            u32::try_from(n)
+                .ok()
+                .and_then(|n| shared.body_bytes.clone().try_acquire_many_owned(n).ok())
+                .ok_or(Shed::BodyBytes)?,
+        ),
+    };
+    Ok(Admitted { _request: counted, _body_bytes: body_bytes, announced })
 }
 
 /// An answer of the serving layer itself; over HTTP/1 with `close`, the connection ends after it.
@@ -407,10 +452,13 @@ fn refusal(status: http::StatusCode, text: &'static str, close: bool) -> warp::r
     response
 }
 
-/// A request body that must end by a deadline set when its head arrived; past it, it ends in an error
-/// (so the filter reading it gives up) and lets go of the connection's body.
+/// A request body that must end by a deadline set when its head arrived, and may not be longer than it
+/// announced; past either, it ends in an error (so the filter reading it gives up) and lets go of the
+/// connection's body.
 struct DeadlineBody {
     inner: Option<Incoming>,
+    /// Bytes it may still bring.
+    allowed: u64,
     deadline: Instant,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     expired: Arc<AtomicBool>,
@@ -421,9 +469,20 @@ struct DeadlineBody {
 #[error("the request body did not arrive in time")]
 struct BodyTooSlow;
 
+/// The error a [`DeadlineBody`] longer than announced ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is longer than its Content-Length")]
+struct BodyTooLong;
+
 impl DeadlineBody {
-    fn new(inner: Incoming, timeout: Duration, expired: Arc<AtomicBool>) -> Self {
-        DeadlineBody { inner: Some(inner), deadline: Instant::now() + timeout, sleep: None, expired }
+    fn new(inner: Incoming, announced: u64, timeout: Duration, expired: Arc<AtomicBool>) -> Self {
+        DeadlineBody {
+            inner: Some(inner),
+            allowed: announced,
+            deadline: Instant::now() + timeout,
+            sleep: None,
+            expired,
+        }
     }
 }
 
@@ -445,7 +504,19 @@ impl Body for DeadlineBody {
                 return Poll::Ready(Some(Err(BodyTooSlow.into())));
             }
         }
-        Pin::new(inner).poll_frame(cx).map_err(Into::into)
+        let frame = ready!(Pin::new(inner).poll_frame(cx));
+        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
+            && let Some(data) = data
+        {
+            match this.allowed.checked_sub(data.len() as u64) {
+                Some(left) => this.allowed = left,
+                None => {
+                    this.inner = None;
+                    return Poll::Ready(Some(Err(BodyTooLong.into())));
+                }
+            }
+        }
+        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

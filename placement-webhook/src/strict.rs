@@ -64,12 +64,12 @@ pub struct StrictLimits {
 impl Default for StrictLimits {
     /// Per resource 32: a round decides its whole batch and writes once, so the batch size is what one
     /// write carries, and 32 is more than a ReplicaSet controller sends at once (kube-controller-manager's
-    /// default `--kube-api-burst` is 30) even if every one of them lands on this replica. Overall 48:
-    /// three quarters of the listener's default 64 requests in flight, so strict admissions stuck
-    /// behind a hung API server leave at least 16 of them to everything else (which needs no API call).
-    /// Each waiting admission holds a copy of its pod.
+    /// default `--kube-api-burst` is 30) even if every one of them lands on this replica. Overall 128:
+    /// half of the listener's default 256 requests in flight, so strict admissions stuck behind a hung
+    /// API server leave the other half to everything else (which needs no API call). Each waiting
+    /// admission holds a copy of its pod.
     fn default() -> Self {
-        StrictLimits { per_resource: 32, overall: 48 }
+        StrictLimits { per_resource: 32, overall: 128 }
     }
 }
 

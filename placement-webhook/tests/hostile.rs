@@ -355,6 +355,38 @@ async fn requests_beyond_the_in_flight_cap_get_503_at_once() {
     .await;
 }
 
+/// The bodies in flight are bounded in bytes too: a request whose announced body does not fit in what
+/// is left is answered `503` at once, while a small one still fits.
+#[tokio::test]
+async fn requests_beyond_the_body_bytes_in_flight_get_503_at_once() {
+    bounded(async {
+        let s = setup(|c| {
+            c.limits.max_body_bytes_in_flight = 4_000;
+            c.limits.body_timeout = Duration::from_secs(30);
+        })
+        .await;
+        let mut stalled = s.tls(b"http/1.1").await;
+        stalled.write_all(head(3_000).as_bytes()).await.unwrap();
+        stalled.write_all(b"{").await.unwrap();
+        eventually("the stalled request is in flight", async || s.in_flight().await == 1).await;
+
+        let mut big = s.tls(b"http/1.1").await;
+        big.write_all(head(3_000).as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), big.read_exact(&mut answer))
+            .await
+            .expect("answered long before the 30 s body deadline")
+            .unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 503");
+        assert_eq!(s.shed(Shed::BodyBytes).await, 1);
+        assert!(review("small").len() < 1_000);
+        s.admit("small").await;
+        drop(stalled);
+        s.webhook.shutdown().await;
+    })
+    .await;
+}
+
 /// HTTP/2: one connection gets at most `http2_max_concurrent_streams` streams; a client that respects
 /// the setting (hyper's, the API server's Go client) waits for one to end before it opens another.
 #[tokio::test]
