@@ -156,29 +156,35 @@ fn tracking(c: &mut Criterion) {
     c.bench_function("tracking_step", |b| b.iter(|| step(&policy, &state, black_box(Decimal::new(30_005, 1)), 8, now)));
 }
 
-/// Building a strategy's cached sequence from nothing up to 1,000 pods (what the first admission of a
-/// large workload pays once), for weights as users write them and for weights far apart: Still's
-/// look-ahead ranges over about `2W / w` sizes for a group of weight `w`.
-fn apportion_table(c: &mut Criterion) {
-    let mut g = c.benchmark_group("apportion_table_1000");
-    let cases: [(&str, Vec<u32>); 5] = [
+/// Building a strategy's cached sequence from nothing (what the first admission of a large workload
+/// pays once, under the index lock), cold: a fresh `Apportionment` per iteration, up to 1,000, 5,000
+/// and 20,000 pods. Weights as users write them, and the legal shapes (16 groups, weights ≤ 10,000)
+/// that made Still's look-ahead slow: it ranges over about `W / w` sizes for a group of weight `w`.
+fn apportion_worst_legal(c: &mut Criterion) {
+    let mut g = c.benchmark_group("apportion_worst_legal");
+    g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    let cases: [(&str, Vec<u32>); 6] = [
         ("80_20", vec![80, 20]),
         ("1_10000", vec![1, 10_000]),
-        ("1_and_15x10000", std::iter::once(1).chain([10_000; 15]).collect()),
         ("15x1_and_10000", [1; 15].into_iter().chain([10_000]).collect()),
+        ("1_and_15x10000", std::iter::once(1).chain([10_000; 15]).collect()),
         (
             "16_near_primes",
             vec![9973, 9967, 9949, 9941, 9931, 9929, 9923, 9907, 9901, 9887, 9883, 9871, 9859, 9857, 9851, 1],
         ),
+        // The slowest of 400 random legal shapes on this machine.
+        ("16_random", vec![411, 2329, 1231, 1262, 932, 1276, 6479, 229, 3041, 169, 3191, 4264, 1597, 261, 6556, 970]),
     ];
     for (name, weights) in cases {
         let groups: Vec<(String, u32)> = weights.iter().enumerate().map(|(i, &w)| (format!("g{i}"), w)).collect();
-        g.bench_function(name, |b| {
-            b.iter(|| Apportionment::new(groups.clone(), None).unwrap().target(black_box(1000)));
-        });
+        for n in [1_000u32, 5_000, 20_000] {
+            g.bench_with_input(BenchmarkId::new(name, n), &n, |b, &n| {
+                b.iter(|| Apportionment::new(groups.clone(), None).unwrap().target(black_box(n)));
+            });
+        }
     }
     g.finish();
 }
 
-criterion_group!(benches, index_build, decisions, rebalance, tracking, apportion_table);
+criterion_group!(benches, index_build, decisions, rebalance, tracking, apportion_worst_legal);
 criterion_main!(benches);
