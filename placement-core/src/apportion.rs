@@ -771,7 +771,8 @@ mod tests {
     use super::*;
 
     impl Apportionment {
-        /// Still's look-ahead by its definition, one `t` at a time: the oracle for `lower_ok`.
+        /// Still's look-ahead by its definition, one `t` at a time: the oracle for the first-tight-size
+        /// eligibility (module doc).
         fn lower_ok_by_scan(&self, i: usize, j: u64, counts: &[u64]) -> bool {
             let after = counts[i] + 1;
             let mut t = j;
