@@ -9,6 +9,8 @@
 //! |---|---|
 //! | [`selector`], [`taints`], [`fit`], [`group`] | which nodes a pod may use; which group a node or pod is in |
 //! | [`apportion`], [`strategy`] | weighted/base distribution over groups (§2) and its annotation |
+//! | [`resolve`] | which rule places a pod (§1, which rule applies) |
+//! | [`names`] | the syntax of label keys and values and DNS names, as the API server checks it |
 //! | [`zone`] | least-loaded zone for single-replica workloads (§3) |
 //! | [`ledger`], [`index`] | what counts: pods seen, plus in-flight reservations, never twice (§1) |
 //! | [`rebalance`] | hot/cold nodes with memory, and a safe eviction plan within budgets (§4) |
@@ -30,6 +32,7 @@ pub mod group;
 pub mod index;
 pub mod ledger;
 pub mod model;
+pub mod names;
 pub mod rebalance;
 pub mod resolve;
 pub mod resources;

@@ -18,6 +18,7 @@
 
 use crate::apportion::{Apportionment, Base};
 use crate::group::NodeGroup;
+use crate::names::{is_label_key, is_label_value};
 use crate::selector::LabelSelector;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -202,46 +203,10 @@ fn parse_pair(item: &str, offset: usize, rule: usize) -> Result<(String, String)
     if !is_label_key(key) {
         return Err(err(StrategyErrorKind::BadLabelKey(key.to_string())));
     }
-    if !(value.is_empty() || is_label_name(value)) {
+    if !is_label_value(value) {
         return Err(err(StrategyErrorKind::BadLabelValue(value.to_string())));
     }
     Ok((key.to_string(), value.to_string()))
-}
-
-/// An optional DNS-subdomain prefix (at most 253 characters) and `/`, then a label name.
-fn is_label_key(key: &str) -> bool {
-    match key.split_once('/') {
-        Some((prefix, name)) => is_dns_subdomain(prefix) && is_label_name(name),
-        None => is_label_name(key),
-    }
-}
-
-/// 1 to 63 letters, digits, `-`, `_` or `.`, beginning and ending with a letter or digit.
-fn is_label_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(first), Some(last)) => {
-            b.len() <= 63
-                && first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
-        }
-        _ => false,
-    }
-}
-
-/// Lowercase DNS labels (letters, digits, `-`, not at either end) joined by dots, at most 253 in all.
-fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|part| {
-            let b = part.as_bytes();
-            !b.is_empty()
-                && b.len() <= 63
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-                && b[0] != b'-'
-                && b[b.len() - 1] != b'-'
-        })
 }
 
 fn parse_rule(text: &str, start: usize, rule: usize) -> Result<Rule, StrategyError> {

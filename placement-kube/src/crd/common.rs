@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as KubeLabelSe
 use kube::KubeSchema;
 use placement_core::Labels;
 use placement_core::model::{WorkloadKind, WorkloadRef};
+use placement_core::names::{is_dns_subdomain, is_label_name};
 use placement_core::selector::{LabelSelector, Operator, Requirement};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -187,30 +188,6 @@ pub fn check_label_value(path: &str, value: &str) -> Result<(), CrdError> {
     } else {
         Err(CrdError::format(path, format!("{value:?} is not a valid label value")))
     }
-}
-
-fn is_label_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(f), Some(l)) => {
-            f.is_ascii_alphanumeric()
-                && l.is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
-        }
-        _ => false,
-    }
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253
-        && s.split('.').all(|part| {
-            let b = part.as_bytes();
-            !b.is_empty()
-                && b.len() <= 63
-                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-                && b[0] != b'-'
-                && b[b.len() - 1] != b'-'
-        })
 }
 
 /// An object name: a lowercase DNS subdomain (at most 253 characters).
