@@ -47,11 +47,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Weighted admission from the SmartScheduler annotation.
     let mut index = CountIndex::new();
-    let scope = index.add_zone_scope(ZoneScope {
+    let scope = ZoneScope {
         namespace: "tools".into(),
         selector: LabelSelector::default(),
         topology_key: placement_core::ZONE_LABEL.into(),
-    });
+    };
+    let scope = index.add_zone_scope(scope, [])?;
     index.reset(&snapshot);
     let ledger = Ledger::new();
     let strategy: Strategy =

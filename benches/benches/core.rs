@@ -38,7 +38,7 @@ fn index_build(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(n), &snap, |b, snap| {
             b.iter_with_large_drop(|| {
                 let mut index = CountIndex::new();
-                index.add_zone_scope(scope.clone());
+                index.add_zone_scope(scope.clone(), []).unwrap();
                 index.reset(black_box(snap));
                 index
             })
@@ -52,7 +52,7 @@ fn decisions(c: &mut Criterion) {
     for n in SIZES {
         let snap = cluster(n);
         let mut index = CountIndex::new();
-        let scope = index.add_zone_scope(zone_scope(&snap));
+        let scope = index.add_zone_scope(zone_scope(&snap), []).unwrap();
         index.reset(&snap);
         let ledger = Ledger::new();
         let rule = DistributionRule::new(
@@ -83,7 +83,7 @@ fn decisions(c: &mut Criterion) {
         }
         let single = single_replica_workloads(&snap)
             .into_iter()
-            .find(|w| w.workload.namespace == index.zone_scope(scope).namespace)
+            .find(|w| w.workload.namespace == index.zone_scope(scope).unwrap().namespace)
             .expect("a single-replica workload");
         let mut zpod = pick_pending_pod(&snap, &single.workload).expect("a pod");
         zpod.node_selector.clear();

@@ -233,12 +233,14 @@ pub fn decide_zone_with(
     mut feasibility: std::collections::BTreeMap<String, Feasibility>,
     pod: &Pod,
 ) -> ZoneDecision {
-    let key = &index.zone_scope(scope).topology_key;
-    if let Some(z) = zone::pinned_zone(pod, key) {
+    let (Some(registered), Some(seen)) = (index.zone_scope(scope), index.zone_counts(scope)) else {
+        let reason = "the zone balancer's scope is no longer registered (it changed meanwhile): left alone";
+        return ZoneDecision { zone: None, loads: vec![], reason: reason.to_string() };
+    };
+    if let Some(z) = zone::pinned_zone(pod, &registered.topology_key) {
         return ZoneDecision { zone: None, loads: vec![], reason: format!("pod already pins zone {z}: left alone") };
     }
     let domains: Vec<String> = feasibility.keys().cloned().collect();
-    let seen = index.zone_counts(scope);
     let reserved = ledger.reserved_by_group(ledger_key, None);
     let loads: Vec<ZoneLoad> = domains
         .iter()
@@ -334,11 +336,16 @@ mod tests {
     #[test]
     fn zone_decisions_count_reservations_and_skip_pinned_pods() {
         let mut index = CountIndex::new();
-        let scope = index.add_zone_scope(ZoneScope {
-            namespace: "tools".into(),
-            selector: LabelSelector::default(),
-            topology_key: crate::ZONE_LABEL.into(),
-        });
+        let scope = index
+            .add_zone_scope(
+                ZoneScope {
+                    namespace: "tools".into(),
+                    selector: LabelSelector::default(),
+                    topology_key: crate::ZONE_LABEL.into(),
+                },
+                [],
+            )
+            .unwrap();
         index.reset(&cluster());
         let key = zone_scope_key("tools", "zb");
         let mut ledger = Ledger::new();

@@ -8,9 +8,16 @@
 //!
 //! The index also keeps every node's `requested` and `pod_count` in step with the pods bound to it, so
 //! that `crate::fit` checks on [`CountIndex::nodes`] see the truth.
+//!
+//! Nothing outlives its users: a node slot goes when its node is deleted and no pod names it any more,
+//! a pending pod's label set, a revision and a workload when their last pod goes, a zone scope when its
+//! balancer unregisters it ([`CountIndex::remove_zone_scope`]). Ids are reused, so the tables are as
+//! large as the cluster is now, however long it churns (spot nodes come and go by the thousand). At most
+//! [`MAX_ZONE_SCOPES`] scopes are registered at once: each costs a selector check per pod event.
 
 use crate::Labels;
 use crate::group::{NodeGroup, group_of_labels};
+use crate::interned::Interned;
 use crate::model::{Node, Pod, PodKey, Snapshot, WorkloadRef};
 use crate::resources::Resources;
 use crate::selector::LabelSelector;
@@ -65,6 +72,7 @@ impl ZoneScope {
 
 #[derive(Clone, Debug)]
 struct ScopeState {
+    tag: u32,
     scope: ZoneScope,
     zones: BTreeMap<String, u32>,
     /// Bound pods per node, so that a node's zone change moves its pods.
@@ -73,9 +81,22 @@ struct ScopeState {
     zone_nodes: BTreeMap<String, Vec<u32>>,
 }
 
-/// Identifies a registered zone scope.
+/// Identifies a registered zone scope. An id outlives its scope harmlessly: once the scope is removed,
+/// the index answers `None` for it, also after its slot is reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ScopeId(u16);
+pub struct ScopeId {
+    slot: u16,
+    /// Which registration of the slot this is.
+    tag: u32,
+}
+
+/// Most zone scopes registered at once (one per ZoneBalancer in use).
+pub const MAX_ZONE_SCOPES: usize = 1_024;
+
+/// A zone scope could not be registered: [`MAX_ZONE_SCOPES`] are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{MAX_ZONE_SCOPES} zone scopes are registered already (one per ZoneBalancer in use); this one is not counted")]
+pub struct TooManyScopes;
 
 /// Pods per workload, revision and place, plus zone-scope counts and node totals.
 #[derive(Clone, Debug, Default)]
@@ -84,13 +105,19 @@ pub struct CountIndex {
     nodes: Vec<Node>,
     /// Whether `nodes[id]` currently exists.
     node_live: Vec<bool>,
-    label_set_ids: HashMap<Labels, u32>,
-    label_sets: Vec<Labels>,
-    workload_ids: HashMap<WorkloadRef, u32>,
+    /// Pods placed on `nodes[id]`: a deleted node's slot is freed when none are left.
+    node_users: Vec<u32>,
+    free_nodes: Vec<u32>,
+    /// Implied node labels of pending pods.
+    label_sets: Interned<Labels>,
+    /// Workload ids; `workloads[id]` holds the counts of workload `id`.
+    workload_ids: Interned<WorkloadRef>,
     workloads: Vec<WorkloadCounts>,
-    revision_ids: HashMap<Box<str>, u32>,
+    revisions: Interned<Box<str>>,
     pods: HashMap<PodKey, PodEntry>,
-    scopes: Vec<ScopeState>,
+    scopes: Vec<Option<ScopeState>>,
+    /// The tag of the next scope registered.
+    next_scope_tag: u32,
     /// Bumped whenever a node's labels or existence change (invalidates cached group membership).
     node_generation: u64,
 }
@@ -109,18 +136,23 @@ impl CountIndex {
 
     /// Rebuild from a full list (a relist after a watch restart); zone scopes stay registered.
     pub fn reset(&mut self, snapshot: &Snapshot) {
-        let scopes: Vec<ZoneScope> = self.scopes.drain(..).map(|s| s.scope).collect();
-        *self = CountIndex { scopes: Vec::new(), ..CountIndex::default() };
+        let scopes = std::mem::take(&mut self.scopes);
+        let next_scope_tag = self.next_scope_tag;
+        *self = CountIndex { next_scope_tag, ..CountIndex::default() };
         self.node_ids.reserve(snapshot.nodes.len());
         self.pods.reserve(snapshot.pods.len());
-        for scope in scopes {
-            self.scopes.push(ScopeState {
-                scope,
-                zones: BTreeMap::new(),
-                per_node: HashMap::default(),
-                zone_nodes: BTreeMap::new(),
-            });
-        }
+        // The same ids, emptied: nodes and pods count into them again below.
+        self.scopes = scopes
+            .into_iter()
+            .map(|s| {
+                s.map(|s| ScopeState {
+                    zones: BTreeMap::new(),
+                    per_node: HashMap::default(),
+                    zone_nodes: BTreeMap::new(),
+                    ..s
+                })
+            })
+            .collect();
         for node in &snapshot.nodes {
             self.apply_node(node);
         }
@@ -129,18 +161,64 @@ impl CountIndex {
         }
     }
 
-    /// Register a zone scope and count its pods (one pass over the pods already indexed is not
-    /// possible without them, so register scopes before feeding pods, or call [`Self::reset`]).
-    pub fn add_zone_scope(&mut self, scope: ZoneScope) -> ScopeId {
-        let id = ScopeId(self.scopes.len() as u16);
+    /// Register a zone scope. The index keeps no pod labels, so it cannot tell which pods already
+    /// indexed the scope covers: `covered` names them (the caller, who has the pods, checks
+    /// [`ZoneScope::covers`]); pods applied from now on are checked here.
+    pub fn add_zone_scope<'a>(
+        &mut self,
+        scope: ZoneScope,
+        covered: impl IntoIterator<Item = &'a PodKey>,
+    ) -> Result<ScopeId, TooManyScopes> {
+        let slot = match self.scopes.iter().position(Option::is_none) {
+            Some(free) => free,
+            None if self.scopes.len() < MAX_ZONE_SCOPES => {
+                self.scopes.push(None);
+                self.scopes.len() - 1
+            }
+            None => return Err(TooManyScopes),
+        };
         let mut zone_nodes: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for (i, n) in self.nodes_with_ids() {
             if let Some(z) = n.labels.get(&scope.topology_key) {
                 zone_nodes.entry(z.clone()).or_default().push(i as u32);
             }
         }
-        self.scopes.push(ScopeState { scope, zones: BTreeMap::new(), per_node: HashMap::default(), zone_nodes });
-        id
+        let tag = self.next_scope_tag;
+        self.next_scope_tag = self.next_scope_tag.wrapping_add(1);
+        self.scopes[slot] =
+            Some(ScopeState { tag, scope, zones: BTreeMap::new(), per_node: HashMap::default(), zone_nodes });
+        let slot = slot as u16;
+        for key in covered {
+            let Some(entry) = self.pods.get_mut(key) else { continue };
+            if entry.scopes.contains(&slot) {
+                continue;
+            }
+            entry.scopes.push(slot);
+            let place = entry.place;
+            self.bump_scope(slot, place, true);
+        }
+        Ok(ScopeId { slot, tag })
+    }
+
+    /// Unregister a zone scope (its balancer is gone or changed its scope): its counts go, its id
+    /// answers `None` from now on, and its slot is free for another. Costs one pass over the pods.
+    pub fn remove_zone_scope(&mut self, id: ScopeId) {
+        if self.scope_state(id).is_none() {
+            return;
+        }
+        self.scopes[id.slot as usize] = None;
+        for entry in self.pods.values_mut() {
+            entry.scopes.retain(|&s| s != id.slot);
+        }
+    }
+
+    /// Zone scopes registered.
+    pub fn zone_scope_count(&self) -> usize {
+        self.scopes.iter().flatten().count()
+    }
+
+    fn scope_state(&self, id: ScopeId) -> Option<&ScopeState> {
+        self.scopes.get(id.slot as usize)?.as_ref().filter(|s| s.tag == id.tag)
     }
 
     /// Insert or update a node. Its requested totals stay the index's own (from pods).
@@ -184,11 +262,25 @@ impl CountIndex {
             self.move_zone_node(id, Some(&labels), None);
             self.node_live[id as usize] = false;
             self.node_generation += 1;
+            self.free_node_if_unused(id);
         }
     }
 
+    /// Frees the slot of a deleted node that no pod names any more.
+    fn free_node_if_unused(&mut self, id: u32) {
+        let i = id as usize;
+        if self.node_live[i] || self.node_users[i] > 0 {
+            return;
+        }
+        let name = std::mem::take(&mut self.nodes[i].name);
+        self.node_ids.remove(&name);
+        self.nodes[i].labels = Labels::new();
+        self.nodes[i].taints = Vec::new();
+        self.free_nodes.push(id);
+    }
+
     fn move_zone_node(&mut self, node: u32, old: Option<&Labels>, new: Option<&Labels>) {
-        for s in &mut self.scopes {
+        for s in self.scopes.iter_mut().flatten() {
             let key = &s.scope.topology_key;
             let (from, to) = (old.and_then(|l| l.get(key)), new.and_then(|l| l.get(key)));
             if from == to {
@@ -208,16 +300,16 @@ impl CountIndex {
         }
     }
 
-    /// Live nodes per zone of a scope's topology key.
+    /// Live nodes per zone of a scope's topology key (none for a scope no longer registered).
     pub fn zone_nodes(&self, scope: ScopeId) -> impl Iterator<Item = (&str, impl Iterator<Item = &Node> + Clone)> {
-        self.scopes[scope.0 as usize]
-            .zone_nodes
-            .iter()
+        self.scope_state(scope)
+            .into_iter()
+            .flat_map(|s| s.zone_nodes.iter())
             .map(|(z, ids)| (z.as_str(), ids.iter().map(|&i| &self.nodes[i as usize])))
     }
 
     fn move_scope_counts(&mut self, node: u32, old: Option<&Labels>, new: Option<&Labels>) {
-        for s in &mut self.scopes {
+        for s in self.scopes.iter_mut().flatten() {
             let n = s.per_node.get(&node).copied().unwrap_or(0);
             if n == 0 {
                 continue;
@@ -246,11 +338,11 @@ impl CountIndex {
         // placeholder slot, and the pod's counts follow once the node is applied.
         let node_id = pod.node_name.as_ref().map(|n| self.node_slot(n));
         let place = match node_id {
-            Some(id) => Some(Place::Node(id)),
-            None => {
-                let labels = pod.implied_node_labels();
-                Some(Place::Pending(self.intern_labels(labels)))
+            Some(id) => {
+                self.node_users[id as usize] += 1;
+                Some(Place::Node(id))
             }
+            None => Some(Place::Pending(self.label_sets.acquire(&pod.implied_node_labels()))),
         };
         let held = match (node_id, pod.holds_resources()) {
             (Some(id), true) => {
@@ -264,14 +356,15 @@ impl CountIndex {
         let counted = match (&pod.workload, pod.counts(), place) {
             (Some(w), true, Some(place)) => {
                 let wid = self.intern_workload(w);
-                let revision = pod.revision.as_deref().map(|r| self.intern_revision(r));
+                let revision = pod.revision.as_deref().map(|r| self.revisions.acquire(&Box::from(r)));
                 *self.workloads[wid as usize].by_revision.entry(revision).or_default().entry(place).or_insert(0) += 1;
                 Some((wid, revision))
             }
             _ => None,
         };
-        let scopes: Vec<u16> =
-            (0..self.scopes.len() as u16).filter(|&i| self.scopes[i as usize].scope.covers(pod)).collect();
+        let scopes: Vec<u16> = (0..self.scopes.len() as u16)
+            .filter(|&i| self.scopes[i as usize].as_ref().is_some_and(|s| s.scope.covers(pod)))
+            .collect();
         for &i in &scopes {
             self.bump_scope(i, place, true);
         }
@@ -309,17 +402,41 @@ impl CountIndex {
         for &i in &entry.scopes {
             self.bump_scope(i, entry.place, false);
         }
+        self.release(&entry);
+    }
+
+    /// Lets go of what `entry` used: its node slot, label set, workload and revision ids.
+    fn release(&mut self, entry: &PodEntry) {
+        match entry.place {
+            Some(Place::Node(id)) => {
+                self.node_users[id as usize] -= 1;
+                self.free_node_if_unused(id);
+            }
+            Some(Place::Pending(id)) => {
+                self.label_sets.release(id);
+            }
+            None => {}
+        }
+        if let Some((wid, revision)) = entry.counted {
+            if let Some(r) = revision {
+                self.revisions.release(r);
+            }
+            if self.workload_ids.release(wid) {
+                self.workloads[wid as usize] = WorkloadCounts::default();
+            }
+        }
     }
 
     /// Count (`add`) or uncount one pod at `place` in zone scope `i`.
     fn bump_scope(&mut self, i: u16, place: Option<Place>, add: bool) {
-        let key = &self.scopes[i as usize].scope.topology_key;
+        let Some(s) = &self.scopes[i as usize] else { return };
+        let key = &s.scope.topology_key;
         let zone = match place {
             Some(Place::Node(id)) if self.node_live[id as usize] => self.nodes[id as usize].labels.get(key).cloned(),
-            Some(Place::Pending(l)) => self.label_sets[l as usize].get(key).cloned(),
+            Some(Place::Pending(l)) => self.label_sets.get(l).and_then(|labels| labels.get(key)).cloned(),
             _ => None,
         };
-        let s = &mut self.scopes[i as usize];
+        let Some(s) = &mut self.scopes[i as usize] else { return };
         if let Some(Place::Node(id)) = place {
             let c = s.per_node.entry(id).or_insert(0);
             *c = if add { *c + 1 } else { c.saturating_sub(1) };
@@ -338,9 +455,7 @@ impl CountIndex {
         if let Some(&id) = self.node_ids.get(name) {
             return id;
         }
-        let id = self.nodes.len() as u32;
-        self.node_ids.insert(name.to_string(), id);
-        self.nodes.push(Node {
+        let placeholder = Node {
             name: name.to_string(),
             labels: Labels::new(),
             taints: Vec::new(),
@@ -351,44 +466,36 @@ impl CountIndex {
             usage: None,
             ready: false,
             unschedulable: true,
-        });
-        self.node_live.push(false);
+        };
+        let id = match self.free_nodes.pop() {
+            Some(id) => {
+                self.nodes[id as usize] = placeholder;
+                id
+            }
+            None => {
+                self.nodes.push(placeholder);
+                self.node_live.push(false);
+                self.node_users.push(0);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.node_ids.insert(name.to_string(), id);
         id
     }
 
-    fn intern_labels(&mut self, labels: Labels) -> u32 {
-        if let Some(&id) = self.label_set_ids.get(&labels) {
-            return id;
-        }
-        let id = self.label_sets.len() as u32;
-        self.label_sets.push(labels.clone());
-        self.label_set_ids.insert(labels, id);
-        id
-    }
-
-    fn intern_revision(&mut self, r: &str) -> u32 {
-        if let Some(&id) = self.revision_ids.get(r) {
-            return id;
-        }
-        let id = self.revision_ids.len() as u32;
-        self.revision_ids.insert(Box::from(r), id);
-        id
-    }
-
+    /// The id of `w`, one more of its pods counted.
     fn intern_workload(&mut self, w: &WorkloadRef) -> u32 {
-        if let Some(&id) = self.workload_ids.get(w) {
-            return id;
+        let id = self.workload_ids.acquire(w);
+        if id as usize == self.workloads.len() {
+            self.workloads.push(WorkloadCounts::default());
         }
-        let id = self.workloads.len() as u32;
-        self.workloads.push(WorkloadCounts::default());
-        self.workload_ids.insert(w.clone(), id);
         id
     }
 
     fn place_labels(&self, place: Place) -> Option<&Labels> {
         match place {
             Place::Node(id) => self.node_live[id as usize].then(|| &self.nodes[id as usize].labels),
-            Place::Pending(id) => Some(&self.label_sets[id as usize]),
+            Place::Pending(id) => self.label_sets.get(id),
         }
     }
 
@@ -417,7 +524,7 @@ impl CountIndex {
         for (place, n) in self.places(workload, revision) {
             let g = match place {
                 Place::Node(id) => membership.get(id as usize).copied().flatten().map(usize::from),
-                Place::Pending(id) => group_of_labels(groups, &self.label_sets[id as usize]),
+                Place::Pending(id) => self.label_sets.get(id).and_then(|l| group_of_labels(groups, l)),
             };
             if let Some(g) = g {
                 out[g] += n;
@@ -428,9 +535,9 @@ impl CountIndex {
 
     /// Places (and pod counts) of one workload; `revision: None` means every revision.
     fn places<'a>(&'a self, workload: &WorkloadRef, revision: Option<&str>) -> impl Iterator<Item = (Place, u32)> + 'a {
-        let wid = self.workload_ids.get(workload).copied();
+        let wid = self.workload_ids.id(workload);
         // `None`: every revision; `Some(None)`: a revision never seen, so nothing.
-        let wanted: Option<Option<u32>> = revision.map(|r| self.revision_ids.get(r).copied());
+        let wanted: Option<Option<u32>> = revision.map(|r| self.revisions.id(r));
         wid.into_iter()
             .flat_map(move |w| self.workloads[w as usize].by_revision.iter())
             .filter(move |(r, _)| match wanted {
@@ -461,14 +568,20 @@ impl CountIndex {
         self.nodes.iter().zip(&self.node_live).enumerate().filter(|(_, (_, live))| **live).map(|(i, (n, _))| (i, n))
     }
 
-    /// Pods per zone in a scope.
-    pub fn zone_counts(&self, scope: ScopeId) -> &BTreeMap<String, u32> {
-        &self.scopes[scope.0 as usize].zones
+    /// Pods per zone in a scope; `None` once the scope is removed.
+    pub fn zone_counts(&self, scope: ScopeId) -> Option<&BTreeMap<String, u32>> {
+        self.scope_state(scope).map(|s| &s.zones)
     }
 
-    /// The scope registered under `id`.
-    pub fn zone_scope(&self, id: ScopeId) -> &ZoneScope {
-        &self.scopes[id.0 as usize].scope
+    /// The scope registered under `id`; `None` once it is removed.
+    pub fn zone_scope(&self, id: ScopeId) -> Option<&ZoneScope> {
+        self.scope_state(id).map(|s| &s.scope)
+    }
+
+    /// What the index holds besides pods and live nodes, for tests and metrics: node slots (live or
+    /// not), pending label sets, workloads, revisions.
+    pub fn interned_counts(&self) -> [usize; 4] {
+        [self.node_ids.len(), self.label_sets.len(), self.workload_ids.len(), self.revisions.len()]
     }
 
     /// Live nodes, with `requested` and `pod_count` kept from the pods bound to them.
@@ -571,11 +684,7 @@ mod tests {
     #[test]
     fn zone_scopes_follow_pods_and_node_relabels() {
         let mut idx = CountIndex::new();
-        let scope = idx.add_zone_scope(ZoneScope {
-            namespace: "tools".into(),
-            selector: LabelSelector::from_pairs([("tier", "tools")]),
-            topology_key: crate::ZONE_LABEL.into(),
-        });
+        let scope = idx.add_zone_scope(tools_scope(), []).unwrap();
         idx.reset(&snapshot());
         idx.apply_pod(&PodBuilder::new("tools", "g").deployment("g").label("tier", "tools").on_node("od").build());
         idx.apply_pod(&PodBuilder::new("tools", "r").deployment("r").label("tier", "tools").on_node("sp").build());
@@ -588,11 +697,98 @@ mod tests {
                 .node_selector(crate::ZONE_LABEL, "c")
                 .build(),
         );
-        let counts = |idx: &CountIndex| idx.zone_counts(scope).iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>();
-        assert_eq!(counts(&idx), vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]);
+        assert_eq!(zone_counts(&idx, scope), vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]);
         idx.apply_node(&NodeBuilder::new("sp").label("type", "spot").zone("a").build());
-        assert_eq!(counts(&idx), vec![("a".into(), 2), ("c".into(), 1)]);
+        assert_eq!(zone_counts(&idx, scope), vec![("a".into(), 2), ("c".into(), 1)]);
         idx.delete_pod("tools", "g");
-        assert_eq!(counts(&idx), vec![("a".into(), 1), ("c".into(), 1)]);
+        assert_eq!(zone_counts(&idx, scope), vec![("a".into(), 1), ("c".into(), 1)]);
+    }
+
+    fn tools_scope() -> ZoneScope {
+        ZoneScope {
+            namespace: "tools".into(),
+            selector: LabelSelector::from_pairs([("tier", "tools")]),
+            topology_key: crate::ZONE_LABEL.into(),
+        }
+    }
+
+    fn zone_counts(idx: &CountIndex, scope: ScopeId) -> Vec<(String, u32)> {
+        idx.zone_counts(scope).expect("registered").iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    #[test]
+    fn a_scope_added_late_counts_the_pods_it_is_told_of_and_a_removed_one_answers_none() {
+        let mut idx = CountIndex::from_snapshot(&snapshot());
+        let tools = PodBuilder::new("tools", "g").deployment("g").label("tier", "tools").on_node("od").build();
+        idx.apply_pod(&tools);
+        let first = idx.add_zone_scope(tools_scope(), [&tools.key()]).unwrap();
+        assert_eq!(zone_counts(&idx, first), vec![("a".into(), 1)]);
+        idx.apply_pod(&PodBuilder::new("tools", "r").deployment("r").label("tier", "tools").on_node("sp").build());
+        assert_eq!(zone_counts(&idx, first), vec![("a".into(), 1), ("b".into(), 1)]);
+
+        idx.remove_zone_scope(first);
+        assert_eq!((idx.zone_counts(first), idx.zone_scope(first), idx.zone_scope_count()), (None, None, 0));
+        assert_eq!(idx.zone_nodes(first).count(), 0);
+        let all = ZoneScope { selector: LabelSelector::default(), ..tools_scope() };
+        let second = idx.add_zone_scope(all, [&tools.key()]).unwrap();
+        assert_eq!(idx.zone_counts(first), None, "the old id stays dead when its slot is reused");
+        assert_eq!(zone_counts(&idx, second), vec![("a".into(), 1)], "only the pods named are counted at first");
+        idx.delete_pod("tools", "r");
+        idx.delete_pod("tools", "g");
+        assert_eq!(zone_counts(&idx, second), vec![], "pods of a removed scope do not count into its successor");
+        idx.remove_zone_scope(first);
+        assert_eq!(idx.zone_scope_count(), 1, "removing a dead id changes nothing");
+    }
+
+    #[test]
+    fn zone_scopes_are_bounded_and_a_removed_one_frees_its_place() {
+        let mut idx = CountIndex::new();
+        let ids: Vec<ScopeId> = (0..MAX_ZONE_SCOPES).map(|_| idx.add_zone_scope(tools_scope(), []).unwrap()).collect();
+        assert_eq!(idx.add_zone_scope(tools_scope(), []), Err(TooManyScopes), "one past the limit");
+        idx.remove_zone_scope(ids[7]);
+        assert!(idx.add_zone_scope(tools_scope(), []).is_ok(), "at the limit again");
+        assert_eq!(idx.zone_scope_count(), MAX_ZONE_SCOPES);
+    }
+
+    /// A cluster that churns (nodes, revisions, workloads and pending label sets come and go) leaves
+    /// nothing behind: the index holds what an index built from the final state holds, and counts alike.
+    #[test]
+    fn churn_leaves_nothing_behind() {
+        let mut idx = CountIndex::from_snapshot(&snapshot());
+        let baseline = idx.interned_counts();
+        let slots = idx.nodes.len();
+        for i in 0..500 {
+            let node = format!("spot-{i}");
+            idx.apply_node(&NodeBuilder::new(&node).label("type", "spot").zone("b").build());
+            let w = format!("batch-{i}");
+            idx.apply_pod(
+                &PodBuilder::new("ns", format!("{w}-a"))
+                    .deployment(&w)
+                    .revision(format!("h{i}"))
+                    .on_node(&node)
+                    .build(),
+            );
+            let pending =
+                PodBuilder::new("ns", format!("{w}-b")).deployment(&w).pending().node_selector("slot", format!("s{i}"));
+            idx.apply_pod(&pending.build());
+            // A pod naming a node that never comes (a placeholder slot).
+            idx.apply_pod(&PodBuilder::new("ns", format!("{w}-c")).on_node(format!("ghost-{i}")).build());
+            idx.delete_node(&node);
+            idx.delete_pod("ns", &format!("{w}-a"));
+            idx.delete_pod("ns", &format!("{w}-b"));
+            idx.delete_pod("ns", &format!("{w}-c"));
+        }
+        assert_eq!(idx.interned_counts(), baseline, "node slots, label sets, workloads, revisions");
+        assert!(
+            idx.nodes.len() <= slots + 2,
+            "{} node slots for {slots} nodes: freed slots are reused",
+            idx.nodes.len()
+        );
+        let w = WorkloadRef::deployment("ns", "w");
+        let rebuilt = CountIndex::from_snapshot(&snapshot());
+        for revision in [None, Some("r1"), Some("r2")] {
+            assert_eq!(idx.group_counts(&w, revision, &groups()), rebuilt.group_counts(&w, revision, &groups()));
+        }
+        assert_eq!(idx.nodes().cloned().collect::<Vec<_>>(), rebuilt.nodes().cloned().collect::<Vec<_>>());
     }
 }

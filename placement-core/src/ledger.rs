@@ -20,6 +20,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// The annotation a placed pod carries, holding its reservation id.
 pub const RESERVATION_ANNOTATION: &str = "placement.dev/reservation";
 
+/// Longest reservation id, in bytes: an AdmissionReview uid is a UUID (36).
+pub const RESERVATION_ID_MAX: usize = 64;
+
+/// Whether `id` has the shape of a reservation id: a UUID (`8-4-4-4-12` hexadecimal digits), as the API
+/// server gives every AdmissionReview. Only such ids are reserved, and only such values of a pod's
+/// `placement.dev/reservation` leave a tombstone: a forged review's uid or a tenant's annotation of any
+/// other shape or size is never stored (`docs/security.md#who-can-reach-the-webhook-and-what-a-forged-review-can-do`).
+pub fn is_reservation_id(id: &str) -> bool {
+    const GROUPS: [usize; 5] = [8, 4, 4, 4, 12];
+    id.len() <= RESERVATION_ID_MAX
+        && id.split('-').map(str::len).eq(GROUPS)
+        && id.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+}
+
 /// One decision not yet seen in the watch cache.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -273,6 +287,27 @@ mod tests {
             group: group.into(),
             pod: None,
             expires: ts(expires),
+        }
+    }
+
+    #[test]
+    fn reservation_ids_are_uuid_shaped() {
+        for id in ["00000000-0000-4000-9000-000000000000", "7C9E6679-7425-40DE-944B-E07FC1F90AE7"] {
+            assert!(is_reservation_id(id), "{id}");
+        }
+        let long = "a".repeat(RESERVATION_ID_MAX + 1);
+        for id in [
+            "",
+            "burst-0",
+            "00000000-0000-4000-9000-00000000000",
+            "00000000-0000-4000-9000-0000000000000",
+            "00000000-0000-4000-9000-00000000000g",
+            "00000000-0000-4000-9000-000000000000-",
+            "00000000000040009000000000000000",
+            "0000000-00000-4000-9000-000000000000",
+            long.as_str(),
+        ] {
+            assert!(!is_reservation_id(id), "{id}");
         }
     }
 

@@ -30,6 +30,7 @@ pub mod error;
 pub mod fit;
 pub mod group;
 pub mod index;
+mod interned;
 pub mod ledger;
 pub mod model;
 pub mod names;

@@ -66,7 +66,7 @@ proptest! {
     fn incremental_equals_rebuilt(events in prop::collection::vec(arb_event(), 0..60)) {
         let scope = ZoneScope { namespace: "tools".into(), selector: LabelSelector::from_pairs([("tier", "tools")]), topology_key: placement_core::ZONE_LABEL.into() };
         let mut inc = CountIndex::new();
-        let sid = inc.add_zone_scope(scope.clone());
+        let sid = inc.add_zone_scope(scope.clone(), []).unwrap();
         let mut nodes: BTreeMap<u8, Node> = BTreeMap::new();
         let mut pods: BTreeMap<u8, Pod> = BTreeMap::new();
         for e in events {
@@ -82,8 +82,14 @@ proptest! {
         }
         let snap = Snapshot::new(nodes.values().cloned().collect(), pods.values().cloned().collect(), vec![], vec![]);
         let mut rebuilt = CountIndex::new();
-        let rid = rebuilt.add_zone_scope(scope.clone());
+        // A second scope, over every pod of the namespace: registered before the events in `rebuilt`,
+        // after them in `inc` (told which pods it covers).
+        let everything = ZoneScope { selector: LabelSelector::default(), ..scope.clone() };
+        let rid = rebuilt.add_zone_scope(scope.clone(), []).unwrap();
+        let rid_all = rebuilt.add_zone_scope(everything.clone(), []).unwrap();
         rebuilt.reset(&snap);
+        let covered: Vec<_> = snap.pods.iter().filter(|p| everything.covers(p)).map(|p| p.key()).collect();
+        let sid_all = inc.add_zone_scope(everything, &covered).unwrap();
         let groups = vec![NodeGroup::label("type", "ondemand"), NodeGroup::label("type", "spot")];
         let lookup = |n: &str| snap.nodes.iter().find(|x| x.name == n).map(|x| &x.labels);
         for w in 0..3 {
@@ -100,6 +106,12 @@ proptest! {
             }
         }
         prop_assert_eq!(inc.zone_counts(sid), rebuilt.zone_counts(rid));
+        prop_assert_eq!(inc.zone_counts(sid_all), rebuilt.zone_counts(rid_all));
+        // Nothing outlives its users: what the index holds is what one built from the final state holds.
+        prop_assert_eq!(inc.interned_counts(), rebuilt.interned_counts());
+        inc.remove_zone_scope(sid);
+        prop_assert_eq!(inc.zone_counts(sid), None);
+        prop_assert_eq!(inc.zone_counts(sid_all), rebuilt.zone_counts(rid_all));
         for n in &snap.nodes {
             let a = inc.node(&n.name).unwrap();
             prop_assert_eq!((a.requested, a.pod_count), (n.requested, n.pod_count), "node {}", n.name);

@@ -12,11 +12,8 @@ const ZONE: &str = placement_core::ZONE_LABEL;
 
 fn setup(snapshot: &Snapshot) -> (CountIndex, ScopeId) {
     let mut index = CountIndex::new();
-    let scope = index.add_zone_scope(ZoneScope {
-        namespace: "tools".into(),
-        selector: LabelSelector::default(),
-        topology_key: ZONE.into(),
-    });
+    let scope = ZoneScope { namespace: "tools".into(), selector: LabelSelector::default(), topology_key: ZONE.into() };
+    let scope = index.add_zone_scope(scope, []).unwrap();
     index.reset(snapshot);
     (index, scope)
 }

@@ -353,13 +353,14 @@ async fn the_example_cluster_and_resources_load_and_index() {
 #[test]
 fn a_seen_pod_confirms_its_reservation_under_the_same_lock() {
     use placement_core::ledger::{RESERVATION_ANNOTATION, Reservation};
+    const UID: &str = "6f1c2a9e-3b7d-4c55-9a0e-2d4b8f7a1c30";
     let mut index = LiveIndex::new();
     let n: k8s_openapi::api::core::v1::Node = serde_json::from_value(node("n0", "a", "spot")).unwrap();
     index.apply_node(&n);
     let web = WorkloadRef::deployment("shop", "web");
     let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(30);
     let reservation = Reservation {
-        id: "uid-1".into(),
+        id: UID.into(),
         workload: web.clone(),
         revision: Some("111".into()),
         group: "spot".into(),
@@ -370,9 +371,29 @@ fn a_seen_pod_confirms_its_reservation_under_the_same_lock() {
     let total = |i: &LiveIndex| counts(i, "111")[1] + i.ledger().reserved(&web, Some("111"), "spot");
     assert_eq!(total(&index), 1, "reserved, not yet seen");
     let mut p = pod("web-111-x", "web-111", "111", Some("n0"));
-    p["metadata"]["annotations"] = json!({RESERVATION_ANNOTATION: "uid-1"});
+    p["metadata"]["annotations"] = json!({RESERVATION_ANNOTATION: UID});
     index.apply_pod(&serde_json::from_value(p).unwrap());
     assert_eq!(index.ledger().reserved(&web, Some("111"), "spot"), 0);
     assert_eq!(total(&index), 1, "seen, no longer reserved: counted once");
     assert!(!index.ledger_mut().add(reservation), "a late copy of a confirmed reservation is ignored");
+}
+
+/// A tenant can put any value in a pod's `placement.dev/reservation`: only ids of our shape (UUIDs) are
+/// remembered as tombstones; a 100 KiB value or a short made-up one leaves nothing behind.
+#[test]
+fn a_reservation_annotation_not_of_our_shape_leaves_no_tombstone() {
+    use placement_core::ledger::RESERVATION_ANNOTATION;
+    let mut index = LiveIndex::new();
+    let ours = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let huge = "x".repeat(100 << 10);
+    for (name, value) in [("p-ours", ours), ("p-short", "burst-0"), ("p-huge", huge.as_str())] {
+        let mut p = pod(name, "web-111", "111", None);
+        p["metadata"]["annotations"] = json!({RESERVATION_ANNOTATION: value});
+        index.apply_pod(&serde_json::from_value(p).unwrap());
+    }
+    assert!(index.ledger().is_confirmed(ours), "our shape: remembered, so a late copy is never counted");
+    assert!(!index.ledger().is_confirmed("burst-0"));
+    assert!(!index.ledger().is_confirmed(&huge));
+    let kept = index.snapshot().pods.iter().filter(|p| p.annotations.contains_key(RESERVATION_ANNOTATION)).count();
+    assert_eq!(kept, 1, "only the UUID-shaped value is kept on the indexed pod");
 }

@@ -48,6 +48,7 @@ mod server;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod uids;
 pub mod workloads;
 
 pub use faults::{Fault, FaultAction, Faults, Verb};

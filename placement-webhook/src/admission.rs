@@ -20,7 +20,7 @@ use crate::decide::{Candidate, Decider, Decision, RuleKind};
 use crate::metrics::{AdmissionMetrics, Outcome};
 use crate::patch::{Placement, PreferredTerm, Requirement, plan_patch_json};
 use crate::review::{ADMITTED_UNMUTATED, Response, parse_review, warning};
-use placement_core::ledger::RESERVATION_ANNOTATION;
+use placement_core::ledger::{RESERVATION_ANNOTATION, RESERVATION_ID_MAX};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Span;
@@ -44,9 +44,15 @@ pub fn span_field(value: &str) -> tracing::field::DisplayValue<String> {
     tracing::field::display(crate::review::bounded(value, SPAN_FIELD_MAX))
 }
 
+/// A request uid as a span field: cut to [`RESERVATION_ID_MAX`] characters (a real one has 36), so a
+/// forged megabyte uid is never logged whole.
+pub fn uid_field(uid: &str) -> tracing::field::DisplayValue<String> {
+    tracing::field::display(crate::review::bounded(uid, RESERVATION_ID_MAX))
+}
+
 /// Fills in the `admission` span's request fields once the review is parsed.
 fn record_request(span: &Span, request: &crate::review::Request) {
-    span.record("uid", span_field(&request.uid));
+    span.record("uid", uid_field(&request.uid));
     if let Some(namespace) = &request.namespace {
         span.record("namespace", span_field(namespace));
     }
@@ -134,7 +140,7 @@ impl Admission {
             span.record("outcome", "malformed");
             let outcome = match &recovered.uid {
                 Some(uid) => {
-                    span.record("uid", span_field(uid));
+                    span.record("uid", uid_field(uid));
                     tracing::warn!(error = %e, "malformed AdmissionReview: allowed unmutated");
                     Outcome::Malformed
                 }

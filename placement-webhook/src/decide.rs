@@ -19,8 +19,8 @@ use placement_core::admission::{
     zone_scope_key,
 };
 use placement_core::apportion::Fallback;
-use placement_core::index::{ScopeId, ZoneScope};
-use placement_core::ledger::{LedgerState, RESERVATION_ANNOTATION, Reservation};
+use placement_core::index::{ScopeId, TooManyScopes, ZoneScope};
+use placement_core::ledger::{LedgerState, RESERVATION_ANNOTATION, Reservation, is_reservation_id};
 use placement_core::model::{Pod, WorkloadRef};
 use placement_core::resolve::{AppliedRule, DistributionView, NoRule, WorkloadView, ZoneBalancerView, resolve};
 use placement_core::strategy::{LEGACY_STRATEGY_ANNOTATION, STRATEGY_ANNOTATION, Strategy};
@@ -415,7 +415,7 @@ impl Decider {
             selector: config.selector.clone(),
             topology_key: config.topology_key.clone(),
         };
-        let scope_id = self.scope(c.namespace, &name, scope);
+        let scope_id = self.scope(c.namespace, &name, scope).map_err(|e| DecideError::Rule(e.to_string()))?;
         let key = zone_scope_key(c.namespace, &name);
         let feasibility = zone_feasibility(self.index.read().counts(), scope_id, &config.zones, pod);
         self.expensive_phase(workload);
@@ -459,18 +459,49 @@ impl Decider {
         *self.expensive_phase_hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
-    /// The index scope of a zone balancer, registered on first use (and again if its scope changed).
-    fn scope(&self, namespace: &str, name: &str, scope: ZoneScope) -> ScopeId {
+    /// The index scope of a zone balancer, registered on first use; when its scope changed, the old one
+    /// is removed. Fails past the index's bound on scopes ([`placement_core::index::MAX_ZONE_SCOPES`]).
+    fn scope(&self, namespace: &str, name: &str, scope: ZoneScope) -> Result<ScopeId, TooManyScopes> {
         let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
         let key = (namespace.to_string(), name.to_string());
         if let Some((s, id)) = scopes.get(&key)
             && *s == scope
         {
-            return *id;
+            return Ok(*id);
         }
-        let id = self.index.write().add_zone_scope(scope.clone());
+        let mut index = self.index.write();
+        if let Some((_, old)) = scopes.remove(&key) {
+            index.remove_zone_scope(old);
+        }
+        let id = index.add_zone_scope(scope.clone())?;
         scopes.insert(key, (scope, id));
-        id
+        Ok(id)
+    }
+
+    /// Unregisters the zone scopes of balancers that are gone (the upkeep loop calls it now and then).
+    /// Returns how many were removed.
+    pub fn forget_unused_scopes(&self) -> usize {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<(String, String)> = scopes
+            .keys()
+            .filter(|(ns, name)| !self.rules.zone_balancers(ns).iter().any(|zb| name_of(&**zb) == *name))
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return 0;
+        }
+        let mut index = self.index.write();
+        for key in &gone {
+            if let Some((_, id)) = scopes.remove(key) {
+                index.remove_zone_scope(id);
+            }
+        }
+        gone.len()
+    }
+
+    /// Zone scopes registered by this decider.
+    pub fn zone_scope_count(&self) -> usize {
+        self.scopes.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     fn reserve(
@@ -481,7 +512,8 @@ impl Decider {
         revision: Option<String>,
         group: String,
     ) -> Option<String> {
-        if c.dry_run {
+        if c.dry_run || !is_reservation_id(c.uid) {
+            // A uid the API server would not send (not a UUID): decided, but never stored.
             return None;
         }
         let now = jiff::Timestamp::now();

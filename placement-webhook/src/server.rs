@@ -17,6 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use warp::Filter;
 
+/// Upkeep ticks (50 ms) between two passes over the registered zone scopes.
+const FORGET_SCOPES_EVERY: u64 = 200;
+
 /// Everything `placement-webhook serve` is configured with.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -160,7 +163,8 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
         }
     };
     let mut tasks = Vec::new();
-    // Readiness follows the watches; reservations whose pods never came expire.
+    // Readiness follows the watches; reservations whose pods never came expire; every 10 s the zone
+    // scopes of deleted ZoneBalancers are unregistered.
     {
         let readiness = readiness.clone();
         let stop = until_stopped();
@@ -170,6 +174,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
                 // Small steps: expiry is in time order, so a tick costs what is due, and 50 ms keeps the
                 // time it holds the index's write lock short under a sustained load (docs/performance.md).
                 let mut tick = tokio::time::interval(Duration::from_millis(50));
+                let mut ticks: u64 = 0;
                 loop {
                     tick.tick().await;
                     readiness.set_indexes_synced(index.is_ready() && rules.is_ready());
@@ -178,6 +183,13 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
                     let expired = decider.expire_reservations();
                     if expired > 0 {
                         tracing::debug!(expired, "reservations expired: their pods never appeared");
+                    }
+                    ticks += 1;
+                    if ticks.is_multiple_of(FORGET_SCOPES_EVERY) {
+                        let forgotten = decider.forget_unused_scopes();
+                        if forgotten > 0 {
+                            tracing::debug!(forgotten, "zone scopes of deleted ZoneBalancers unregistered");
+                        }
                     }
                 }
             };

@@ -151,7 +151,7 @@ impl Job {
     fn span(&self) -> tracing::Span {
         tracing::info_span!(
             "admission",
-            uid = crate::admission::span_field(&self.uid),
+            uid = crate::admission::uid_field(&self.uid),
             namespace = crate::admission::span_field(&self.namespace),
             workload = tracing::field::Empty
         )

@@ -6,6 +6,7 @@ use placement_core::apportion::{Apportionment, Base};
 use placement_core::ledger::RESERVATION_ANNOTATION;
 use placement_kube::crd::{PodDistribution, ZoneBalancer};
 use placement_kube::live::{LiveIndex, SharedIndex};
+use placement_testkit::uids::review_uid;
 use placement_webhook::decide::{Candidate, DecideError, Decider, RuleKind, StaticRules};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -76,7 +77,7 @@ fn decide_n(decider: &Decider, prefix: &str, n: usize, dry_run: bool) -> BTreeMa
     let mut placed = BTreeMap::new();
     for i in 0..n {
         let pod = incoming("web", "h1", json!({"app": "web"}));
-        let uid = format!("{prefix}-{i}");
+        let uid = review_uid(prefix, i as u64);
         let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: &uid, dry_run }).unwrap();
         assert_eq!(d.rule, RuleKind::Strategy, "{d:?}");
         assert_eq!(d.reservation.is_some(), !dry_run);
@@ -114,7 +115,7 @@ fn pods_that_appear_replace_their_reservations() {
     // Ten decisions, then their pods appear (bound to a node of the chosen group) carrying the ids.
     for i in 0..10 {
         let pod = incoming("web", "h1", json!({"app": "web"}));
-        let uid = format!("uid-{i}");
+        let uid = review_uid("uid", i as u64);
         let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: &uid, dry_run: false }).unwrap();
         let node = if d.required["capacity"] == "spot" { "spot-c" } else { "od-a" };
         let mut seen = serde_json::to_value(&pod).unwrap();
@@ -232,13 +233,17 @@ spec:
     let mut zones = Vec::new();
     for name in ["s1", "s2", "s3", "s4"] {
         let pod = incoming(name, "h", json!({"app": name, "zone-balance": "true"}));
-        let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: name, dry_run: false }).unwrap();
+        let d = decider
+            .decide(&Candidate { pod: &pod, namespace: "shop", uid: &review_uid(name, 0), dry_run: false })
+            .unwrap();
         assert_eq!(d.rule, RuleKind::ZoneBalancer, "{d:?}");
         zones.push(d.required["topology.kubernetes.io/zone"].clone());
     }
     assert_eq!(zones, ["a", "b", "c", "a"], "least-loaded zone, ties to the lowest name");
     let pod = incoming("big", "h", json!({"app": "big", "zone-balance": "true"}));
-    let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: "big", dry_run: false }).unwrap();
+    let d = decider
+        .decide(&Candidate { pod: &pod, namespace: "shop", uid: &review_uid("big", 0), dry_run: false })
+        .unwrap();
     assert_eq!(d.rule, RuleKind::None, "five replicas are not a single-replica workload");
 }
 
@@ -301,7 +306,7 @@ fn strict_mode_counts_a_shared_reservation_until_the_local_watch_sees_its_pod() 
     let mut groups = Vec::new();
     for i in 0..4 {
         let pod = incoming("web", "h1", json!({"app": "web"}));
-        let uid = format!("a-{i}");
+        let uid = review_uid("a", i as u64);
         let d = a.decide(&Candidate { pod: &pod, namespace: "shop", uid: &uid, dry_run: false }).unwrap();
         groups.push(d.required["capacity"].clone());
     }
@@ -310,36 +315,36 @@ fn strict_mode_counts_a_shared_reservation_until_the_local_watch_sees_its_pod() 
     assert!(shared.confirmed.is_empty());
 
     // a's watch shows a-0's pod: a marks it confirmed but keeps it listed for lagging peers.
-    index_a.write().apply_pod(&seen_pod("a-0", &groups[0], 0));
+    index_a.write().apply_pod(&seen_pod(&review_uid("a", 0), &groups[0], 0));
     let shared = a.shared_state(&key, &shared);
     assert_eq!(shared.reservations.len(), 4, "still listed");
-    assert!(shared.confirmed.contains_key("a-0"));
+    assert!(shared.confirmed.contains_key(&review_uid("a", 0)));
 
     // b has not seen that pod yet: it counts all four.
     b.sync_shared_ledger(&key, &shared);
     assert_eq!(index_b.read().ledger().len(), 4, "a-0 counted as a reservation until b sees its pod");
-    index_b.write().apply_pod(&seen_pod("a-0", &groups[0], 0));
+    index_b.write().apply_pod(&seen_pod(&review_uid("a", 0), &groups[0], 0));
     assert_eq!(index_b.read().ledger().len(), 3, "and as a pod once it does, never twice");
     b.sync_shared_ledger(&key, &shared);
     assert_eq!(index_b.read().ledger().len(), 3, "a re-read does not bring it back");
 
     // a drops a-1 (say its pod pinned another group): the next write leaves it out, and b follows.
-    a.release("a-1");
+    a.release(&review_uid("a", 1));
     let shared = a.shared_state(&key, &shared);
-    assert!(!shared.reservations.iter().any(|r| r.id == "a-1"), "{shared:?}");
+    assert!(!shared.reservations.iter().any(|r| r.id == review_uid("a", 1)), "{shared:?}");
     b.sync_shared_ledger(&key, &shared);
     assert_eq!(index_b.read().ledger().len(), 2);
 
     // A confirmation whose listing time is over drops the reservation everywhere.
     let mut old = shared.clone();
-    old.confirmed.insert("a-2".into(), jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1));
+    old.confirmed.insert(review_uid("a", 2), jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1));
     b.sync_shared_ledger(&key, &old);
     assert_eq!(index_b.read().ledger().len(), 1);
-    assert!(!b.shared_state(&key, &old).reservations.iter().any(|r| r.id == "a-2"));
+    assert!(!b.shared_state(&key, &old).reservations.iter().any(|r| r.id == review_uid("a", 2)));
 
     // b's own next decision counts a-0's pod and a-3's reservation (a-1 and a-2 are gone): three on target(3).
     let pod = incoming("web", "h1", json!({"app": "web"}));
-    let d = b.decide(&Candidate { pod: &pod, namespace: "shop", uid: "b-0", dry_run: false }).unwrap();
+    let d = b.decide(&Candidate { pod: &pod, namespace: "shop", uid: &review_uid("b", 0), dry_run: false }).unwrap();
     let mut counts = BTreeMap::<String, u32>::new();
     for g in [&groups[0], &groups[3], &d.required["capacity"]] {
         *counts.entry(g.clone()).or_default() += 1;
@@ -402,4 +407,73 @@ fn the_decision_annotation_is_bounded() {
     assert!(text.ends_with('…'));
     let short = Decision { reason: "spot: shortfall 1".into(), ..long };
     assert_eq!(placement(&short).annotations[DECISION_ANNOTATION], format!("{}: spot: shortfall 1", short.source));
+}
+
+/// A uid the API server would not send (not a UUID, or a megabyte of it) is decided like any other but
+/// never stored: no reservation, nothing in the ledger.
+#[test]
+fn a_uid_not_of_our_shape_is_decided_but_reserves_nothing() {
+    let decider =
+        Decider::new(index(&cluster(Some(STRATEGY))), Arc::new(StaticRules::default()), Duration::from_secs(60));
+    let huge = "f".repeat(1 << 20);
+    let longer = format!("{}-0", review_uid("x", 0));
+    for uid in ["burst-0", huge.as_str(), longer.as_str()] {
+        let pod = incoming("web", "h1", json!({"app": "web"}));
+        let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid, dry_run: false }).unwrap();
+        assert!(d.places(), "{d:?}");
+        assert_eq!(d.reservation, None, "uid of {} bytes", uid.len());
+    }
+    assert_eq!(decider.index().read().ledger().len(), 0);
+    let pod = incoming("web", "h1", json!({"app": "web"}));
+    let uid = review_uid("x", 1);
+    let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: &uid, dry_run: false }).unwrap();
+    assert_eq!(d.reservation.as_deref(), Some(uid.as_str()), "a UUID reserves");
+}
+
+/// Rules a test can change while the decider runs (the live source follows watches the same way).
+#[derive(Default)]
+struct ChangingRules(std::sync::Mutex<StaticRules>);
+
+impl placement_webhook::decide::RuleSource for ChangingRules {
+    fn distributions(&self, namespace: &str) -> Vec<Arc<PodDistribution>> {
+        self.0.lock().unwrap().distributions(namespace)
+    }
+    fn zone_balancers(&self, namespace: &str) -> Vec<Arc<ZoneBalancer>> {
+        self.0.lock().unwrap().zone_balancers(namespace)
+    }
+    fn rebalance_policies(&self) -> Vec<Arc<placement_kube::crd::RebalancePolicy>> {
+        vec![]
+    }
+}
+
+fn zone_balancer(label: &str) -> Arc<ZoneBalancer> {
+    let yaml = format!(
+        "apiVersion: placement.dev/v1alpha1\nkind: ZoneBalancer\nmetadata: {{name: singletons, namespace: shop}}\n\
+         spec: {{selector: {{matchLabels: {{{label}: \"true\"}}}}, mode: webhook, affinity: required}}"
+    );
+    Arc::new(serde_yaml_ng::from_str(&yaml).unwrap())
+}
+
+/// A ZoneBalancer whose selector changes gets a new zone scope and its old one is unregistered; a
+/// deleted one's scope goes at the next upkeep pass. So edits and churn never pile scopes up.
+#[test]
+fn zone_scopes_follow_their_balancers_and_are_freed() {
+    let mut objects = cluster(None);
+    objects.push(deployment("s1", 1, None));
+    objects.push(replicaset("s1", "h"));
+    let rules = Arc::new(ChangingRules::default());
+    let decider = Decider::new(index(&objects), rules.clone(), Duration::from_secs(60));
+    let registered = || (decider.zone_scope_count(), decider.index().read().counts().zone_scope_count());
+    let pod = incoming("s1", "h", json!({"app": "s1", "a": "true", "b": "true"}));
+    for (i, label) in ["a", "b", "a", "b"].into_iter().enumerate() {
+        rules.0.lock().unwrap().zone_balancers = vec![zone_balancer(label)];
+        let uid = review_uid(label, i as u64);
+        let d = decider.decide(&Candidate { pod: &pod, namespace: "shop", uid: &uid, dry_run: false }).unwrap();
+        assert_eq!(d.rule, RuleKind::ZoneBalancer, "{d:?}");
+        assert_eq!(registered(), (1, 1), "after selector {label}");
+    }
+    assert_eq!(decider.forget_unused_scopes(), 0, "the balancer is still there");
+    rules.0.lock().unwrap().zone_balancers.clear();
+    assert_eq!(decider.forget_unused_scopes(), 1);
+    assert_eq!(registered(), (0, 0));
 }

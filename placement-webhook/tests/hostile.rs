@@ -555,7 +555,7 @@ impl Strict {
     /// `n` admissions of `web` pods at once, each with `budget` to decide.
     async fn wave(&self, strict: &StrictMode, n: usize, budget: Duration, tag: &str) -> Vec<Result<(), String>> {
         let pod = web_pod();
-        let uids: Vec<String> = (0..n).map(|i| format!("{tag}-{i}")).collect();
+        let uids: Vec<String> = (0..n).map(|i| placement_testkit::uids::review_uid(tag, i as u64)).collect();
         let decisions = uids.iter().map(|uid| {
             let pod = &pod;
             async move {

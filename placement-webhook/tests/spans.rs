@@ -5,6 +5,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use placement_core::ledger::RESERVATION_ID_MAX;
 use placement_kube::crd::PodDistribution;
 use placement_kube::live::{LiveIndex, SharedIndex};
 use placement_testkit::FakeApiServer;
@@ -138,9 +139,9 @@ fn a_huge_uid_is_cut_in_every_line() {
     });
     let lines = captured.take();
     assert!(!lines.is_empty());
-    let cut = format!("uid={}… ", "u".repeat(SPAN_FIELD_MAX - 1));
+    let cut = format!("uid={}… ", "u".repeat(RESERVATION_ID_MAX - 1));
     for line in &lines {
-        assert!(line.contains(&cut), "the uid is not cut to {SPAN_FIELD_MAX} characters: {:.300}", line);
+        assert!(line.contains(&cut), "the uid is not cut to {RESERVATION_ID_MAX} characters: {:.300}", line);
         assert!(line.len() < 4 * SPAN_FIELD_MAX + 1_000, "a line of {} bytes", line.len());
     }
 }

@@ -16,9 +16,9 @@ use crate::convert::{self, ConvertError, ReplicaSetOwners};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1 as core_v1;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use placement_core::index::{CountIndex, ScopeId, ZoneScope};
-use placement_core::ledger::{Ledger, RESERVATION_ANNOTATION};
-use placement_core::model::{Node, Pdb, Pod, Snapshot, Workload, WorkloadRef};
+use placement_core::index::{CountIndex, ScopeId, TooManyScopes, ZoneScope};
+use placement_core::ledger::{Ledger, RESERVATION_ANNOTATION, is_reservation_id};
+use placement_core::model::{Node, Pdb, Pod, PodKey, Snapshot, Workload, WorkloadRef};
 use placement_core::resources::Resources;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::{BTreeMap, VecDeque};
@@ -135,13 +135,26 @@ impl LiveIndex {
         &self.counts
     }
 
-    /// Registers a zone scope and counts the pods already indexed into it.
-    pub fn add_zone_scope(&mut self, scope: ZoneScope) -> ScopeId {
-        let id = self.counts.add_zone_scope(scope);
-        // The core index can count existing pods into a new scope only from the pods themselves.
-        let snapshot = self.snapshot();
-        self.counts.reset(&snapshot);
-        id
+    /// Registers a zone scope and counts the pods already indexed into it: one pass over the pods, the
+    /// labels first, converting only the few of its namespace that match.
+    pub fn add_zone_scope(&mut self, scope: ZoneScope) -> Result<ScopeId, TooManyScopes> {
+        let prefix = format!("{}/", scope.namespace);
+        let covered: Vec<PodKey> = self
+            .pods
+            .iter()
+            .filter(|(k, p)| k.starts_with(&prefix) && scope.selector.matches(p.labels()))
+            .filter_map(|(k, p)| {
+                let (ns, name) = split_key(k);
+                let pod = p.to_pod(&ns, &name);
+                scope.covers(&pod).then(|| pod.key())
+            })
+            .collect();
+        self.counts.add_zone_scope(scope, &covered)
+    }
+
+    /// Unregisters a zone scope ([`CountIndex::remove_zone_scope`]).
+    pub fn remove_zone_scope(&mut self, id: ScopeId) {
+        self.counts.remove_zone_scope(id);
     }
 
     /// Whether the first full list of `kind` has been applied.
@@ -268,7 +281,10 @@ impl LiveIndex {
                 let pk = pod_key(&pod.namespace, &pod.name);
                 pod.usage = self.pod_usage.get(pk.as_str()).copied();
                 // Annotations other than the ones the core reads are dropped: they can be large.
-                pod.annotations.retain(|k, _| is_read_annotation(k));
+                // A reservation value not of our shape is a tenant's, of any size: neither kept nor
+                // remembered as a tombstone.
+                pod.annotations
+                    .retain(|k, v| is_read_annotation(k) && (k != RESERVATION_ANNOTATION || is_reservation_id(v)));
                 if let Some(id) = pod.annotations.get(RESERVATION_ANNOTATION) {
                     let now = jiff::Timestamp::now();
                     self.ledger.confirm(id, now.saturating_add(self.confirm_memory.0).unwrap_or(now));

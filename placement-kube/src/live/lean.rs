@@ -112,6 +112,10 @@ impl LeanPod {
         }
     }
 
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
     /// The core pod back, with its namespace and name.
     pub fn to_pod(&self, namespace: &str, name: &str) -> Pod {
         Pod {

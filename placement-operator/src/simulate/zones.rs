@@ -63,11 +63,12 @@ pub struct ZonePlacement {
 
 pub fn run(spec: &ZoneBalancerSpec, world: &mut World, now: Timestamp) -> ZoneReport {
     let mut index = CountIndex::new();
-    let scope = index.add_zone_scope(ZoneScope {
+    let scope = ZoneScope {
         namespace: spec.namespace.clone(),
         selector: spec.selector.0.clone(),
         topology_key: spec.topology_key.clone(),
-    });
+    };
+    let scope = index.add_zone_scope(scope, []).expect("a new index has room for a zone scope");
     index.reset(&world.snapshot);
     let key = zone_scope_key(&spec.namespace, "simulate");
     let mut ledger = Ledger::new();
@@ -113,7 +114,7 @@ pub fn run(spec: &ZoneBalancerSpec, world: &mut World, now: Timestamp) -> ZoneRe
         }
         decisions.push(ZonePlacement { workload: item.name.clone(), zone: decision.zone, node, reason });
     }
-    ZoneReport { decisions, counts: index.zone_counts(scope).clone() }
+    ZoneReport { decisions, counts: index.zone_counts(scope).cloned().unwrap_or_default() }
 }
 
 impl ZoneReport {
