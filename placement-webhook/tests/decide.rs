@@ -365,7 +365,7 @@ fn pods_bound_by_their_creator_and_reinvocations_are_left_as_they_are() {
     // spec.nodeName: the scheduler never sees the pod, a selector could only get it rejected.
     let mut bound = incoming("web", "h1", json!({"app": "web"}));
     bound.spec.as_mut().unwrap().node_name = Some("od-a".into());
-    let d = decide(&bound, "bound");
+    let d = decide(&bound, &review_uid("bound", 0));
     assert_eq!(d.rule, RuleKind::None);
     assert!(d.reason.contains("bound to node od-a"), "{}", d.reason);
     assert!(!d.places() && d.reservation.is_none());
@@ -376,17 +376,20 @@ fn pods_bound_by_their_creator_and_reinvocations_are_left_as_they_are() {
         "placement.dev/decision".to_string(),
         "RebalancePolicy default: steered to node od-b".to_string(),
     )]));
-    let d = decide(&decided, "again");
+    let d = decide(&decided, &review_uid("again", 0));
     assert!(d.reason.contains("reinvocation") && !d.places(), "{d:?}");
 
     // A reservation id of any size is quoted cut.
     let mut reserved = incoming("web", "h1", json!({"app": "web"}));
     reserved.metadata.annotations = Some(BTreeMap::from([(RESERVATION_ANNOTATION.to_string(), "x".repeat(100_000))]));
-    let d = decide(&reserved, "reserved");
+    let d = decide(&reserved, &review_uid("reserved", 0));
     assert!(d.reason.len() < 200 && !d.places(), "{}", d.reason);
 
     assert_eq!(decider.index().read().ledger().len(), 0, "none of them reserved anything");
-    assert!(decide(&incoming("web", "h1", json!({"app": "web"})), "fresh").places(), "an ordinary pod is placed");
+    assert!(
+        decide(&incoming("web", "h1", json!({"app": "web"})), &review_uid("fresh", 0)).places(),
+        "an ordinary pod is placed"
+    );
 }
 
 #[test]
