@@ -37,6 +37,7 @@ use crate::shed::Shed;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
+use placement_core::ledger::LedgerState;
 use placement_core::model::WorkloadRef;
 use placement_kube::crd::{PodDistribution, SharedLedger, ZoneBalancer};
 use serde::Serialize;
@@ -288,6 +289,28 @@ impl StrictMode {
     }
 }
 
+/// Folds the shared ledger in and decides every job of a batch, in arrival order, on a blocking thread.
+/// `None` if that thread panicked (the jobs are dropped, so their admissions fail open).
+async fn decide_batch(
+    decider: Arc<Decider>,
+    key: WorkloadRef,
+    shared: LedgerState,
+    jobs: Vec<Job>,
+) -> Option<(Vec<Job>, Vec<Result<Decision, DecideError>>)> {
+    // The round's span and the caller's subscriber go with the work (a thread-local default would not).
+    let round = tracing::Span::current();
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    let decide = move || {
+        let _subscriber = tracing::dispatcher::set_default(&dispatch);
+        round.in_scope(|| {
+            decider.sync_shared_ledger(&key, &shared);
+            let decisions = jobs.iter().map(|j| j.span().in_scope(|| decider.decide(&j.candidate()))).collect();
+            (jobs, decisions)
+        })
+    };
+    tokio::task::spawn_blocking(decide).await.ok()
+}
+
 /// One read-decide-write cycle (repeated on conflict) over a batch of admissions.
 struct Round {
     queue: Arc<Queue>,
@@ -342,9 +365,14 @@ impl Round {
                 },
             };
             let shared = current.shared_ledger();
-            self.decider.sync_shared_ledger(key, &shared);
-            let decisions: Vec<_> =
-                jobs.iter().map(|j| j.span().in_scope(|| self.decider.decide(&j.candidate()))).collect();
+            // Off the runtime's workers, which serve TLS, probes and watches: a batch decides up to 32 pods.
+            let Some((decided_jobs, decisions)) =
+                decide_batch(self.decider.clone(), key.clone(), shared.clone(), jobs).await
+            else {
+                // The batch's jobs were dropped with it: each admission sees its round abandoned and fails open.
+                return;
+            };
+            jobs = decided_jobs;
             let reserved: Vec<String> =
                 decisions.iter().filter_map(|d| d.as_ref().ok().and_then(|d| d.reservation.clone())).collect();
             if reserved.is_empty() {

@@ -2,7 +2,8 @@
 //! decider's test hook, which runs where a decision does its expensive work), another namespace's pods
 //! are placed and `/healthz` answers, through the real server (real TLS, the fake API server calling the
 //! webhook as a cluster would). More slow admissions than the runtime has workers: decisions run on the
-//! blocking pool, not on the workers that serve connections and probes.
+//! blocking pool, not on the workers that serve connections and probes. The same holds in strict mode,
+//! where decisions are made by rounds (one per PodDistribution) rather than by the requests themselves.
 //!
 //! The bound asserted (1 s, against admissions held for 4 s) tells "did not wait" from "waited" on a
 //! loaded machine; the latencies measured are printed (`--nocapture`).
@@ -14,7 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use placement_core::model::WorkloadRef;
 use placement_testkit::FakeApiServer;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,7 +23,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const STRATEGY: &str = "base=1,weight=1,nodeSelector=capacity:on-demand;weight=3,nodeSelector=capacity:spot";
 const HELD: Duration = Duration::from_secs(4);
 
-fn seed(fake: &FakeApiServer) {
+/// Namespaces whose admissions the hook holds.
+const SLOW: [&str; 4] = ["slow-0", "slow-1", "slow-2", "slow-3"];
+
+fn seed(fake: &FakeApiServer, strict: bool) {
     for crd in placement_kube::crd::all_crds() {
         fake.put(serde_json::to_value(crd).unwrap()).unwrap();
     }
@@ -31,7 +35,7 @@ fn seed(fake: &FakeApiServer) {
             "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "500"}, "conditions": [{"type": "Ready", "status": "True"}]}}))
             .unwrap();
     }
-    for ns in ["slow", "shop"] {
+    for ns in SLOW.into_iter().chain(["shop"]) {
         fake.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).unwrap();
         fake.put(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns,
                 "annotations": {"placement.dev/strategy": STRATEGY}},
@@ -40,6 +44,14 @@ fn seed(fake: &FakeApiServer) {
         fake.put(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-h1", "namespace": ns,
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "d", "controller": true}]}}))
             .unwrap();
+        if strict && ns != "shop" {
+            fake.put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "PodDistribution",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "strict": true,
+                    "groups": [{"name": "on-demand", "nodeSelector": {"matchLabels": {"capacity": "on-demand"}}, "weight": 1},
+                               {"name": "spot", "nodeSelector": {"matchLabels": {"capacity": "spot"}}, "weight": 3}]}}))
+                .unwrap();
+        }
     }
 }
 
@@ -67,13 +79,23 @@ async fn healthz(address: std::net::SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_workload_holds_up_neither_another_namespace_nor_the_probes() {
+    slow_workloads_hold_up_nothing_else(false).await;
+}
+
+/// Four strict-mode rounds held at once, each in its own namespace: more rounds than workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_strict_rounds_hold_up_neither_another_namespace_nor_the_probes() {
+    slow_workloads_hold_up_nothing_else(true).await;
+}
+
+async fn slow_workloads_hold_up_nothing_else(strict: bool) {
     let fake = FakeApiServer::start().await.unwrap();
-    seed(&fake);
+    seed(&fake, strict);
     let (certs, cert_pem) = certificates();
     let webhook = start_webhook(&fake, certs.path(), |c| c.deadline = Duration::from_secs(8)).await;
     register_webhook_with_timeout(&fake, webhook.address.port(), &cert_pem, 10);
     let hook = Arc::new(|w: &WorkloadRef| {
-        if w.namespace == "slow" {
+        if w.namespace.starts_with("slow-") {
             std::thread::sleep(HELD);
         }
     });
@@ -81,9 +103,10 @@ async fn a_slow_workload_holds_up_neither_another_namespace_nor_the_probes() {
 
     // Four slow admissions in flight: more than the runtime's two workers.
     let started = Instant::now();
-    let slow: Vec<_> = (0..4)
-        .map(|_| {
-            let pods: Api<Pod> = Api::namespaced(fake.client(), "slow");
+    let slow: Vec<_> = SLOW
+        .into_iter()
+        .map(|ns| {
+            let pods: Api<Pod> = Api::namespaced(fake.client(), ns);
             tokio::spawn(async move { pods.create(&PostParams::default(), &pod()).await })
         })
         .collect();
@@ -108,9 +131,13 @@ async fn a_slow_workload_holds_up_neither_another_namespace_nor_the_probes() {
 
     for h in slow {
         let created = h.await.unwrap().unwrap();
-        assert!(decision(&created).is_some(), "the slow admissions are placed in the end: {created:?}");
+        let decided = decision(&created);
+        assert!(decided.is_some(), "the slow admissions are placed in the end: {created:?}");
+        if strict {
+            assert!(decided.is_some_and(|d| d.contains("PodDistribution")), "placed by the strict PodDistribution");
+        }
     }
     assert!(started.elapsed() >= HELD, "the hook held them");
-    let placed_slow: Vec<Value> = fake.list("v1", "Pod", Some("slow"));
-    assert_eq!(placed_slow.len(), 4);
+    let placed_slow: usize = SLOW.iter().map(|ns| fake.list("v1", "Pod", Some(ns)).len()).sum();
+    assert_eq!(placed_slow, 4);
 }
