@@ -226,3 +226,35 @@ fn the_default_min_improvement_still_moves_pods_on_a_5000_node_cluster() {
     let per_move = (p.sigma_before - p.sigma_after) / p.evictions.len() as f64;
     assert!(per_move < policy.min_improvement, "each move lowers sigma by {per_move}, below 0.001");
 }
+
+/// The largest backoffs a policy can hold (whatever a CRD's schema let through) are arithmetic, not a
+/// crash: the operator once panicked on `workloadBackoff: 999999999999h` and crash-looped.
+#[test]
+fn the_largest_backoffs_mean_never_again_not_a_panic() {
+    let snap = cluster((0..4).map(|i| busy(&format!("web-new-{i}"), "web")).collect(), vec![]);
+    for (workload, node) in [(u64::MAX, 0), (0, u64::MAX), (u64::MAX, u64::MAX), (i64::MAX as u64, i64::MAX as u64)] {
+        let pol = RebalancePolicy { workload_backoff_seconds: workload, node_backoff_seconds: node, ..policy() };
+        let mut state = RebalanceState::default();
+        for _ in 0..pol.observations_to_enter {
+            state = observe(&pol, &state, &snap, now());
+        }
+        state.record([placement_core::rebalance::EvictionRecord {
+            at: now() - jiff::SignedDuration::from_secs(60),
+            pod: placement_core::model::PodKey { namespace: "apps".into(), name: "web-old".into() },
+            workload: Some(WorkloadRef::deployment("apps", "web")),
+            from: "hot".into(),
+            to: "cold".into(),
+            slo: None,
+        }]);
+        // History is kept for the longer backoff: with u64::MAX it once wrapped to -1 s and forgot it all.
+        state = observe(&pol, &state, &snap, now());
+        assert_eq!(state.history.len(), 1, "backoffs {workload}/{node}");
+        let p = plan(&PlanInput { snapshot: &snap, policy: &pol, state: &state, slos: &[], classes: &[], now: now() });
+        assert!(p.evictions.is_empty(), "backoffs {workload}/{node}: {:#?}", p.evictions);
+        assert!(
+            p.skipped.iter().all(|s| ["workload_backoff", "node_backoff"].contains(&s.reason.metric_label())),
+            "{:#?}",
+            p.skipped
+        );
+    }
+}

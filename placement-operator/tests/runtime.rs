@@ -283,9 +283,34 @@ async fn a_controller_that_stops_ends_the_operator_and_releases_the_lease() {
     )
     .await
     .expect("the operator stops when a controller ends");
-    assert!(matches!(result, Err(RunError::ControllerEnded("quitter"))), "{result:?}");
+    assert!(matches!(&result, Err(RunError::ControllerEnded(how)) if how == "quitter returned"), "{result:?}");
     let lease = server.get("coordination.k8s.io/v1", "Lease", NS, "placement-operator").unwrap();
     assert_eq!(lease.pointer("/spec/holderIdentity"), None, "{lease}");
+}
+
+/// A controller that panics ends the operator too, and the error names it and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_that_panics_is_named_with_its_panic() {
+    let server = fake(true).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let controllers = |ctx: placement_operator::Context, _: &mut Registry| {
+        vec![
+            Controller::new("steady", std::future::pending()),
+            Controller::new("crasher", async move {
+                let mut leadership = ctx.leadership.clone();
+                leadership.led().await;
+                panic!("arithmetic went wrong");
+            }),
+        ]
+    };
+    let result = tokio::time::timeout(
+        Duration::from_secs(15),
+        run_with(clients(&server), run_config("op-1"), listener, controllers, std::future::pending()),
+    )
+    .await
+    .expect("the operator stops when a controller panics");
+    let err = result.unwrap_err();
+    assert_eq!(err.to_string(), "controller crasher panicked: arithmetic went wrong; restarting the operator");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

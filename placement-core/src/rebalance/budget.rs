@@ -25,8 +25,15 @@ pub(crate) struct Budgets<'a> {
     max_unavailable: HashMap<&'a WorkloadRef, u32>,
 }
 
+/// `secs` before `now`, or the earliest time there is. Time arithmetic here never panics, whatever
+/// the policy says: an absurd backoff means "never again", not a crash.
 fn since(now: Timestamp, secs: u64) -> Timestamp {
     now.checked_sub(SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))).unwrap_or(Timestamp::MIN)
+}
+
+/// `secs` after `t`, or the latest time there is.
+fn after(t: Timestamp, secs: u64) -> Timestamp {
+    t.checked_add(SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))).unwrap_or(Timestamp::MAX)
 }
 
 impl<'a> Budgets<'a> {
@@ -121,13 +128,13 @@ impl<'a> Budgets<'a> {
             if let Some(last) =
                 self.history.iter().filter(|r| r.workload.as_ref() == Some(w) && r.at > from).map(|r| r.at).max()
             {
-                let until = last + SignedDuration::from_secs(self.policy.workload_backoff_seconds as i64);
+                let until = after(last, self.policy.workload_backoff_seconds);
                 return Err(SkipReason::WorkloadBackoff { until: until.to_string() });
             }
         }
         let from = since(self.now, self.policy.node_backoff_seconds);
         if let Some(last) = self.history.iter().filter(|r| r.from == node && r.at > from).map(|r| r.at).max() {
-            let until = last + SignedDuration::from_secs(self.policy.node_backoff_seconds as i64);
+            let until = after(last, self.policy.node_backoff_seconds);
             return Err(SkipReason::NodeBackoff { until: until.to_string() });
         }
         Ok(())

@@ -83,7 +83,8 @@ pub fn observe(
         next.nodes.insert(node.name.clone(), s);
     }
     let keep = policy.workload_backoff_seconds.max(policy.node_backoff_seconds).max(3600);
-    let horizon = now.checked_sub(jiff::SignedDuration::from_secs(keep as i64)).unwrap_or(Timestamp::MIN);
+    let keep = jiff::SignedDuration::from_secs(i64::try_from(keep).unwrap_or(i64::MAX));
+    let horizon = now.checked_sub(keep).unwrap_or(Timestamp::MIN);
     next.history = state.history.iter().filter(|r| r.at > horizon).cloned().collect();
     next
 }

@@ -214,8 +214,30 @@ pub fn check_dns_label(path: &str, name: &str) -> Result<(), CrdError> {
     }
 }
 
-/// A Go-style duration (`30s`, `5m`, `1h30m`) of at least `min` seconds.
-pub fn parse_duration(path: &str, text: &str, min_seconds: u64) -> Result<std::time::Duration, CrdError> {
+/// Longest `interval` of any resource: a day.
+pub const MAX_INTERVAL_SECONDS: u64 = 86_400;
+
+/// Longest rebalancer backoff (`workloadBackoff`, `nodeBackoff`): a week.
+pub const MAX_BACKOFF_SECONDS: u64 = 7 * 86_400;
+
+/// Longest traffic-weight `cooldown`: a day.
+pub const MAX_COOLDOWN_SECONDS: u64 = 86_400;
+
+/// The CEL rule the schema gives a duration field: between `min` and `max` seconds, so that the API
+/// server refuses what [`parse_duration`] would (a spec it accepted never overflows time arithmetic).
+pub fn duration_rule(field: &str, min_seconds: u64, max_seconds: u64) -> kube::core::Rule {
+    let (min, max) = (format_seconds(min_seconds), format_seconds(max_seconds));
+    kube::core::Rule::new(format!("duration(self) >= duration('{min}') && duration(self) <= duration('{max}')"))
+        .message(kube::core::Message::Message(format!("{field} must be between {min} and {max}")))
+}
+
+/// A Go-style duration (`30s`, `5m`, `1h30m`) of `min_seconds` to `max_seconds`.
+pub fn parse_duration(
+    path: &str,
+    text: &str,
+    min_seconds: u64,
+    max_seconds: u64,
+) -> Result<std::time::Duration, CrdError> {
     // kube's parser panics on a number too large for a Duration (found by fuzzing): bound the text first.
     let longest_number = text.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
     if text.len() > 64 || longest_number > 12 {
@@ -229,6 +251,10 @@ pub fn parse_duration(path: &str, text: &str, min_seconds: u64) -> Result<std::t
     let d: std::time::Duration = parsed.into();
     if d.as_secs() < min_seconds {
         return Err(CrdError::out_of_range(path, format!("{text:?} is shorter than {min_seconds}s")));
+    }
+    if d > std::time::Duration::from_secs(max_seconds) {
+        let max = format_seconds(max_seconds);
+        return Err(CrdError::out_of_range(path, format!("{text:?} is longer than {max}, the most it may be")));
     }
     Ok(d)
 }
@@ -287,14 +313,27 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("d", "1h30m", 0).map(|d| d.as_secs()), Ok(5400));
-        assert_eq!(parse_duration("d", "90s", 0).map(|d| d.as_secs()), Ok(90));
+        assert_eq!(parse_duration("d", "1h30m", 0, 86_400).map(|d| d.as_secs()), Ok(5400));
+        assert_eq!(parse_duration("d", "90s", 0, 86_400).map(|d| d.as_secs()), Ok(90));
         assert_eq!(
-            parse_duration("spec.interval", "0s", 1).map_err(|e| e.to_string()),
+            parse_duration("spec.interval", "0s", 1, 86_400).map_err(|e| e.to_string()),
             Err("spec.interval: \"0s\" is shorter than 1s".to_string())
         );
-        assert!(parse_duration("d", "-5s", 0).is_err());
-        assert!(parse_duration("d", "soon", 0).unwrap_err().to_string().starts_with("d: \"soon\" is not a duration"));
+        assert!(parse_duration("d", "-5s", 0, 86_400).is_err());
+        assert!(
+            parse_duration("d", "soon", 0, 86_400)
+                .unwrap_err()
+                .to_string()
+                .starts_with("d: \"soon\" is not a duration")
+        );
+        // At the maximum and one past it; and the value of the crash loop.
+        assert_eq!(parse_duration("d", "24h", 0, 86_400).map(|d| d.as_secs()), Ok(86_400));
+        assert_eq!(
+            parse_duration("spec.interval", "24h0m0.001s", 0, 86_400).map_err(|e| e.to_string()),
+            Err("spec.interval: \"24h0m0.001s\" is longer than 24h, the most it may be".to_string())
+        );
+        let e = parse_duration("spec.interval", "999999999999h", 10, 86_400).unwrap_err().to_string();
+        assert!(e.contains("longer than 24h"), "{e}");
         assert_eq!(format_seconds(600), "10m");
         assert_eq!(format_seconds(7200), "2h");
         assert_eq!(format_seconds(90), "90s");

@@ -58,6 +58,7 @@ pub struct Condition {
     #[schemars(length(max = 32768))]
     pub message: String,
     /// When the status last changed (not when the condition was last written).
+    #[serde(deserialize_with = "crate::crd::lenient::time_or_epoch")]
     pub last_transition_time: Time,
     /// The `metadata.generation` the condition was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,6 +18,7 @@
 mod common;
 pub mod conditions;
 mod error;
+mod lenient;
 pub mod node_class;
 pub mod pod_distribution;
 pub mod rebalance_policy;

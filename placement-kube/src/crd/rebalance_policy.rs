@@ -6,7 +6,8 @@
 
 use super::CrdError;
 use super::common::{
-    DURATION_PATTERN, check_dns_label, format_seconds, kind_from_str, label_selector_to_core, parse_duration,
+    DURATION_PATTERN, MAX_BACKOFF_SECONDS, MAX_INTERVAL_SECONDS, check_dns_label, duration_rule, format_seconds,
+    kind_from_str, label_selector_to_core, parse_duration,
 };
 use super::conditions::{Condition, impl_status_conditions};
 use jiff::Timestamp;
@@ -228,14 +229,17 @@ pub struct RebalancePolicySpec {
     /// After an eviction, how long before another pod of the same workload may be evicted (`10m`).
     #[serde(default = "d_workload_backoff")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = duration_rule("workloadBackoff", 0, MAX_BACKOFF_SECONDS))]
     pub workload_backoff: String,
     /// After an eviction, how long before the same node may lose another pod in a later plan (`5m`).
     #[serde(default = "d_node_backoff")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = duration_rule("nodeBackoff", 0, MAX_BACKOFF_SECONDS))]
     pub node_backoff: String,
     /// How often the rebalancer observes and plans (at least `10s`).
     #[serde(default = "d_interval")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = duration_rule("interval", MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS))]
     pub interval: String,
     /// Report what would be evicted and why, never evict. Defaults to true: set false to act.
     #[serde(default = "d_true")]
@@ -285,8 +289,8 @@ impl RebalancePolicySpec {
             check_dns_label(&format!("spec.excludeNamespaces[{i}]"), ns)?;
         }
         let pod_selector = label_selector_to_core("spec.podSelector", &self.pod_selector)?;
-        let workload_backoff = parse_duration("spec.workloadBackoff", &self.workload_backoff, 0)?;
-        let node_backoff = parse_duration("spec.nodeBackoff", &self.node_backoff, 0)?;
+        let workload_backoff = parse_duration("spec.workloadBackoff", &self.workload_backoff, 0, MAX_BACKOFF_SECONDS)?;
+        let node_backoff = parse_duration("spec.nodeBackoff", &self.node_backoff, 0, MAX_BACKOFF_SECONDS)?;
         self.interval()?;
         let policy = CorePolicy {
             hot_threshold: self.hot_threshold,
@@ -317,7 +321,7 @@ impl RebalancePolicySpec {
 
     /// Time between passes (`spec.interval`, at least 10 s).
     pub fn interval(&self) -> Result<std::time::Duration, CrdError> {
-        parse_duration("spec.interval", &self.interval, MIN_INTERVAL_SECONDS)
+        parse_duration("spec.interval", &self.interval, MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS)
     }
 }
 
@@ -377,6 +381,7 @@ impl WorkloadEntry {
 #[serde(rename_all = "camelCase")]
 pub struct EvictionEntry {
     /// When.
+    #[serde(deserialize_with = "crate::crd::lenient::time_or_epoch")]
     pub at: Time,
     /// Namespace of the pod.
     pub namespace: String,
@@ -410,7 +415,7 @@ pub struct PersistedState {
     #[serde(default)]
     pub history: Vec<EvictionEntry>,
     /// When the nodes were last observed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::crd::lenient::optional_time")]
     pub last_observed: Option<Time>,
 }
 
@@ -524,7 +529,7 @@ pub const PLAN_LIST_LIMIT: usize = 50;
 #[serde(rename_all = "camelCase")]
 pub struct PlanSummary {
     /// When the plan was made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::crd::lenient::optional_time")]
     pub at: Option<Time>,
     /// The plan was a dry run (nothing evicted).
     #[serde(default)]
@@ -624,6 +629,7 @@ pub struct SteeringEntry {
     /// The node the pod was evicted from (the replacement should not go back there).
     pub from: String,
     /// After this time the entry is ignored and dropped.
+    #[serde(deserialize_with = "crate::crd::lenient::time_or_epoch")]
     pub expires: Time,
 }
 

@@ -59,6 +59,7 @@ pub struct ReservationEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodRef>,
     /// When the reservation stops counting.
+    #[serde(deserialize_with = "crate::crd::lenient::time_or_epoch")]
     pub expires: Time,
 }
 
@@ -69,6 +70,7 @@ pub struct ConfirmedEntry {
     /// The reservation id.
     pub id: String,
     /// Until when the reservation stays in the shared list.
+    #[serde(deserialize_with = "crate::crd::lenient::time_or_epoch")]
     pub until: Time,
 }
 

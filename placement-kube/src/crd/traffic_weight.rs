@@ -5,7 +5,10 @@
 //! on decreases.
 
 use super::CrdError;
-use super::common::{DURATION_PATTERN, SecretKeyRef, check_dns_subdomain, parse_duration};
+use super::common::{
+    DURATION_PATTERN, MAX_COOLDOWN_SECONDS, MAX_INTERVAL_SECONDS, SecretKeyRef, check_dns_subdomain, duration_rule,
+    parse_duration,
+};
 use super::conditions::{Condition, impl_status_conditions};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
@@ -19,6 +22,11 @@ pub const ROUTE53_MAX_WEIGHT: u32 = 255;
 pub const HTTPROUTE_MAX_WEIGHT: u32 = 1_000_000;
 /// Shortest interval between evaluations.
 pub const MIN_INTERVAL_SECONDS: u64 = 10;
+/// Longest Prometheus query timeout.
+pub const MAX_QUERY_TIMEOUT_SECONDS: u64 = 300;
+/// Largest `policy.targetValue`: far above any metric a weight tracks, small enough that every
+/// computation with it stays finite and exact to the unit.
+pub const MAX_TARGET_VALUE: f64 = 1e15;
 
 fn d_interval() -> String {
     "1m".to_string()
@@ -54,7 +62,7 @@ fn d_secret_access_key_key() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct TrackingPolicySpec {
     /// The metric value to hold (e.g. 1000 requests per minute); above 0.
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 1e15))]
     #[x_kube(validation = kube::core::Rule::new("self > 0.0").message("targetValue must be above 0"))]
     pub target_value: f64,
     /// Never set a weight below this.
@@ -156,6 +164,7 @@ pub struct PrometheusSource {
     /// Query timeout.
     #[serde(default = "d_timeout")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = duration_rule("timeout", 1, MAX_QUERY_TIMEOUT_SECONDS))]
     pub timeout: String,
     /// Secret key holding a bearer token sent with each query (same namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -338,6 +347,7 @@ pub struct TrafficWeightSpec {
     /// How often the metric is read and the weight decided (at least `10s`).
     #[serde(default = "d_interval")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = duration_rule("interval", MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS))]
     pub interval: String,
     /// The tracking law's parameters.
     pub policy: TrackingPolicySpec,
@@ -348,6 +358,7 @@ pub struct TrafficWeightSpec {
     /// After a change, how long before the weight may decrease (increases apply at once).
     #[serde(default = "d_cooldown")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = duration_rule("cooldown", 0, MAX_COOLDOWN_SECONDS))]
     pub cooldown: String,
     /// Decreases of at most this many weight units are ignored.
     #[serde(default)]
@@ -370,7 +381,7 @@ impl TrafficWeightSpec {
     /// target); errors name the field (`spec.schedules[1].timeZone: ...`).
     pub fn to_core(&self, base: u32) -> Result<TrackingPolicy, CrdError> {
         self.interval()?;
-        let cooldown = parse_duration("spec.cooldown", &self.cooldown, 0)?;
+        let cooldown = parse_duration("spec.cooldown", &self.cooldown, 0, MAX_COOLDOWN_SECONDS)?;
         self.check_metric()?;
         let range = self.weight_range()?;
         let p = &self.policy;
@@ -378,6 +389,12 @@ impl TrafficWeightSpec {
             return Err(CrdError::out_of_range(
                 "spec.policy.targetValue",
                 format!("{} must be above 0", p.target_value),
+            ));
+        }
+        if p.target_value > MAX_TARGET_VALUE {
+            return Err(CrdError::out_of_range(
+                "spec.policy.targetValue",
+                format!("{} is above {MAX_TARGET_VALUE:e}, the most it may be", p.target_value),
             ));
         }
         let target_value = metric_from_f64(p.target_value)
@@ -439,17 +456,13 @@ impl TrafficWeightSpec {
 
     /// Time between evaluations (`spec.interval`).
     pub fn interval(&self) -> Result<std::time::Duration, CrdError> {
-        parse_duration("spec.interval", &self.interval, MIN_INTERVAL_SECONDS)
+        parse_duration("spec.interval", &self.interval, MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS)
     }
 
     /// The query timeout (`spec.metric.prometheus.timeout`, 1 s to 5 min).
     pub fn query_timeout(&self) -> Result<std::time::Duration, CrdError> {
         let path = "spec.metric.prometheus.timeout";
-        let d = parse_duration(path, &self.metric.prometheus.timeout, 1)?;
-        if d.as_secs() > 300 {
-            return Err(CrdError::out_of_range(path, "must be at most 5m"));
-        }
-        Ok(d)
+        parse_duration(path, &self.metric.prometheus.timeout, 1, MAX_QUERY_TIMEOUT_SECONDS)
     }
 
     /// The weights the target accepts.
@@ -557,10 +570,10 @@ pub struct TrafficWeightStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reason: Option<String>,
     /// When the metric was last evaluated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::crd::lenient::optional_time")]
     pub last_evaluated: Option<Time>,
     /// When the weight was last changed (the cooldown starts here).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::crd::lenient::optional_time")]
     pub last_change: Option<Time>,
 }
 

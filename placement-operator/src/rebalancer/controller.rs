@@ -157,13 +157,11 @@ impl Rebalancer {
                 let Some(name) = p.metadata.name.clone() else { continue };
                 let interval = self.interval(&p.spec);
                 let last = p.status.as_ref().and_then(|s| s.state.last_observed.as_ref()).map(|t| t.0);
-                let cached_due = last.is_none_or(|l| {
-                    l + SignedDuration::try_from(interval).unwrap_or(SignedDuration::from_secs(60)) <= now
-                });
+                let cached_due = last.is_none_or(|l| next_pass(l, interval) <= now);
                 if !cached_due || next_try.get(&name).is_some_and(|t| Instant::now() < *t) {
                     continue;
                 }
-                let mut retry = Instant::now() + interval;
+                let mut retry = instant_after(interval);
                 match self.pass(&name, false).await {
                     Ok(PassOutcome::Done(r)) => tracing::info!(
                         policy = %name,
@@ -176,7 +174,7 @@ impl Rebalancer {
                     Ok(PassOutcome::NotDue { next }) => {
                         // The cache was behind the status: try again when the status says.
                         let wait = Duration::try_from(next.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO);
-                        retry = Instant::now() + wait.min(interval);
+                        retry = instant_after(wait.min(interval));
                     }
                     Ok(other) => tracing::debug!(policy = %name, outcome = ?other, "rebalance pass skipped"),
                     Err(e) => tracing::warn!(policy = %name, error = %e, "rebalance pass failed"),
@@ -284,7 +282,7 @@ impl Rebalancer {
         };
         let interval = self.interval(&policy.spec);
         if !force && let Some(last) = previous.state.last_observed.as_ref().map(|t| t.0) {
-            let next = last + SignedDuration::try_from(interval).unwrap_or(SignedDuration::from_secs(60));
+            let next = next_pass(last, interval);
             if next > now {
                 return Ok(PassOutcome::NotDue { next });
             }
@@ -537,5 +535,33 @@ impl Rebalancer {
         if let Err(e) = api.replace_status(&name, &PostParams::default(), &object).await {
             tracing::warn!(policy = %name, error = %e, "could not report the invalid spec in status");
         }
+    }
+}
+
+/// When the pass after one at `last` is due. `last` comes from the policy's status, which anyone with
+/// status rights can write (`9999-12-31T23:59:59Z`): the sum saturates rather than panics.
+fn next_pass(last: Timestamp, interval: Duration) -> Timestamp {
+    let interval = SignedDuration::try_from(interval).unwrap_or(SignedDuration::MAX);
+    last.checked_add(interval).unwrap_or(Timestamp::MAX)
+}
+
+/// `wait` from now, or a year from now if that is later than the clock can say.
+fn instant_after(wait: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait).unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_from_a_status_or_a_spec_saturates() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(next_pass(Timestamp::MAX, day), Timestamp::MAX);
+        assert_eq!(next_pass(Timestamp::UNIX_EPOCH, Duration::MAX), Timestamp::MAX);
+        let t: Timestamp = "2026-12-07T00:00:00Z".parse().unwrap();
+        assert_eq!(next_pass(t, day).to_string(), "2026-12-08T00:00:00Z");
+        assert!(instant_after(Duration::MAX) > Instant::now() + day);
     }
 }

@@ -86,8 +86,8 @@ pub enum RunError {
     /// The CRDs are missing, or discovery failed.
     #[error(transparent)]
     Crds(crate::Error),
-    #[error("controller {0} stopped; restarting the operator")]
-    ControllerEnded(&'static str),
+    #[error("controller {0}; restarting the operator")]
+    ControllerEnded(String),
 }
 
 /// Builds the client, binds the probe listener, and runs until SIGTERM or Ctrl-C.
@@ -157,12 +157,14 @@ where
     tracing::info!(probe_listen = ?probe_addr, controllers = controllers.len(), "operator running");
 
     let mut running = JoinSet::new();
+    let mut names = std::collections::HashMap::new();
     for c in controllers {
         let name = c.name;
-        running.spawn(async move {
+        let task = running.spawn(async move {
             c.future.await;
             name
         });
+        names.insert(task.id(), name);
     }
 
     let ended = tokio::select! {
@@ -170,14 +172,16 @@ where
             tracing::info!("shutdown signal received");
             None
         }
-        Some(done) = running.join_next(), if !running.is_empty() => Some(match done {
-            Ok(name) => name,
-            Err(e) if e.is_panic() => "(panicked)",
-            Err(_) => "(cancelled)",
+        Some(done) = running.join_next_with_id(), if !running.is_empty() => Some(match done {
+            Ok((_, name)) => (name, "returned".to_string()),
+            Err(e) => {
+                let name = names.get(&e.id()).copied().unwrap_or("(unknown)");
+                (name, if e.is_panic() { format!("panicked: {}", panic_message(e.into_panic())) } else { "was cancelled".into() })
+            }
         }),
     };
-    if let Some(name) = ended {
-        tracing::error!(controller = name, "a controller stopped; shutting down");
+    if let Some((name, how)) = &ended {
+        tracing::error!(controller = name, how = %how, "a controller stopped; shutting down");
     }
 
     // Controllers first: no write may happen once the Lease is released.
@@ -193,9 +197,20 @@ where
     drop(watchers);
     tracing::info!("operator stopped");
     match ended {
-        Some(name) => Err(RunError::ControllerEnded(name)),
+        Some((name, how)) => Err(RunError::ControllerEnded(format!("{name} {how}"))),
         None => Ok(()),
     }
+}
+
+/// The message of a panic payload (a `&str` or a `String`; anything else is named as such).
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let text = match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => {
+            payload.downcast_ref::<&str>().map_or("(a payload that is not text)".to_string(), |s| s.to_string())
+        }
+    };
+    text.chars().take(1024).collect()
 }
 
 /// A client from `kubeconfig`, or kube's inference.
