@@ -646,3 +646,96 @@ fn traffic_status_carries_the_cooldown_start() {
     assert_eq!(back.tracking_state().last_change, Some(now), "the cooldown survives a restart");
     assert!(back.is_ready());
 }
+
+/// Every property of a spec schema, with its path.
+fn spec_properties(schema: &Value, path: String, out: &mut Vec<(String, Value)>) {
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (name, p) in props {
+            let here = format!("{path}.{name}");
+            out.push((here.clone(), p.clone()));
+            spec_properties(p, here, out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        spec_properties(items, format!("{path}[]"), out);
+    }
+}
+
+/// "No spec crashes the operator" starts in the schema: every number in every spec has a `maximum`, and
+/// every duration a CEL rule bounding it, so the API server refuses what `to_core` would.
+#[test]
+fn every_count_and_duration_of_every_spec_has_a_maximum_in_the_schema() {
+    let mut missing = Vec::new();
+    for crd in crd::all_crds() {
+        let schema = schema_of(&crd);
+        let mut props = Vec::new();
+        spec_properties(&schema["properties"]["spec"], format!("{}.spec", crd.spec.names.kind), &mut props);
+        for (path, p) in props {
+            let is_number = matches!(p["type"].as_str(), Some("integer" | "number"));
+            if is_number && p.get("maximum").is_none() {
+                missing.push(format!("{path}: a number without maximum"));
+            }
+            let is_duration = p["pattern"].as_str().is_some_and(|pat| pat.contains("ns|us|ms|s|m|h"));
+            let bounded = p["x-kubernetes-validations"].as_array().is_some_and(|rules| {
+                rules.iter().any(|r| r["rule"].as_str().is_some_and(|r| r.contains("duration(self) <=")))
+            });
+            if is_duration && !bounded {
+                missing.push(format!("{path}: a duration without a CEL maximum"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
+}
+
+/// Each bound `to_core` checks, at the limit (accepted) and one past it (refused, naming the field).
+#[test]
+fn to_core_checks_every_bound_at_the_limit_and_one_past() {
+    fn rebalance(yaml: &str) -> Result<(), CrdError> {
+        serde_yaml_ng::from_str::<RebalancePolicySpec>(yaml).unwrap().to_core().map(drop)
+    }
+    fn distribution(yaml: &str) -> Result<(), CrdError> {
+        serde_yaml_ng::from_str::<PodDistributionSpec>(yaml).unwrap().to_core("shop").map(drop)
+    }
+    fn traffic(extra: &str) -> Result<(), CrdError> {
+        let yaml = format!(
+            "{extra}\npolicy: {{targetValue: 100}}\nmetric: {{prometheus: {{address: 'http://p.monitoring.svc:9090', query: q}}}}\n\
+             target: {{httpRoute: {{name: r, backendRefName: b, baseBackendRefName: a}}}}"
+        );
+        serde_yaml_ng::from_str::<TrafficWeightSpec>(&yaml).unwrap().to_core(8).map(drop)
+    }
+    let pd = |group: &str| {
+        format!(
+            "targetRef: {{kind: Deployment, name: web}}\ngroups: [{{name: a, nodeSelector: {{matchLabels: {{c: a}}}}, weight: 1, {group}}}]"
+        )
+    };
+    type Check = Box<dyn Fn(&str) -> Result<(), CrdError>>;
+    let cases: Vec<(&str, Check, &str, &str)> = vec![
+        ("spec.interval", Box::new(rebalance), "interval: 24h", "interval: 24h0m1s"),
+        ("spec.workloadBackoff", Box::new(rebalance), "workloadBackoff: 168h", "workloadBackoff: 168h0m1s"),
+        ("spec.nodeBackoff", Box::new(rebalance), "nodeBackoff: 168h", "nodeBackoff: 999999999999h"),
+        ("spec.observationsToEnter", Box::new(rebalance), "observationsToEnter: 100", "observationsToEnter: 101"),
+        (
+            "spec.maxEvictionsPerMinute",
+            Box::new(rebalance),
+            "maxEvictionsPerMinute: 1000",
+            "maxEvictionsPerMinute: 1001",
+        ),
+        ("spec.maxEvictionsPerPlan", Box::new(rebalance), "maxEvictionsPerPlan: 1000", "maxEvictionsPerPlan: 1001"),
+        (
+            "spec.maxEvictionsPerNamespacePerHour",
+            Box::new(rebalance),
+            "maxEvictionsPerNamespacePerHour: 100000",
+            "maxEvictionsPerNamespacePerHour: 100001",
+        ),
+        ("spec.groups[0].base", Box::new(move |g: &str| distribution(&pd(g))), "base: 10000", "base: 10001"),
+        ("spec.groups[0].maxPods", Box::new(move |g: &str| distribution(&pd(g))), "maxPods: 100000", "maxPods: 100001"),
+        ("spec.interval", Box::new(traffic), "interval: 24h", "interval: 25h"),
+        ("spec.cooldown", Box::new(traffic), "cooldown: 24h", "cooldown: 24h0m0.5s"),
+        ("spec.deadband", Box::new(traffic), "deadband: 1000000", "deadband: 1000001"),
+    ];
+    for (field, check, at, past) in cases {
+        assert_eq!(check(at).map_err(|e| e.to_string()), Ok(()), "{field} at the limit: {at}");
+        let e = check(past).expect_err(past).to_string();
+        assert!(e.starts_with(&format!("{field}: ")) && e.contains("the most it may be"), "{past}: {e}");
+    }
+}

@@ -214,6 +214,14 @@ pub fn check_dns_label(path: &str, name: &str) -> Result<(), CrdError> {
     }
 }
 
+/// `value` at `path` is at most `max` (the schema's `maximum`, checked again for specs it did not see).
+pub fn at_most(path: impl Into<String>, value: u32, max: u32) -> Result<u32, CrdError> {
+    if value > max {
+        return Err(CrdError::out_of_range(path, format!("{value} is above {max}, the most it may be")));
+    }
+    Ok(value)
+}
+
 /// Longest `interval` of any resource: a day.
 pub const MAX_INTERVAL_SECONDS: u64 = 86_400;
 

@@ -5,7 +5,7 @@
 //! their in-flight reservations through this resource's status.
 
 use super::CrdError;
-use super::common::{NodeGroupSelector, WorkloadTarget, check_label_value};
+use super::common::{NodeGroupSelector, WorkloadTarget, at_most, check_label_value};
 use super::conditions::{Condition, impl_status_conditions};
 use super::shared_ledger::{self, SharedLedger};
 pub use super::shared_ledger::{ConfirmedEntry, PodRef, ReservationEntry, ReservedWorkload};
@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 
 /// Largest weight of one group.
 pub const MAX_WEIGHT: u32 = 10_000;
+/// Largest `maxPods` of a group.
+pub const MAX_PODS: u32 = 100_000;
 /// Most groups in one distribution.
 pub const MAX_GROUPS: usize = 16;
 
@@ -242,7 +244,11 @@ impl PodDistributionSpec {
                     p
                 }
             };
+            if let Some(max) = g.max_pods {
+                at_most(format!("{path}.maxPods"), max, MAX_PODS)?;
+            }
             if let Some(count) = g.base {
+                at_most(format!("{path}.base"), count, MAX_WEIGHT)?;
                 if let Some(b) = base {
                     return Err(CrdError::conflict(
                         format!("{path}.base"),

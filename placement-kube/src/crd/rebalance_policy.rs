@@ -6,8 +6,8 @@
 
 use super::CrdError;
 use super::common::{
-    DURATION_PATTERN, MAX_BACKOFF_SECONDS, MAX_INTERVAL_SECONDS, check_dns_label, duration_rule, format_seconds,
-    kind_from_str, label_selector_to_core, parse_duration,
+    DURATION_PATTERN, MAX_BACKOFF_SECONDS, MAX_INTERVAL_SECONDS, at_most, check_dns_label, duration_rule,
+    format_seconds, kind_from_str, label_selector_to_core, parse_duration,
 };
 use super::conditions::{Condition, impl_status_conditions};
 use jiff::Timestamp;
@@ -292,6 +292,13 @@ impl RebalancePolicySpec {
         let workload_backoff = parse_duration("spec.workloadBackoff", &self.workload_backoff, 0, MAX_BACKOFF_SECONDS)?;
         let node_backoff = parse_duration("spec.nodeBackoff", &self.node_backoff, 0, MAX_BACKOFF_SECONDS)?;
         self.interval()?;
+        at_most("spec.observationsToEnter", self.observations_to_enter, 100)?;
+        at_most("spec.observationsToLeave", self.observations_to_leave, 100)?;
+        at_most("spec.maxEvictionsPerMinute", self.max_evictions_per_minute, 1_000)?;
+        at_most("spec.maxEvictionsPerPlan", self.max_evictions_per_plan, 1_000)?;
+        if let Some(n) = self.max_evictions_per_namespace_per_hour {
+            at_most("spec.maxEvictionsPerNamespacePerHour", n, 100_000)?;
+        }
         let policy = CorePolicy {
             hot_threshold: self.hot_threshold,
             cold_threshold: self.cold_threshold,

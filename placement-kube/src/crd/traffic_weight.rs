@@ -6,8 +6,8 @@
 
 use super::CrdError;
 use super::common::{
-    DURATION_PATTERN, MAX_COOLDOWN_SECONDS, MAX_INTERVAL_SECONDS, SecretKeyRef, check_dns_subdomain, duration_rule,
-    parse_duration,
+    DURATION_PATTERN, MAX_COOLDOWN_SECONDS, MAX_INTERVAL_SECONDS, SecretKeyRef, at_most, check_dns_subdomain,
+    duration_rule, parse_duration,
 };
 use super::conditions::{Condition, impl_status_conditions};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -382,6 +382,7 @@ impl TrafficWeightSpec {
     pub fn to_core(&self, base: u32) -> Result<TrackingPolicy, CrdError> {
         self.interval()?;
         let cooldown = parse_duration("spec.cooldown", &self.cooldown, 0, MAX_COOLDOWN_SECONDS)?;
+        at_most("spec.deadband", self.deadband, HTTPROUTE_MAX_WEIGHT)?;
         self.check_metric()?;
         let range = self.weight_range()?;
         let p = &self.policy;

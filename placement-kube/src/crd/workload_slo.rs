@@ -3,7 +3,7 @@
 //! many pods must stay available (`docs/semantics.md#4-rebalancer`; as in the Rebalancer Operator).
 
 use super::CrdError;
-use super::common::{WorkloadTarget, label_selector_to_core};
+use super::common::{WorkloadTarget, at_most, label_selector_to_core};
 use super::conditions::{Condition, impl_status_conditions};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as KubeLabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -122,6 +122,7 @@ impl WorkloadSLOSpec {
         target_selector: Option<&LabelSelector>,
     ) -> Result<WorkloadSlo, CrdError> {
         self.min_available()?;
+        at_most("spec.maxEvictionsPerHour", self.max_evictions_per_hour, 1_000)?;
         let own = self.selector.as_ref().map(|s| label_selector_to_core("spec.selector", s)).transpose()?;
         if let Some(t) = &self.target_ref {
             t.to_core("spec.targetRef", namespace)?;
