@@ -63,6 +63,11 @@ pub fn cut(text: &str, max: usize) -> String {
 pub struct Refusal(String);
 
 impl Refusal {
+    /// A refusal with this message (for the adapters' own checks of what they were given).
+    pub fn new(message: impl Into<String>) -> Self {
+        Refusal(message.into())
+    }
+
     /// The message.
     pub fn message(&self) -> &str {
         &self.0
@@ -219,11 +224,20 @@ impl EndpointRule {
     }
 }
 
+/// Which loopback addresses a permit lifts the refusal for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loopback {
+    None,
+    /// The one the matching rule names as an IP.
+    One(IpAddr),
+    /// Every one ([`Permit::any_loopback`]).
+    Any,
+}
+
 /// What the policy allows for one endpoint: the checks its resolved addresses must pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Permit {
-    /// The loopback address the matching rule names as an IP, which lifts the loopback refusal for it.
-    loopback: Option<IpAddr>,
+    loopback: Loopback,
     /// The endpoint, for messages.
     endpoint: String,
 }
@@ -232,7 +246,14 @@ impl Permit {
     /// A permit for `endpoint` (a description for messages) with no escape: what every address of an
     /// endpoint the allowlist does not cover (the AWS API's own) must pass.
     pub fn strict(endpoint: impl Into<String>) -> Permit {
-        Permit { loopback: None, endpoint: endpoint.into() }
+        Permit { loopback: Loopback::None, endpoint: endpoint.into() }
+    }
+
+    /// A permit that lifts the loopback refusal for every loopback address (every other refusal
+    /// stays): for library callers and tests that talk to a server on the same host. No TrafficWeight
+    /// gets one; the controller's permits come from [`AccessPolicy::endpoint`].
+    pub fn any_loopback(endpoint: impl Into<String>) -> Permit {
+        Permit { loopback: Loopback::Any, endpoint: endpoint.into() }
     }
 
     /// `ip`, one of the addresses the endpoint's host resolved to, may be connected to. The adapter
@@ -246,7 +267,7 @@ impl Permit {
             _ if ip.is_unspecified() => Some("unspecified"),
             IpAddr::V4(v4) if v4.is_broadcast() => Some("broadcast"),
             _ if ip.is_multicast() => Some("multicast"),
-            _ if ip.is_loopback() && self.loopback == Some(ip) => None,
+            _ if ip.is_loopback() && (self.loopback == Loopback::One(ip) || self.loopback == Loopback::Any) => None,
             _ if ip.is_loopback() => Some("loopback"),
             _ => None,
         };
@@ -311,8 +332,8 @@ impl AccessPolicy {
             )));
         };
         let loopback = match (&rule.host, e.host.parse::<IpAddr>()) {
-            (Host::Ip(ip), Ok(_)) if ip.is_loopback() => Some(*ip),
-            _ => None,
+            (Host::Ip(ip), Ok(_)) if ip.is_loopback() => Loopback::One(*ip),
+            _ => Loopback::None,
         };
         Ok(Permit { loopback, endpoint: format!("{field}: {shown}") })
     }
@@ -448,6 +469,9 @@ mod tests {
         let e = by_name.address("127.0.0.1".parse().unwrap()).unwrap_err();
         assert!(e.message().contains("loopback") && e.message().contains("before connecting"), "{e}");
         assert!(Permit::strict("aws").address("::1".parse().unwrap()).is_err());
+        let any = Permit::any_loopback("test");
+        assert!(any.address("::1".parse().unwrap()).is_ok() && any.address("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(any.address("169.254.169.254".parse().unwrap()).is_err(), "only loopback is lifted");
     }
 
     #[test]

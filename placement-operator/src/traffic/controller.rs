@@ -8,9 +8,14 @@
 //! error count and a warning Event (one per distinct problem, not one per interval), and the next
 //! evaluation comes one interval later. The status is read fresh before each evaluation, because the
 //! cooldown starts at `status.lastChange`, which our own last write may have just moved.
+//!
+//! Leadership is checked at the start and again **right before every write**: the weight (through the
+//! actuator's [`WriteGate`]), the status and each Event. An instance that lost its Lease during an
+//! evaluation (a slow query, a long listing) stops there and writes nothing; the new leader evaluates.
+//! Every message it writes or logs is cut to [`status::MAX_MESSAGE_CHARS`].
 
 use super::Options;
-use super::actuator::WriteOutcome;
+use super::actuator::{ActuatorError, WriteGate, WriteOutcome};
 use super::connect::{self, Connections, SetupError};
 use super::metrics::TrafficMetrics;
 use super::status::{self, Evaluated, Stage};
@@ -57,6 +62,10 @@ impl State {
 
     /// Publishes a warning unless the same one was the last published for this object.
     async fn warn(&self, tw: &TrafficWeight, reason: &str, note: String) {
+        if !self.ctx.leadership.is_leader() {
+            return;
+        }
+        let note = status::bounded(&note);
         let uid = tw.uid().unwrap_or_default();
         let key = format!("{reason}/{note}");
         {
@@ -76,6 +85,10 @@ impl State {
     }
 
     async fn normal(&self, object: &ObjectReference, reason: &str, note: String) {
+        if !self.ctx.leadership.is_leader() {
+            return;
+        }
+        let note = status::bounded(&note);
         let note = Note { warning: false, reason: reason.into(), action: "SetWeight".into(), note };
         self.ctx.events.publish(object, note).await;
     }
@@ -105,7 +118,8 @@ pub async fn reconcile(tw: Arc<TrafficWeight>, st: Arc<State>) -> Result<Action>
     st.metrics.observe(started.elapsed().as_secs_f64());
     if let Err(e) = &out {
         st.metrics.error("status", e.metric_label());
-        tracing::warn!(trafficweight = %key_of(&tw), error = %e, "traffic weight evaluation failed");
+        let error = status::bounded(&e.to_string());
+        tracing::warn!(trafficweight = %key_of(&tw), %error, "traffic weight evaluation failed");
     }
     out
 }
@@ -147,7 +161,7 @@ async fn evaluate(cached: &TrafficWeight, st: &State) -> Result<Action> {
         st.metrics.error("spec", "invalid");
         let invalid = status::invalid(previous, &e, generation, now);
         if Some(&invalid) != previous {
-            write_status(&api, &ns, &name, &invalid).await?;
+            write_status(st, &api, &ns, &name, &invalid).await?;
         }
         st.warn(&tw, "InvalidSpec", format!("TrafficWeight {ns}/{name} is not in effect: {e}")).await;
         return Ok(Action::await_change());
@@ -155,32 +169,36 @@ async fn evaluate(cached: &TrafficWeight, st: &State) -> Result<Action> {
     let interval = spec.interval().unwrap_or(Duration::from_secs(60));
     let next = Action::requeue(interval);
     let fail = |stage: Stage, class: &'static str, message: String| {
+        let message = status::bounded(&message);
         let stage_label = stage.label();
         st.metrics.error(stage_label, class);
         tracing::warn!(trafficweight = %format!("{ns}/{name}"), stage = stage_label, class, error = %message, "weight left unchanged");
         (status::failed(previous, stage, class, &message, generation, now), message)
     };
 
-    let Connections { metric, actuator } = match connect::connect(&st.ctx.client, &ns, spec, &st.options.connect).await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            let stage = match &e {
-                SetupError::Secret { .. } => Stage::Secret,
-                SetupError::Metric(_) => Stage::Metric,
-                SetupError::Target(_) => Stage::Target,
-            };
-            let (s, message) = fail(stage, e.metric_label(), e.to_string());
-            write_status(&api, &ns, &name, &s).await?;
-            st.warn(&tw, "ConfigurationError", message).await;
-            return Ok(next);
-        }
-    };
+    let leadership = st.ctx.leadership.clone();
+    let gate = WriteGate::new(move || leadership.is_leader());
+    let Connections { metric, actuator } =
+        match connect::connect(&st.ctx.client, &ns, spec, &st.options.connect, gate).await {
+            Ok(c) => c,
+            Err(e) => {
+                let (stage, event) = match &e {
+                    SetupError::Secret { .. } => (Stage::Secret, "ConfigurationError"),
+                    SetupError::Metric(_) => (Stage::Metric, "ConfigurationError"),
+                    SetupError::Target(_) => (Stage::Target, "ConfigurationError"),
+                    SetupError::NotAllowed(_) => (Stage::NotAllowed, "NotAllowed"),
+                };
+                let (s, message) = fail(stage, e.metric_label(), e.to_string());
+                write_status(st, &api, &ns, &name, &s).await?;
+                st.warn(&tw, event, message).await;
+                return Ok(next);
+            }
+        };
     let sample = match metric.query().await {
         Ok(s) => s,
         Err(e) => {
             let (s, message) = fail(Stage::Metric, e.metric_label(), e.to_string());
-            write_status(&api, &ns, &name, &s).await?;
+            write_status(st, &api, &ns, &name, &s).await?;
             st.warn(&tw, "MetricUnavailable", format!("weight left unchanged: {message}")).await;
             return Ok(next);
         }
@@ -190,7 +208,7 @@ async fn evaluate(cached: &TrafficWeight, st: &State) -> Result<Action> {
         Ok(w) => w,
         Err(e) => {
             let (s, message) = fail(Stage::Target, e.metric_label(), e.to_string());
-            write_status(&api, &ns, &name, &s).await?;
+            write_status(st, &api, &ns, &name, &s).await?;
             st.warn(&tw, "TargetUnavailable", format!("weight left unchanged: {message}")).await;
             return Ok(next);
         }
@@ -200,7 +218,7 @@ async fn evaluate(cached: &TrafficWeight, st: &State) -> Result<Action> {
         Ok(p) => p,
         Err(e) => {
             let (s, message) = fail(Stage::Target, "invalid", e.to_string());
-            write_status(&api, &ns, &name, &s).await?;
+            write_status(st, &api, &ns, &name, &s).await?;
             st.warn(&tw, "TargetUnavailable", message).await;
             return Ok(next);
         }
@@ -211,9 +229,13 @@ async fn evaluate(cached: &TrafficWeight, st: &State) -> Result<Action> {
         None => None,
         Some(w) => match actuator.write(w, spec.dry_run).await {
             Ok(o) => Some(o),
+            Err(ActuatorError::NotLeader { .. }) => {
+                tracing::info!(trafficweight = %format!("{ns}/{name}"), "lost leadership during the evaluation: nothing written");
+                return Ok(Action::await_change());
+            }
             Err(e) => {
                 let (s, message) = fail(Stage::Write, e.metric_label(), e.to_string());
-                write_status(&api, &ns, &name, &s).await?;
+                write_status(st, &api, &ns, &name, &s).await?;
                 st.warn(&tw, "WriteFailed", format!("weight {} -> {w} not written: {message}", weights.managed)).await;
                 return Ok(next);
             }
@@ -230,7 +252,7 @@ async fn evaluate(cached: &TrafficWeight, st: &State) -> Result<Action> {
         target: &target,
     };
     let new_status = status::evaluated(previous, &e, generation, now);
-    write_status(&api, &ns, &name, &new_status).await?;
+    write_status(st, &api, &ns, &name, &new_status).await?;
     st.healthy(&tw);
 
     let actual = new_status.current_weight.unwrap_or(weights.managed);
@@ -240,7 +262,8 @@ async fn evaluate(cached: &TrafficWeight, st: &State) -> Result<Action> {
     match outcome {
         Some(WriteOutcome::Changed { from, to }) => {
             st.metrics.changed(to > from, false);
-            tracing::info!(trafficweight = %format!("{ns}/{name}"), from, to, reason = %decision.reason, "weight changed");
+            let reason = status::bounded(&decision.reason);
+            tracing::info!(trafficweight = %format!("{ns}/{name}"), from, to, %reason, "weight changed");
             let note = format!("{target}: weight {from} -> {to}; {}", decision.reason);
             st.normal(&object, "WeightChanged", note).await;
         }
@@ -278,8 +301,19 @@ fn same_dry_run(previous: Option<&TrafficWeightStatus>, to: u32) -> bool {
     })
 }
 
-/// Writes the whole status by server-side apply (the controller is its only writer).
-async fn write_status(api: &Api<TrafficWeight>, ns: &str, name: &str, status: &TrafficWeightStatus) -> Result<()> {
+/// Writes the whole status by server-side apply (the controller is its only writer), only while this
+/// instance leads (asked right before the write).
+async fn write_status(
+    st: &State,
+    api: &Api<TrafficWeight>,
+    ns: &str,
+    name: &str,
+    status: &TrafficWeightStatus,
+) -> Result<()> {
+    if !st.ctx.leadership.is_leader() {
+        tracing::info!(trafficweight = %format!("{ns}/{name}"), "no longer the leader: status not written");
+        return Ok(());
+    }
     let body = json!({
         "apiVersion": "placement.dev/v1alpha1",
         "kind": "TrafficWeight",
