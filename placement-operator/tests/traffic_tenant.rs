@@ -155,9 +155,10 @@ async fn wait_seen(rec: &Recorder, op: &Operator, what: &str, ready: impl Fn(&[S
     }
 }
 
-fn not_allowed<'a>(s: &'a Value) -> Option<&'a str> {
+fn not_allowed(s: &Value) -> Option<String> {
     let ready = condition(s, "Ready");
-    (ready["status"] == "False" && ready["reason"] == "NotAllowed").then(|| ready["message"].as_str().unwrap_or(""))
+    (ready["status"] == "False" && ready["reason"] == "NotAllowed")
+        .then(|| ready["message"].as_str().unwrap_or("").to_string())
 }
 
 fn events(server: &FakeApiServer, ns: &str) -> Vec<Value> {

@@ -136,7 +136,7 @@ pub enum CredentialSource {
 }
 
 /// How to reach Route53.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ClientSettings {
     /// Signing region; [`DEFAULT_REGION`] when `None`.
     pub region: Option<String>,
