@@ -9,9 +9,9 @@
 mod common;
 
 use common::moto::moto_url;
+use placement_core::tracking::access::{AccessPolicy, CREDENTIALS_LABEL, Permit};
 use placement_kube::live::{self, WatchOptions, Watchers};
 use placement_operator::runtime::events::Events;
-use placement_core::tracking::access::{AccessPolicy, CREDENTIALS_LABEL, Permit};
 use placement_operator::traffic::egress::Egress;
 use placement_operator::traffic::prometheus::{PrometheusClient, PrometheusConfig, PrometheusError};
 use placement_operator::traffic::route53::{ClientSettings, CredentialSource, StaticCredentials, sdk_client};

@@ -126,7 +126,13 @@ fn condition(status: &Value, type_: &str) -> Value {
 }
 
 /// Waits until the status of `ns/name` satisfies `ok`, then returns it; panics with the operator's log.
-async fn wait_status(server: &FakeApiServer, op: &Operator, ns: &str, name: &str, ok: impl Fn(&Value) -> bool) -> Value {
+async fn wait_status(
+    server: &FakeApiServer,
+    op: &Operator,
+    ns: &str,
+    name: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
     let started = Instant::now();
     loop {
         let s = server.get("placement.dev/v1alpha1", "TrafficWeight", ns, name).map(|o| o["status"].clone());
@@ -201,7 +207,12 @@ async fn zone() -> (String, String) {
             .unwrap();
         batch = batch.changes(Change::builder().action(ChangeAction::Upsert).resource_record_set(rr).build().unwrap());
     }
-    r53.change_resource_record_sets().hosted_zone_id(&zone_id).change_batch(batch.build().unwrap()).send().await.unwrap();
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&zone_id)
+        .change_batch(batch.build().unwrap())
+        .send()
+        .await
+        .unwrap();
     (zone_id, format!("api.{zone_name}"))
 }
 
@@ -269,7 +280,9 @@ async fn a_bearer_token_leaves_only_from_an_opted_in_secret_to_an_allowlisted_ad
     server.put(traffic_weight(NS, "elsewhere", outside, route_target())).unwrap();
     server.put(traffic_weight(NS, "opted", with_token("/opted", "opted"), route_target())).unwrap();
     server.put(traffic_weight(NS, "huge", prom(&format!("{}/huge", allowed.url)), route_target())).unwrap();
-    server.put(traffic_weight(NS, "query-error", prom(&format!("{}/query-error", allowed.url)), route_target())).unwrap();
+    server
+        .put(traffic_weight(NS, "query-error", prom(&format!("{}/query-error", allowed.url)), route_target()))
+        .unwrap();
 
     let s = wait_status(&server, &op, NS, "unlabelled", |s| not_allowed(s).is_some()).await;
     let message = not_allowed(&s).unwrap();
@@ -288,7 +301,8 @@ async fn a_bearer_token_leaves_only_from_an_opted_in_secret_to_an_allowlisted_ad
     );
 
     // The opted-in Secret to the allowlisted address: the token is sent.
-    let seen = wait_seen(&allowed, &op, "the opted-in query", |seen| seen.iter().any(|r| r.path.starts_with("/opted/"))).await;
+    let seen =
+        wait_seen(&allowed, &op, "the opted-in query", |seen| seen.iter().any(|r| r.path.starts_with("/opted/"))).await;
     let opted = seen.iter().find(|r| r.path.starts_with("/opted/api/v1/query")).expect("the query path");
     assert_eq!(opted.header("authorization"), Some("Bearer token-opted-in"));
 
@@ -340,7 +354,9 @@ async fn the_operator_identity_is_used_only_in_listed_namespaces_and_only_at_all
     let op = operator(&server, &flags, &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")]);
 
     let p = prom(&metric.url);
-    server.put(traffic_weight(NS, "own-identity", p.clone(), route53_target(&tenant_zone, &tenant_name, &moto, None))).unwrap();
+    server
+        .put(traffic_weight(NS, "own-identity", p.clone(), route53_target(&tenant_zone, &tenant_name, &moto, None)))
+        .unwrap();
     let unlabelled = route53_target(&tenant_zone, &tenant_name, &moto, Some("aws-plain"));
     server.put(traffic_weight(NS, "unlabelled", p.clone(), unlabelled)).unwrap();
     let foreign_endpoint = route53_target(&tenant_zone, &tenant_name, &foreign.url, Some("aws-opted"));
@@ -362,7 +378,10 @@ async fn the_operator_identity_is_used_only_in_listed_namespaces_and_only_at_all
     assert!(not_allowed(&s).unwrap().contains("Secret traffic/aws-plain is not labelled"), "{s:#}");
     let s = wait_status(&server, &op, NS, "foreign-endpoint", |s| not_allowed(s).is_some()).await;
     let message = not_allowed(&s).unwrap();
-    assert!(message.contains("spec.target.route53.endpoint") && message.contains("not an allowed endpoint"), "{message}");
+    assert!(
+        message.contains("spec.target.route53.endpoint") && message.contains("not an allowed endpoint"),
+        "{message}"
+    );
 
     // Nothing was written for the tenant, and the foreign endpoint heard nothing.
     assert_eq!(weight(&tenant_zone, &tenant_name).await, 1);
@@ -474,7 +493,9 @@ async fn metadata_and_loopback_addresses_are_refused_after_resolution_even_when_
     let port = behind_localhost.addr.port();
     let server = cluster(&[NS]).await;
     let op = operator(&server, &allow(&["http://169.254.169.254".into(), format!("http://localhost:{port}")]), &[]);
-    server.put(traffic_weight(NS, "metadata", prom("http://169.254.169.254/latest/meta-data"), route_target())).unwrap();
+    server
+        .put(traffic_weight(NS, "metadata", prom("http://169.254.169.254/latest/meta-data"), route_target()))
+        .unwrap();
     server.put(traffic_weight(NS, "localhost", prom(&format!("http://localhost:{port}")), route_target())).unwrap();
 
     let refused = |s: &Value| condition(s, "MetricAvailable")["reason"] == "Refused";

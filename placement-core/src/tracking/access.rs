@@ -38,10 +38,8 @@ pub const DEFAULT_RULES: [&str; 2] = ["https://*.svc", "https://*.svc.cluster.lo
 
 /// Cloud instance-metadata addresses refused even outside the link-local ranges (AWS's IPv6 IMDS is a
 /// unique-local address).
-pub const METADATA_ADDRESSES: [IpAddr; 2] = [
-    IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
-    IpAddr::V6(Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)),
-];
+pub const METADATA_ADDRESSES: [IpAddr; 2] =
+    [IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)), IpAddr::V6(Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254))];
 
 /// The most characters of a rule; longer ones are refused when the flag is parsed.
 pub const MAX_RULE_CHARS: usize = 512;
@@ -304,11 +302,8 @@ impl AccessPolicy {
     /// `rules` is the allowlist ([`DEFAULT_RULES`] when empty); `default_chain_namespaces` the namespaces
     /// whose TrafficWeights may use the operator's own AWS identity.
     pub fn new(rules: Vec<EndpointRule>, default_chain_namespaces: BTreeSet<String>) -> Self {
-        let rules = if rules.is_empty() {
-            DEFAULT_RULES.iter().filter_map(|r| r.parse().ok()).collect()
-        } else {
-            rules
-        };
+        let rules =
+            if rules.is_empty() { DEFAULT_RULES.iter().filter_map(|r| r.parse().ok()).collect() } else { rules };
         AccessPolicy { rules, default_chain_namespaces }
     }
 

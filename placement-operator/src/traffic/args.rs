@@ -50,8 +50,7 @@ impl TrafficArgs {
     /// The controller's options these flags give.
     pub fn options(&self) -> Options {
         let rules = self.traffic_allowed_endpoints.iter().filter_map(|e| e.0.clone()).collect();
-        let namespaces =
-            self.traffic_default_credentials_namespaces.iter().map(|n| n.trim()).filter(|n| !n.is_empty());
+        let namespaces = self.traffic_default_credentials_namespaces.iter().map(|n| n.trim()).filter(|n| !n.is_empty());
         let mut options = Options::default();
         options.connect.access = Arc::new(AccessPolicy::new(rules, namespaces.map(str::to_string).collect()));
         options.connect.route53_max_pages = self.traffic_route53_max_pages;

@@ -167,8 +167,9 @@ fn route53_dns(endpoint: Option<&str>, options: &ConnectOptions) -> Result<Guard
     let permit = match endpoint {
         None => Permit::strict("the Route53 API"),
         Some(e) => {
-            let url = url::Url::parse(e.trim())
-                .map_err(|err| Refusal::new(format!("{field}: {:?} is not a URL: {err}", e.chars().take(80).collect::<String>())))?;
+            let url = url::Url::parse(e.trim()).map_err(|err| {
+                Refusal::new(format!("{field}: {:?} is not a URL: {err}", e.chars().take(80).collect::<String>()))
+            })?;
             let permit = egress::permit(&options.access, field, &url)?;
             let literal = match url.host() {
                 Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),

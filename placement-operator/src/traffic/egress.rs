@@ -27,7 +27,9 @@ pub fn permit(policy: &AccessPolicy, field: &str, url: &url::Url) -> Result<Perm
     let scheme = match url.scheme() {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
-        other => return Err(Refusal::new(format!("{field}: the scheme {:?} is neither http nor https", cut(other, 16)))),
+        other => {
+            return Err(Refusal::new(format!("{field}: the scheme {:?} is neither http nor https", cut(other, 16))));
+        }
     };
     let host = match url.host() {
         Some(url::Host::Domain(d)) => d.to_string(),

@@ -136,7 +136,15 @@ impl PrometheusConfig {
         }
         let address = parse_address(address)?;
         let egress = Egress::new(Permit::strict(format!("Prometheus {}", address.as_str().trim_end_matches('/'))));
-        Ok(PrometheusConfig { address, query, aggregation: None, timeout: DEFAULT_TIMEOUT, auth: Auth::None, ca_pem: None, egress })
+        Ok(PrometheusConfig {
+            address,
+            query,
+            aggregation: None,
+            timeout: DEFAULT_TIMEOUT,
+            auth: Auth::None,
+            ca_pem: None,
+            egress,
+        })
     }
 
     /// The config a `TrafficWeight` spec describes (`spec.metric.prometheus`: address, query,

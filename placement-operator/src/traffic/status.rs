@@ -16,8 +16,8 @@ use super::actuator::{Weights, WriteOutcome};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use placement_core::tracking::TrackingDecision;
-use placement_kube::crd::conditions::{Condition, ConditionStatus, READY, StatusConditions};
 use placement_core::tracking::access::cut;
+use placement_kube::crd::conditions::{Condition, ConditionStatus, READY, StatusConditions};
 use placement_kube::crd::{CrdError, TrafficWeightStatus, set_condition};
 
 /// The most characters of any message the TrafficWeight controller writes to a status condition,
@@ -215,7 +215,14 @@ mod tests {
         let exact = "y".repeat(MAX_MESSAGE_CHARS);
         assert_eq!(bounded(&exact), exact, "at the limit nothing is cut");
         assert!(bounded(&format!("{exact}y")).ends_with('…'));
-        let n = failed(None, Stage::NotAllowed, "not_allowed", "Secret a/b is not labelled", Some(1), at("2026-11-25T12:00:00Z"));
+        let n = failed(
+            None,
+            Stage::NotAllowed,
+            "not_allowed",
+            "Secret a/b is not labelled",
+            Some(1),
+            at("2026-11-25T12:00:00Z"),
+        );
         assert_eq!(cond(&n, READY).1, "NotAllowed");
     }
 

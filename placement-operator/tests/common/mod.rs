@@ -4,5 +4,5 @@
 #![allow(dead_code)] // each test binary uses a part
 
 pub mod moto;
-pub mod recorder;
 pub mod prometheus;
+pub mod recorder;

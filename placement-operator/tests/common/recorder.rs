@@ -50,7 +50,11 @@ impl Recorder {
 
 /// A Prometheus answer: the scalar `value`.
 pub fn scalar(value: &str) -> Answer {
-    (200, "application/json", format!(r#"{{"status":"success","data":{{"resultType":"scalar","result":[1700000000,"{value}"]}}}}"#))
+    (
+        200,
+        "application/json",
+        format!(r#"{{"status":"success","data":{{"resultType":"scalar","result":[1700000000,"{value}"]}}}}"#),
+    )
 }
 
 /// Starts a recorder answering with `handler`.
