@@ -24,22 +24,21 @@ const WAIT: Duration = Duration::from_secs(40);
 
 // ---- the cluster, the binary ----
 
-struct Operator {
-    child: Child,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
+/// The operator process and its log; `None` for the in-process tests, which have no log to show.
+struct Operator(Option<(Child, std::path::PathBuf, tempfile::TempDir)>);
 
 impl Operator {
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.as_ref().and_then(|(_, log, _)| std::fs::read_to_string(log).ok()).unwrap_or_default()
     }
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some((child, _, _)) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -91,7 +90,7 @@ fn operator(server: &FakeApiServer, flags: &[String], env: &[(&str, &str)]) -> O
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    Operator { child: cmd.spawn().unwrap(), log, _dir: dir }
+    Operator(Some((cmd.spawn().unwrap(), log, dir)))
 }
 
 fn allow(entries: &[String]) -> Vec<String> {
@@ -541,32 +540,19 @@ async fn without_an_allowlist_only_in_cluster_https_services_are_allowed() {
 /// evaluation then ends (its duration is observed) without writing the weight, the status or an Event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_loses_leadership_during_an_evaluation_writes_nothing() {
-    use placement_kube::live::{self, WatchOptions};
-    use placement_operator::runtime::events::Events;
-    use placement_operator::traffic::{self, Options};
-    use placement_operator::{Context, Leadership};
+    use placement_operator::Leadership;
+    use placement_operator::traffic::Options;
 
     let metric = recorder::start(|_| scalar("3000")).await;
     metric.hold(true);
     let (zone_id, name) = zone().await;
-    let server = cluster(&[NS]).await;
-    secret(&server, NS, "aws", true, aws_keys());
+    let rules = vec![entry(&metric.url).parse().unwrap(), entry(&moto_url()).parse().unwrap()];
+    let mut options = Options::default();
+    options.connect.access = Arc::new(AccessPolicy::new(rules, Default::default()));
     let (lead, leadership) = Leadership::channel();
     lead.send(true).unwrap();
-    let (index, _watchers) = live::spawn(server.client(), WatchOptions::default());
-    let ctx = Context {
-        client: server.client(),
-        eviction_client: server.client_without_retry(),
-        index,
-        events: Events::new(server.client(), "placement-operator", Some("old-leader".into())),
-        leadership,
-    };
-    let mut options = Options::default();
-    let rules = vec![entry(&metric.url).parse().unwrap(), entry(&moto_url()).parse().unwrap()];
-    options.connect.access = Arc::new(AccessPolicy::new(rules, Default::default()));
-    let mut registry = prometheus_client::registry::Registry::default();
-    let controller = tokio::spawn(traffic::controller_with(ctx, &mut registry, options));
-
+    let c = in_process(options, leadership).await;
+    let (server, registry) = (&c.server, &c.registry);
     let target = route53_target(&zone_id, &name, &moto_url(), Some("aws"));
     server.put(traffic_weight(NS, "failover", prom(&metric.url), target)).unwrap();
     let started = Instant::now();
@@ -579,7 +565,7 @@ async fn an_instance_that_loses_leadership_during_an_evaluation_writes_nothing()
     metric.hold(false);
     let evaluations = || {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
         text.lines()
             .find(|l| l.starts_with("placement_traffic_weight_evaluation_duration_seconds_count"))
             .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
@@ -590,9 +576,105 @@ async fn an_instance_that_loses_leadership_during_an_evaluation_writes_nothing()
         assert!(started.elapsed() < WAIT, "the evaluation never ended");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    controller.abort();
+    c.controller.abort();
     assert_eq!(weight(&zone_id, &name).await, 1, "the old leader wrote the weight");
     let tw = server.get("placement.dev/v1alpha1", "TrafficWeight", NS, "failover").unwrap();
     assert!(tw["status"].is_null(), "the old leader wrote a status: {:#}", tw["status"]);
-    assert!(events(&server, NS).is_empty(), "the old leader published Events: {:#?}", events(&server, NS));
+    assert!(events(server, NS).is_empty(), "the old leader published Events: {:#?}", events(server, NS));
+}
+
+/// The TrafficWeight controller in process, with `options`: the fake API server, the namespace and an
+/// opted-in Secret `aws` with moto's keys.
+struct InProcess {
+    server: FakeApiServer,
+    registry: prometheus_client::registry::Registry,
+    controller: tokio::task::JoinHandle<()>,
+    _watchers: placement_kube::live::Watchers,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.controller.abort();
+    }
+}
+
+async fn in_process(
+    options: placement_operator::traffic::Options,
+    leadership: placement_operator::Leadership,
+) -> InProcess {
+    use placement_kube::live::{self, WatchOptions};
+    use placement_operator::runtime::events::Events;
+    let server = cluster(&[NS]).await;
+    secret(&server, NS, "aws", true, aws_keys());
+    let (index, watchers) = live::spawn(server.client(), WatchOptions::default());
+    let ctx = placement_operator::Context {
+        client: server.client(),
+        eviction_client: server.client_without_retry(),
+        index,
+        events: Events::new(server.client(), "placement-operator", Some("in-process".into())),
+        leadership,
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let controller = tokio::spawn(placement_operator::traffic::controller_with(ctx, &mut registry, options));
+    InProcess { server, registry, controller, _watchers: watchers }
+}
+
+/// A resolver that answers from a table: the injection point that makes a name resolve to the metadata
+/// address without contacting it.
+#[derive(Debug)]
+struct Table(Vec<(&'static str, Vec<std::net::IpAddr>)>);
+
+impl placement_operator::traffic::egress::Resolve for Table {
+    fn resolve<'a>(&'a self, host: &'a str) -> futures::future::BoxFuture<'a, std::io::Result<Vec<std::net::IpAddr>>> {
+        let found = self.0.iter().find(|(h, _)| *h == host).map(|(_, ips)| ips.clone());
+        Box::pin(async move { found.ok_or_else(|| std::io::Error::other("no such host in the table")) })
+    }
+}
+
+/// The same row through names: with `http://*.test` allowlisted, a Prometheus name that resolves to
+/// 169.254.169.254, and one that resolves to a public address and to the metadata address (what a
+/// rebinding DNS server answers), are refused before any connection; so is a Route53 `endpoint` whose
+/// name resolves to the metadata address (the AWS SDK's resolver is the same check). The listener the
+/// names would otherwise reach hears nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_resolve_to_refused_addresses_are_refused_for_prometheus_and_route53() {
+    use placement_operator::Leadership;
+    use placement_operator::traffic::Options;
+    let listener = recorder::start(|_| scalar("3000")).await;
+    let port = listener.addr.port();
+    let metadata: std::net::IpAddr = "169.254.169.254".parse().unwrap();
+    let table = Table(vec![
+        ("metadata.test", vec![metadata]),
+        ("rebinding.test", vec!["93.184.216.34".parse().unwrap(), metadata]),
+        ("route53.test", vec![metadata]),
+    ]);
+    let mut options = Options::default();
+    let rules = vec!["http://*.test".parse().unwrap(), entry(&listener.url).parse().unwrap()];
+    options.connect.access = Arc::new(AccessPolicy::new(rules, Default::default()));
+    options.connect.resolver = Arc::new(table);
+    let c = in_process(options, Leadership::always()).await;
+    let op = Operator(None);
+    for name in ["metadata", "rebinding"] {
+        let address = format!("http://{name}.test:{port}");
+        c.server.put(traffic_weight(NS, name, prom(&address), route_target())).unwrap();
+    }
+    let endpoint = format!("http://route53.test:{port}");
+    let target = route53_target("ZMETA", "api.example.com", &endpoint, Some("aws"));
+    c.server.put(traffic_weight(NS, "route53-endpoint", prom(&listener.url), target)).unwrap();
+
+    for name in ["metadata", "rebinding"] {
+        let s = wait_status(&c.server, &op, NS, name, |s| condition(s, "MetricAvailable")["reason"] == "Refused").await;
+        let message = condition(&s, "MetricAvailable")["message"].as_str().unwrap().to_string();
+        assert!(message.contains("resolves to 169.254.169.254, which is a cloud metadata address"), "{message}");
+    }
+    let s =
+        wait_status(&c.server, &op, NS, "route53-endpoint", |s| condition(s, "TargetAvailable")["status"] == "False")
+            .await;
+    let message = condition(&s, "TargetAvailable")["message"].as_str().unwrap().to_string();
+    assert!(message.contains("169.254.169.254") && message.contains("refused before connecting"), "{message}");
+    // Only the Route53 TrafficWeight's metric query reached the listener (its address is allowlisted
+    // as an IP); nothing went to it through the refused names.
+    let seen = listener.seen();
+    assert!(seen.iter().all(|r| r.path.starts_with("/api/v1/query")), "{seen:#?}");
+    assert!(seen.iter().all(|r| r.method == "GET"), "{seen:#?}");
 }
