@@ -23,10 +23,19 @@ pub use error::{Error, Result};
 /// [`Context`], registers its metrics in the registry served on `/metrics`, and writes only while
 /// `ctx.leadership.is_leader()`.
 pub fn controllers(ctx: Context, registry: &mut prometheus_client::registry::Registry) -> Vec<runtime::Controller> {
-    vec![
-        runtime::Controller::new("zonebalancer", zone_balancer::controller(ctx.clone(), registry)),
-        runtime::Controller::new("poddistribution", distribution::controller(ctx.clone(), registry)),
-        runtime::Controller::new("rebalancer", rebalancer::controller(ctx.clone(), registry)),
-        runtime::Controller::new("trafficweight", traffic::controller(ctx, registry)),
-    ]
+    controllers_with(traffic::Options::default())(ctx, registry)
+}
+
+/// [`controllers`] with the TrafficWeight controller's options (the admin's flags, [`traffic::TrafficArgs`]).
+pub fn controllers_with(
+    traffic: traffic::Options,
+) -> impl FnOnce(Context, &mut prometheus_client::registry::Registry) -> Vec<runtime::Controller> {
+    move |ctx, registry| {
+        vec![
+            runtime::Controller::new("zonebalancer", zone_balancer::controller(ctx.clone(), registry)),
+            runtime::Controller::new("poddistribution", distribution::controller(ctx.clone(), registry)),
+            runtime::Controller::new("rebalancer", rebalancer::controller(ctx.clone(), registry)),
+            runtime::Controller::new("trafficweight", traffic::controller_with(ctx, registry, traffic)),
+        ]
+    }
 }

@@ -5,7 +5,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use placement_operator::runtime::{self, RunConfig, leader::LeaseConfig};
-use placement_operator::{controllers, crdgen, plan, simulate};
+use placement_operator::{controllers_with, crdgen, plan, simulate};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -88,6 +88,8 @@ struct RunArgs {
     /// Log filter in RUST_LOG syntax, e.g. `info` or `placement_operator=debug,kube=warn`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
+    #[command(flatten)]
+    traffic: placement_operator::traffic::TrafficArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -180,7 +182,7 @@ fn run_operator(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(runtime::run(config, controllers)) {
+    match rt.block_on(runtime::run(config, controllers_with(args.traffic.options()))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "operator failed");

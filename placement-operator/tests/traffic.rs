@@ -9,8 +9,10 @@
 mod common;
 
 use common::moto::moto_url;
+use placement_core::tracking::access::{AccessPolicy, CREDENTIALS_LABEL, Permit};
 use placement_kube::live::{self, WatchOptions, Watchers};
 use placement_operator::runtime::events::Events;
+use placement_operator::traffic::egress::Egress;
 use placement_operator::traffic::prometheus::{PrometheusClient, PrometheusConfig, PrometheusError};
 use placement_operator::traffic::route53::{ClientSettings, CredentialSource, StaticCredentials, sdk_client};
 use placement_operator::traffic::{self, Options};
@@ -49,7 +51,9 @@ async fn set_metric(case: &str, value: &str) -> &'static str {
     SERIES.lock().unwrap().insert(case.to_string(), value.to_string());
     let prom = common::prometheus::shared(&exposition()).await;
     prom.set_exposition(&exposition());
-    let client = PrometheusClient::new(PrometheusConfig::new(&prom.address, query(case)).unwrap()).unwrap();
+    let mut config = PrometheusConfig::new(&prom.address, query(case)).unwrap();
+    config.egress = Egress::new(Permit::any_loopback("the test's Prometheus"));
+    let client = PrometheusClient::new(config).unwrap();
     let want: Option<Decimal> = value.parse().ok();
     let started = Instant::now();
     loop {
@@ -104,7 +108,8 @@ async fn cluster_led_by(leadership: Leadership) -> Cluster {
     server.put(http_route_crd()).unwrap();
     server.put(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})).unwrap();
     server
-        .put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws", "namespace": NS},
+        .put(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "aws", "namespace": NS, "labels": {CREDENTIALS_LABEL: "true"}},
             "stringData": {"accessKeyId": "testing", "secretAccessKey": "testing"}}))
         .unwrap();
     let (index, watchers) = live::spawn(server.client(), WatchOptions::default());
@@ -119,6 +124,9 @@ async fn cluster_led_by(leadership: Leadership) -> Cluster {
     let mut registry = Registry::default();
     let mut options = Options { error_backoff: Duration::from_millis(200), ..Options::default() };
     options.connect.route53_retry.initial_delay = Duration::from_millis(20);
+    // Prometheus and moto listen on 127.0.0.1: the admin's explicit loopback entry.
+    let local = vec!["http://127.0.0.1".parse().unwrap()];
+    options.connect.access = std::sync::Arc::new(AccessPolicy::new(local, Default::default()));
     let controller = tokio::spawn(traffic::controller_with(ctx, &mut registry, options));
     Cluster { server, registry, controller, _watchers: watchers }
 }

@@ -9,6 +9,8 @@
 mod common;
 
 use jiff::Timestamp;
+use placement_core::tracking::access::Permit;
+use placement_operator::traffic::egress::Egress;
 use placement_operator::traffic::prometheus::{
     Aggregation, Auth, PrometheusClient, PrometheusConfig, PrometheusError, Sample,
 };
@@ -43,6 +45,7 @@ async fn prometheus() -> &'static str {
 
 async fn query(address: &str, q: &str, aggregation: Option<Aggregation>) -> Result<Sample, PrometheusError> {
     let mut config = PrometheusConfig::new(address, q).unwrap();
+    config.egress = Egress::new(Permit::any_loopback("a server of the test"));
     config.aggregation = aggregation;
     config.timeout = Duration::from_secs(5);
     PrometheusClient::new(config).unwrap().query().await
@@ -76,6 +79,7 @@ async fn a_scalar_and_a_one_element_vector_are_values() {
 async fn the_time_parameter_is_sent() {
     let prom = prometheus().await;
     let mut config = PrometheusConfig::new(prom, "time()").unwrap();
+    config.egress = Egress::new(Permit::any_loopback("a server of the test"));
     config.timeout = Duration::from_secs(5);
     let client = PrometheusClient::new(config).unwrap();
     let at = Timestamp::from_millisecond(1_700_000_000_250).unwrap();
@@ -162,6 +166,7 @@ async fn a_silent_server_times_out() {
         }
     });
     let mut config = PrometheusConfig::new(&address, "up").unwrap();
+    config.egress = Egress::new(Permit::any_loopback("a server of the test"));
     config.timeout = Duration::from_millis(500);
     let started = Instant::now();
     let e = PrometheusClient::new(config).unwrap().query().await.unwrap_err();
@@ -246,6 +251,7 @@ async fn credentials_and_the_path_prefix_are_sent() {
     ];
     for (auth, want) in cases {
         let mut config = PrometheusConfig::new(&address, "sum(rate(http_requests_total[1m])) * 60").unwrap();
+        config.egress = Egress::new(Permit::any_loopback("a server of the test"));
         config.auth = auth.clone();
         let s = PrometheusClient::new(config).unwrap().query().await.unwrap();
         assert_eq!(s.value, Decimal::from(42));
@@ -320,6 +326,7 @@ async fn tls_with_a_custom_ca() {
     let port = addr.port();
     for address in [format!("https://localhost:{port}"), format!("https://127.0.0.1:{port}")] {
         let mut config = PrometheusConfig::new(&address, "up").unwrap();
+        config.egress = Egress::new(Permit::any_loopback("a server of the test"));
         config.ca_pem = Some(pki.ca_pem.clone().into_bytes());
         config.auth = Auth::Bearer("over-tls".into());
         let s = PrometheusClient::new(config).unwrap().query().await.unwrap();
@@ -332,6 +339,7 @@ async fn tls_with_a_custom_ca() {
     for ca in [None, Some(other.ca_pem.into_bytes())] {
         let with = ca.is_some();
         let mut config = PrometheusConfig::new(&format!("https://localhost:{port}"), "up").unwrap();
+        config.egress = Egress::new(Permit::any_loopback("a server of the test"));
         config.ca_pem = ca;
         let e = PrometheusClient::new(config).unwrap().query().await.unwrap_err();
         assert!(matches!(e, PrometheusError::Tls { .. }), "other CA: {with}: {e}");
@@ -341,6 +349,7 @@ async fn tls_with_a_custom_ca() {
     let elsewhere = make_pki(&["prometheus.example"]);
     let (addr, _) = fake_server(http_answer("200 OK", SCALAR_42), Some(elsewhere.acceptor.clone())).await;
     let mut config = PrometheusConfig::new(&format!("https://localhost:{}", addr.port()), "up").unwrap();
+    config.egress = Egress::new(Permit::any_loopback("a server of the test"));
     config.ca_pem = Some(elsewhere.ca_pem.into_bytes());
     let e = PrometheusClient::new(config).unwrap().query().await.unwrap_err();
     assert!(matches!(e, PrometheusError::Tls { .. }), "{e}");

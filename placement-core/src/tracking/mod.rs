@@ -4,6 +4,7 @@
 //! Time is a parameter, state (the last change) goes in and out explicitly, and every step says why it
 //! did what it did.
 
+pub mod access;
 pub mod law;
 pub mod policy;
 pub mod schedule;

@@ -14,14 +14,44 @@
 //!   rejects anything outside it ([`ActuatorError::InvalidWeight`]) instead of clamping silently.
 //! - Methods return boxed futures so actuators can be chosen at run time (`Box<dyn Actuator>`); a native
 //!   `async fn` in a trait is not object-safe.
+//! - Writes pass a [`WriteGate`] right before they are sent: the controller's gate is "this instance
+//!   still leads", so an old leader after a failover sends nothing even if it lost the Lease in the
+//!   middle of an evaluation.
 //! - Errors carry a bounded class ([`ActuatorError::metric_label`]) for the errors-by-class metric, and a
 //!   message naming the target precisely for conditions and events.
 #![forbid(unsafe_code)]
 
 use std::fmt;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
+
+/// Asked right before every write: `false` means "do not send".
+#[derive(Clone)]
+pub struct WriteGate(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl WriteGate {
+    /// A gate asking `open` each time.
+    pub fn new(open: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        WriteGate(Arc::new(open))
+    }
+
+    /// Always open (an actuator used outside the controller).
+    pub fn open() -> Self {
+        WriteGate::new(|| true)
+    }
+
+    pub fn is_open(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for WriteGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WriteGate(open: {})", self.is_open())
+    }
+}
 
 /// The weights in force at the target now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,11 +131,17 @@ pub enum ActuatorError {
     /// Any other error the API returned.
     #[error("{target}: API error {code}: {message}")]
     Api { target: String, code: String, message: String },
+    /// A bound on one evaluation's work was reached (pages listed, time spent).
+    #[error("{target}: {message}")]
+    Limit { target: String, message: String },
+    /// This instance no longer leads: nothing was sent.
+    #[error("{target}: not written: this instance is no longer the leader")]
+    NotLeader { target: String },
 }
 
 impl ActuatorError {
     /// A bounded label for the errors-by-class metric: one of `throttled`, `not_found`, `not_weighted`,
-    /// `auth`, `invalid_weight`, `invalid`, `transport`, `api`.
+    /// `auth`, `invalid_weight`, `invalid`, `transport`, `api`, `limit`, `not_leader`.
     pub fn metric_label(&self) -> &'static str {
         match self {
             ActuatorError::Throttled { .. } => "throttled",
@@ -116,12 +152,24 @@ impl ActuatorError {
             ActuatorError::Invalid { .. } => "invalid",
             ActuatorError::Transport { .. } => "transport",
             ActuatorError::Api { .. } => "api",
+            ActuatorError::Limit { .. } => "limit",
+            ActuatorError::NotLeader { .. } => "not_leader",
         }
     }
 
     /// Every label [`ActuatorError::metric_label`] can return (to pre-register metric series).
-    pub const METRIC_LABELS: [&'static str; 8] =
-        ["throttled", "not_found", "not_weighted", "auth", "invalid_weight", "invalid", "transport", "api"];
+    pub const METRIC_LABELS: [&'static str; 10] = [
+        "throttled",
+        "not_found",
+        "not_weighted",
+        "auth",
+        "invalid_weight",
+        "invalid",
+        "transport",
+        "api",
+        "limit",
+        "not_leader",
+    ];
 
     /// Whether trying again later may succeed without anyone changing the configuration or the target.
     pub fn is_transient(&self) -> bool {
@@ -151,6 +199,8 @@ mod tests {
             ActuatorError::Invalid { target: t(), message: t() },
             ActuatorError::Transport { target: t(), message: t() },
             ActuatorError::Api { target: t(), code: t(), message: t() },
+            ActuatorError::Limit { target: t(), message: t() },
+            ActuatorError::NotLeader { target: t() },
         ];
         let labels: Vec<_> = all.iter().map(ActuatorError::metric_label).collect();
         assert_eq!(labels, ActuatorError::METRIC_LABELS);

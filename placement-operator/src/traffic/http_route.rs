@@ -15,6 +15,7 @@
 //! - **Writes are one JSON Patch** guarded by a `test` of the route's `resourceVersion`, setting the
 //!   managed backend's weight in every counted rule. A route changed between our read and our patch makes
 //!   the API server refuse it (409 or 422); the write then reads again, a few times at most.
+//! - **Only while leading**: the [`WriteGate`] is asked right before each patch.
 //! - The weight range is Gateway API's: 0..=1,000,000.
 #![forbid(unsafe_code)]
 
@@ -24,7 +25,7 @@ use futures::future::BoxFuture;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use super::actuator::{Actuator, ActuatorError, Weights, WriteOutcome};
+use super::actuator::{Actuator, ActuatorError, Weights, WriteGate, WriteOutcome};
 
 /// Gateway API's largest backend weight.
 pub const MAX_WEIGHT: u32 = 1_000_000;
@@ -73,12 +74,19 @@ impl Located {
 pub struct HttpRouteActuator {
     api: Api<DynamicObject>,
     target: BackendRef,
+    gate: WriteGate,
 }
 
 impl HttpRouteActuator {
     pub fn new(client: kube::Client, target: BackendRef) -> Self {
         let api = Api::namespaced_with(client, &target.namespace, &http_route_resource());
-        HttpRouteActuator { api, target }
+        HttpRouteActuator { api, target, gate: WriteGate::open() }
+    }
+
+    /// Asked right before every patch; a closed gate sends nothing.
+    pub fn with_write_gate(mut self, gate: WriteGate) -> Self {
+        self.gate = gate;
+        self
     }
 
     fn route_desc(&self) -> String {
@@ -126,6 +134,9 @@ impl HttpRouteActuator {
                 field_manager: Some(placement_kube::field_manager::OPERATOR.into()),
                 ..PatchParams::default()
             };
+            if !self.gate.is_open() {
+                return Err(ActuatorError::NotLeader { target: self.describe() });
+            }
             match self.api.patch(&self.target.route, &params, &Patch::Json::<()>(patch)).await {
                 Ok(_) => return Ok(WriteOutcome::Changed { from, to: weight }),
                 // Changed since we read it: the resourceVersion test failed.

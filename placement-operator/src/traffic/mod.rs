@@ -8,7 +8,10 @@
 //! - [`prometheus`]: the metric, one instant query read as an exact decimal, or a typed error.
 //! - [`actuator`]: the trait every target implements (read managed and base weights, write one weight),
 //!   with [`route53`] (AWS SDK) and [`http_route`] (kube client, dynamic object).
-//! - [`connect`]: from a spec and the Secrets of its namespace to a query client and an actuator.
+//! - [`connect`]: from a spec and the Secrets of its namespace to a query client and an actuator, after
+//!   the admin's access policy ([`args`], decided by `placement_core::tracking::access`) allowed the
+//!   addresses, Secrets and credentials it names; [`egress`] checks every resolved address before
+//!   connecting.
 //! - [`controller`]: one evaluation, turning every failure into a condition, a count and an Event, never
 //!   into a weight change; [`status`] builds the status from plain values; [`metrics`].
 //!
@@ -19,8 +22,10 @@
 //! moment it will be.
 
 pub mod actuator;
+pub mod args;
 pub mod connect;
 pub mod controller;
+pub mod egress;
 pub mod http_route;
 pub mod metrics;
 pub mod prometheus;
@@ -38,6 +43,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use args::TrafficArgs;
 pub use metrics::TrafficMetrics;
 
 /// Settings of the TrafficWeight controller that are not in the resource.
@@ -67,6 +73,8 @@ pub fn controller_with(
     options: Options,
 ) -> impl Future<Output = ()> + Send + 'static {
     let metrics = TrafficMetrics::register(registry);
+    let allowed: Vec<String> = options.connect.access.rules().iter().map(ToString::to_string).collect();
+    tracing::info!(allowed_endpoints = ?allowed, "traffic weights: addresses TrafficWeights may use");
     let client = ctx.client.clone();
     let leadership = ctx.leadership.gained();
     let state = Arc::new(State::new(ctx, metrics, options));

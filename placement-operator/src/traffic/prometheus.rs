@@ -24,6 +24,11 @@
 //!   [`auth_from_secret`] and [`ca_from_secret`] read them from a `Secret` the controller fetched (in
 //!   the resource's namespace), with errors naming the Secret and key. Credentials in the address
 //!   (`https://user:pw@host`) are refused so they cannot leak into messages.
+//! * **Where it connects.** Only to addresses [`egress::Egress`] resolved and checked (the
+//!   [`PrometheusConfig::egress`] permit from the admin's allowlist; loopback, link-local and metadata
+//!   addresses refused), never to the name again: a refused address is [`PrometheusError::Refused`] and
+//!   nothing is sent. Text from the server (error bodies, Prometheus' own error strings) is cut to
+//!   [`BODY_IN_MESSAGES`] characters before it goes anywhere.
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, header};
@@ -46,14 +51,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use url::Url;
 
+use super::egress::{Egress, EgressError};
+use placement_core::tracking::access::{Permit, cut};
+
 /// Largest response body read; an instant query for one value is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// The timeout when none is configured (the CRD's default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Queries longer than this are shortened in error messages.
 const QUERY_IN_MESSAGES: usize = 160;
-/// Response bodies quoted in error messages are cut to this many characters.
-const BODY_IN_MESSAGES: usize = 256;
+/// Response bodies and Prometheus' error strings quoted in error messages are cut to this many characters.
+pub const BODY_IN_MESSAGES: usize = 256;
+/// Prometheus' `errorType` is cut to this many characters.
+const ERROR_TYPE_IN_MESSAGES: usize = 64;
 
 /// How the query is authenticated.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -112,6 +122,9 @@ pub struct PrometheusConfig {
     pub auth: Auth,
     /// PEM CA bundle the server's certificate must chain to (`https` only); `None`: system roots.
     pub ca_pem: Option<Vec<u8>>,
+    /// Which resolved addresses may be connected to; [`PrometheusConfig::new`] gives a strict permit
+    /// (loopback refused too), the controller the one its allowlist rule gives.
+    pub egress: Egress,
 }
 
 impl PrometheusConfig {
@@ -121,13 +134,16 @@ impl PrometheusConfig {
         if query.trim().is_empty() {
             return Err(PrometheusError::Config { field: "query", message: "the query is empty".into() });
         }
+        let address = parse_address(address)?;
+        let egress = Egress::new(Permit::strict(format!("Prometheus {}", address.as_str().trim_end_matches('/'))));
         Ok(PrometheusConfig {
-            address: parse_address(address)?,
+            address,
             query,
             aggregation: None,
             timeout: DEFAULT_TIMEOUT,
             auth: Auth::None,
             ca_pem: None,
+            egress,
         })
     }
 
@@ -231,6 +247,9 @@ pub enum PrometheusError {
     /// The TCP connection failed (refused, unreachable, name not resolved).
     #[error("{origin}: cannot connect: {message}")]
     Connect { origin: Origin, message: String },
+    /// An address the name resolved to may not be contacted (loopback, link-local, metadata, ...).
+    #[error("{origin}: {message}")]
+    Refused { origin: Origin, message: String },
     /// The TLS handshake failed (e.g. the certificate does not chain to the configured CA).
     #[error("{origin}: TLS: {message}")]
     Tls { origin: Origin, message: String },
@@ -274,6 +293,7 @@ impl PrometheusError {
         match self {
             PrometheusError::Config { .. } => "config",
             PrometheusError::Connect { .. } => "connect",
+            PrometheusError::Refused { .. } => "refused",
             PrometheusError::Tls { .. } => "tls",
             PrometheusError::Timeout { .. } => "timeout",
             PrometheusError::Transport { .. } => "transport",
@@ -379,9 +399,19 @@ impl PrometheusClient {
             message: format!("cannot build a request for {url}: {e}"),
         })?;
 
-        let tcp = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
+        let addrs = self
+            .config
+            .egress
+            .addresses(host.trim_start_matches('[').trim_end_matches(']'), port)
             .await
-            .map_err(|e| PrometheusError::Connect { origin: origin.clone(), message: e.to_string() })?;
+            .map_err(|e| match e {
+                EgressError::Refused(r) => PrometheusError::Refused { origin: origin.clone(), message: r.to_string() },
+                other => PrometheusError::Connect { origin: origin.clone(), message: other.to_string() },
+            })?;
+        let tcp = TcpStream::connect(&addrs[..]).await.map_err(|e| PrometheusError::Connect {
+            origin: origin.clone(),
+            message: cut(&e.to_string(), BODY_IN_MESSAGES),
+        })?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => exchange(tcp, request, origin).await,
@@ -556,8 +586,8 @@ pub fn evaluate(
         Ok(env) if env.status == "error" => {
             return Err(PrometheusError::QueryFailed {
                 origin: origin.clone(),
-                error_type: env.error_type.unwrap_or_else(|| "unknown".into()),
-                error: env.error.unwrap_or_else(|| "(no message)".into()),
+                error_type: cut(env.error_type.as_deref().unwrap_or("unknown"), ERROR_TYPE_IN_MESSAGES),
+                error: cut(env.error.as_deref().unwrap_or("(no message)"), BODY_IN_MESSAGES),
             });
         }
         _ if !status.is_success() => {

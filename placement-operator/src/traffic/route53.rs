@@ -22,6 +22,16 @@
 //!   type (Route53 lists in order, so the group is contiguous), or when the server repeats a page token:
 //!   the moto emulator ignores `StartRecordIdentifier` and never returns `NextRecordIdentifier`, so a
 //!   group larger than a page would otherwise be listed forever. When that happens the error says so.
+//! - **Listing is bounded per evaluation**: at most [`MAX_LIST_PAGES`] pages (or what
+//!   [`Route53Actuator::with_list_limits`] sets) and a deadline that starts when the actuator is built,
+//!   i.e. once per evaluation. A server that answers truncated pages for ever ends in an
+//!   [`ActuatorError::Limit`], with memory bounded by one page and at most [`LISTED_IDENTIFIERS`] names
+//!   kept for the message.
+//! - **Writes only while leading**: the [`WriteGate`] is asked right before `ChangeResourceRecordSets`
+//!   (after the listing, which can take a while), so an instance that lost its Lease meanwhile sends
+//!   nothing ([`ActuatorError::NotLeader`]).
+//! - **Text from the API is bounded**: error codes and messages (from an endpoint that may not be AWS)
+//!   are cut to [`AWS_MESSAGE_CHARS`] characters.
 //! - **Ring only.** The SDK is built without default features, so the HTTP client is named explicitly:
 //!   `aws-smithy-http-client` with rustls on *ring*. Without it every call fails at run time ("No HTTP
 //!   client was available"); with the SDK's defaults, aws-lc-rs comes in and two rustls providers in one
@@ -46,12 +56,23 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use placement_kube::secrets::{self, SecretError};
 
-use super::actuator::{Actuator, ActuatorError, Weights, WriteOutcome};
+use super::actuator::{Actuator, ActuatorError, Weights, WriteGate, WriteOutcome};
+use super::egress::GuardedDns;
+use placement_core::tracking::access::cut;
 
 /// Route53 weights are 0–255 (all zero splits traffic evenly).
 pub const MAX_WEIGHT: u32 = 255;
 /// The most records ListResourceRecordSets returns per page.
 pub const MAX_PAGE_SIZE: i32 = 300;
+/// The most ListResourceRecordSets pages one lookup reads (300 records each: 30,000 records of one
+/// name and type, three times Route53's default record quota per zone).
+pub const MAX_LIST_PAGES: u32 = 100;
+/// The default time one evaluation's listings may take in all.
+pub const LIST_DEADLINE: Duration = Duration::from_secs(60);
+/// SetIdentifiers named in a not-found message (the others are counted).
+pub const LISTED_IDENTIFIERS: usize = 10;
+/// Error codes and messages from the API are cut to this many characters.
+pub const AWS_MESSAGE_CHARS: usize = 512;
 /// The region used for signing when none is configured (Route53 is global; `aws` partition).
 pub const DEFAULT_REGION: &str = "us-east-1";
 /// Error codes retried with backoff.
@@ -115,7 +136,7 @@ pub enum CredentialSource {
 }
 
 /// How to reach Route53.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ClientSettings {
     /// Signing region; [`DEFAULT_REGION`] when `None`.
     pub region: Option<String>,
@@ -126,6 +147,9 @@ pub struct ClientSettings {
     pub connect_timeout: Duration,
     /// Time allowed for one attempt of one API call (each retry gets its own).
     pub attempt_timeout: Duration,
+    /// The resolver that checks every address of the endpoint's host; `None`: the SDK's own (tests that
+    /// build a client directly). The controller always sets it.
+    pub dns: Option<GuardedDns>,
 }
 
 impl ClientSettings {
@@ -137,21 +161,26 @@ impl ClientSettings {
             credentials,
             connect_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(20),
+            dns: None,
         }
     }
 }
 
-/// The HTTP client the SDK uses: hyper with rustls on *ring* (see the module docs for why it is explicit).
-pub fn http_client() -> aws_sdk_route53::config::SharedHttpClient {
+/// The HTTP client the SDK uses: hyper with rustls on *ring* (see the module docs for why it is explicit),
+/// resolving names through `dns` when given.
+pub fn http_client(dns: Option<&GuardedDns>) -> aws_sdk_route53::config::SharedHttpClient {
     use aws_smithy_http_client::tls;
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-        .build_https()
+    let builder = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring));
+    match dns {
+        Some(dns) => builder.build_with_resolver(dns.clone()),
+        None => builder.build_https(),
+    }
 }
 
 /// A Route53 SDK client built from `settings`, with the SDK's own retries disabled ([`RetryPolicy`] retries).
 pub async fn sdk_client(settings: &ClientSettings) -> aws_sdk_route53::Client {
-    let http = http_client();
+    let http = http_client(settings.dns.as_ref());
     let region = Region::new(settings.region.clone().unwrap_or_else(|| DEFAULT_REGION.to_string()));
     let builder = match &settings.credentials {
         CredentialSource::Static(c) => aws_sdk_route53::Config::builder()
@@ -164,8 +193,10 @@ pub async fn sdk_client(settings: &ClientSettings) -> aws_sdk_route53::Client {
                 "placement-static",
             )),
         CredentialSource::DefaultChain => {
+            // The credential chain's own client: the instance metadata service is link-local, which the
+            // guarded resolver (for the Route53 endpoint) refuses.
             let shared = aws_config::defaults(BehaviorVersion::latest())
-                .http_client(http.clone())
+                .http_client(http_client(None))
                 .region(region.clone())
                 .load()
                 .await;
@@ -265,12 +296,12 @@ where
     R: fmt::Debug + 'static,
 {
     let target = target.to_string();
-    let full = DisplayErrorContext(err).to_string();
+    let full = cut(&DisplayErrorContext(err).to_string(), AWS_MESSAGE_CHARS);
     match err {
         SdkError::ServiceError(ctx) => {
             let e = ctx.err();
-            let code = e.code().unwrap_or("").to_string();
-            let message = e.message().unwrap_or("").to_string();
+            let code = cut(e.code().unwrap_or(""), 64);
+            let message = cut(e.message().unwrap_or(""), AWS_MESSAGE_CHARS);
             classify_code(target, code, message, full)
         }
         SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
@@ -314,7 +345,23 @@ fn source_chain_has_credentials_error(err: &(dyn std::error::Error + 'static)) -
 }
 
 /// Run `call` until it succeeds, fails for good, or `policy.max_attempts` is used up on retried errors.
-pub async fn with_retry<T, E, R, F, Fut>(policy: &RetryPolicy, target: &str, mut call: F) -> Result<T, ActuatorError>
+pub async fn with_retry<T, E, R, F, Fut>(policy: &RetryPolicy, target: &str, call: F) -> Result<T, ActuatorError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, R>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    with_retry_gated(policy, target, None, call).await
+}
+
+/// [`with_retry`], asking `gate` right before every attempt (for writes).
+async fn with_retry_gated<T, E, R, F, Fut>(
+    policy: &RetryPolicy,
+    target: &str,
+    gate: Option<&WriteGate>,
+    mut call: F,
+) -> Result<T, ActuatorError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, SdkError<E, R>>>,
@@ -324,6 +371,9 @@ where
     let max_attempts = policy.max_attempts.max(1);
     let mut attempt = 1;
     loop {
+        if gate.is_some_and(|g| !g.is_open()) {
+            return Err(ActuatorError::NotLeader { target: target.to_string() });
+        }
         match call().await {
             Ok(v) => return Ok(v),
             Err(err) => match classify(target, &err) {
@@ -498,8 +548,10 @@ struct Target {
 struct Found {
     managed: Option<ResourceRecordSet>,
     base: Option<ResourceRecordSet>,
-    /// SetIdentifiers seen with the record's name and type (for error messages).
+    /// SetIdentifiers seen with the record's name and type (for error messages), at most
+    /// [`LISTED_IDENTIFIERS`]; `more` counts the others.
     identifiers: Vec<String>,
+    more: usize,
     repeated_token: bool,
     pages: u32,
 }
@@ -510,6 +562,11 @@ pub struct Route53Actuator {
     target: Target,
     retry: RetryPolicy,
     page_size: i32,
+    max_pages: u32,
+    /// When this actuator's listings must have ended (built once per evaluation).
+    deadline: tokio::time::Instant,
+    list_deadline: Duration,
+    gate: WriteGate,
 }
 
 impl Route53Actuator {
@@ -548,12 +605,31 @@ impl Route53Actuator {
             },
             retry: RetryPolicy::default(),
             page_size: MAX_PAGE_SIZE,
+            max_pages: MAX_LIST_PAGES,
+            deadline: tokio::time::Instant::now() + LIST_DEADLINE,
+            list_deadline: LIST_DEADLINE,
+            gate: WriteGate::open(),
         })
     }
 
     /// Replace the retry policy (tests use short delays).
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// At most `max_pages` pages per lookup, and every listing of this actuator ended `deadline` after
+    /// now (the controller builds one actuator per evaluation).
+    pub fn with_list_limits(mut self, max_pages: u32, deadline: Duration) -> Self {
+        self.max_pages = max_pages.max(1);
+        self.list_deadline = deadline;
+        self.deadline = tokio::time::Instant::now() + deadline;
+        self
+    }
+
+    /// Asked right before every write; a closed gate sends nothing.
+    pub fn with_write_gate(mut self, gate: WriteGate) -> Self {
+        self.gate = gate;
         self
     }
 
@@ -582,8 +658,28 @@ impl Route53Actuator {
             self.page_size,
             self.retry,
         );
-        let mut found = Found { managed: None, base: None, identifiers: Vec::new(), repeated_token: false, pages: 0 };
-        'pages: while let Some(page) = pager.next_page().await? {
+        let mut found =
+            Found { managed: None, base: None, identifiers: Vec::new(), more: 0, repeated_token: false, pages: 0 };
+        let limit = |message: String| ActuatorError::Limit { target: self.describe(), message };
+        'pages: loop {
+            if pager.pages() >= self.max_pages {
+                return Err(limit(format!(
+                    "the listing was still truncated after {} page(s), the most one lookup reads; nothing was written",
+                    pager.pages()
+                )));
+            }
+            let page = match tokio::time::timeout_at(self.deadline, pager.next_page()).await {
+                Ok(page) => page?,
+                Err(_) => {
+                    return Err(limit(format!(
+                        "the listing did not end within {:?} ({} page(s) read), the time one evaluation's listings \
+                         may take; nothing was written",
+                        self.list_deadline,
+                        pager.pages()
+                    )));
+                }
+            };
+            let Some(page) = page else { break };
             for rr in page {
                 // Listing starts at our name and type, so the first other record ends our group.
                 if normalize_name(&rr.name) != t.name || rr.r#type != t.record_type {
@@ -591,7 +687,11 @@ impl Route53Actuator {
                 }
                 let id = rr.set_identifier.clone().unwrap_or_default();
                 if !found.identifiers.contains(&id) {
-                    found.identifiers.push(id.clone());
+                    if found.identifiers.len() < LISTED_IDENTIFIERS {
+                        found.identifiers.push(cut(&id, 128));
+                    } else {
+                        found.more += 1;
+                    }
                 }
                 if id == t.managed {
                     found.managed = Some(rr);
@@ -618,9 +718,9 @@ impl Route53Actuator {
         } else if found.identifiers.is_empty() {
             " (no record with this name and type)".to_string()
         } else {
-            let mut ids: Vec<String> = found.identifiers.iter().take(10).map(|i| format!("{i:?}")).collect();
-            if found.identifiers.len() > 10 {
-                ids.push(format!("... {} more", found.identifiers.len() - 10));
+            let mut ids: Vec<String> = found.identifiers.iter().map(|i| format!("{i:?}")).collect();
+            if found.more > 0 {
+                ids.push(format!("... {} more", found.more));
             }
             format!(" (SetIdentifiers with this name and type: {})", ids.join(", "))
         };
@@ -672,7 +772,7 @@ impl Route53Actuator {
             .build()
             .map_err(invalid)?;
         let desc = self.describe();
-        with_retry(&self.retry, &desc, || {
+        with_retry_gated(&self.retry, &desc, Some(&self.gate), || {
             self.client
                 .change_resource_record_sets()
                 .hosted_zone_id(&self.target.zone_id)

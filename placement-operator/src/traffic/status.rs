@@ -7,13 +7,27 @@
 //! from a fixed list and a message naming what failed; the values of the last good evaluation
 //! (metric, weights, last change) are kept, because nothing was changed. Every write is the whole
 //! status, by server-side apply: the controller is its only writer.
+//!
+//! Every message is cut to [`MAX_MESSAGE_CHARS`]: much of it comes from outside (Prometheus error
+//! bodies, AWS and DNS errors), and a status, like an Event or a log line, must not grow with what a
+//! server chose to answer.
 
 use super::actuator::{Weights, WriteOutcome};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use placement_core::tracking::TrackingDecision;
+use placement_core::tracking::access::cut;
 use placement_kube::crd::conditions::{Condition, ConditionStatus, READY, StatusConditions};
 use placement_kube::crd::{CrdError, TrafficWeightStatus, set_condition};
+
+/// The most characters of any message the TrafficWeight controller writes to a status condition,
+/// `lastReason`, an Event note or a log line.
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// `text` cut to [`MAX_MESSAGE_CHARS`].
+pub fn bounded(text: &str) -> String {
+    cut(text, MAX_MESSAGE_CHARS)
+}
 
 /// The condition saying whether the last query gave a usable value.
 pub const METRIC_AVAILABLE: &str = "MetricAvailable";
@@ -31,6 +45,8 @@ pub enum Stage {
     Target,
     /// The new weight could not be written.
     Write,
+    /// The admin's policy or the Secret's owner does not allow what the spec asks for.
+    NotAllowed,
 }
 
 impl Stage {
@@ -41,6 +57,7 @@ impl Stage {
             Stage::Metric => "metric",
             Stage::Target => "target",
             Stage::Write => "write",
+            Stage::NotAllowed => "access",
         }
     }
 
@@ -50,6 +67,7 @@ impl Stage {
             Stage::Metric => "MetricUnavailable",
             Stage::Target => "TargetUnavailable",
             Stage::Write => "WriteFailed",
+            Stage::NotAllowed => "NotAllowed",
         }
     }
 }
@@ -74,6 +92,7 @@ fn base(previous: Option<&TrafficWeightStatus>, generation: Option<i64>, now: Ti
 
 fn set(s: &mut TrafficWeightStatus, type_: &str, ok: bool, reason: &str, message: String, now: Timestamp) {
     let status = if ok { ConditionStatus::True } else { ConditionStatus::False };
+    let message = bounded(&message);
     set_condition(&mut s.conditions, Condition::new(type_, status, reason, message, s.observed_generation, now));
 }
 
@@ -104,7 +123,7 @@ pub fn failed(
     match stage {
         Stage::Metric => set(&mut s, METRIC_AVAILABLE, false, &reason, message.to_string(), now),
         Stage::Target | Stage::Write => set(&mut s, TARGET_AVAILABLE, false, &reason, message.to_string(), now),
-        Stage::Secret => {}
+        Stage::Secret | Stage::NotAllowed => {}
     }
     let ready = format!("weight left unchanged: {message}");
     set(&mut s, READY, false, stage.ready_reason(), ready, now);
@@ -150,7 +169,7 @@ pub fn evaluated(
         None => (e.weights.managed, format!("weight {} kept", e.weights.managed)),
     };
     s.current_weight = Some(current);
-    s.last_reason = Some(format!("{summary}: {}", d.reason));
+    s.last_reason = Some(bounded(&format!("{summary}: {}", d.reason)));
     set(&mut s, METRIC_AVAILABLE, true, "Read", format!("{} = {}", e.metric_origin, e.metric), now);
     let weights = format!("{}: weight {}, base weight {}", e.target, e.weights.managed, e.weights.base);
     set(&mut s, TARGET_AVAILABLE, true, "Read", weights, now);
@@ -183,6 +202,28 @@ mod tests {
     fn cond<'a>(s: &'a TrafficWeightStatus, t: &str) -> (&'a str, &'a str, &'a str) {
         let c = find_condition(&s.conditions, t).expect("condition");
         (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+    }
+
+    #[test]
+    fn messages_are_cut_at_the_limit() {
+        let long = "x".repeat(100_000);
+        let s = failed(None, Stage::Metric, "http_status", &long, Some(1), at("2026-11-25T12:00:00Z"));
+        for c in &s.conditions {
+            assert_eq!(c.message.chars().count().min(MAX_MESSAGE_CHARS + 1), c.message.chars().count());
+            assert!(c.message.chars().count() <= MAX_MESSAGE_CHARS, "{} has {}", c.type_, c.message.len());
+        }
+        let exact = "y".repeat(MAX_MESSAGE_CHARS);
+        assert_eq!(bounded(&exact), exact, "at the limit nothing is cut");
+        assert!(bounded(&format!("{exact}y")).ends_with('…'));
+        let n = failed(
+            None,
+            Stage::NotAllowed,
+            "not_allowed",
+            "Secret a/b is not labelled",
+            Some(1),
+            at("2026-11-25T12:00:00Z"),
+        );
+        assert_eq!(cond(&n, READY).1, "NotAllowed");
     }
 
     #[test]

@@ -5,3 +5,4 @@
 
 pub mod moto;
 pub mod prometheus;
+pub mod recorder;

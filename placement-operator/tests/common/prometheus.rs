@@ -3,6 +3,8 @@
 //! is queryable ~5 s after start; later changes show within a scrape or two. A watchdog kills Prometheus
 //! and removes its data when the test process is gone.
 
+use placement_core::tracking::access::Permit;
+use placement_operator::traffic::egress::Egress;
 use placement_operator::traffic::prometheus::{PrometheusClient, PrometheusConfig};
 use rust_decimal::Decimal;
 use std::io::{Read, Write};
@@ -97,6 +99,7 @@ async fn start(initial: String) -> Result<Prometheus, String> {
 
     let address = format!("http://127.0.0.1:{port}");
     let mut config = PrometheusConfig::new(&address, "up{job=\"tw\"}").map_err(|e| e.to_string())?;
+    config.egress = Egress::new(Permit::any_loopback("the test's Prometheus"));
     config.timeout = Duration::from_secs(1);
     let client = PrometheusClient::new(config).map_err(|e| e.to_string())?;
     let started = Instant::now();
