@@ -52,6 +52,9 @@ pub struct NodeScore {
 #[serde(rename_all = "camelCase")]
 pub struct PlannedEviction {
     pub pod: PodKey,
+    /// The pod's uid, when known: the eviction's precondition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     pub workload: Option<WorkloadRef>,
     pub from: String,
     pub to: String,
@@ -442,6 +445,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             );
             evictions.push(PlannedEviction {
                 pod: c.pod.key(),
+                uid: c.pod.uid.clone(),
                 workload: c.pod.workload.clone(),
                 from: from_name,
                 to: to_name,
