@@ -603,3 +603,94 @@ async fn a_pass_runs_in_a_span_naming_its_policy() {
         assert!(line.contains("rebalance_pass{policy=rb force=true}"), "a line of the pass outside its span: {line}");
     }
 }
+
+fn put_named_policy(server: &FakeApiServer, name: &str, spec: Value) {
+    server
+        .put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "RebalancePolicy", "metadata": {"name": name},
+            "spec": spec}))
+        .unwrap();
+}
+
+fn status_of(server: &FakeApiServer, name: &str) -> Value {
+    server.get("placement.dev/v1alpha1", "RebalancePolicy", "", name).unwrap()["status"].clone()
+}
+
+fn blocked_in_status(s: &Value) -> BTreeSet<String> {
+    s["lastPlan"]["blocked"].as_array().into_iter().flatten().filter_map(|b| b["reason"].as_str().map(String::from)).collect()
+}
+
+fn live_history(s: &Value) -> usize {
+    s["state"]["history"].as_array().into_iter().flatten().filter(|e| e["dryRun"] != true).count()
+}
+
+/// Issue 16 item 3: two live RebalancePolicies over the same pods, each allowing 2 evictions a minute,
+/// run by the real controller loop. `maxEvictionsPerMinute` is cluster-wide, so together they evict 2,
+/// not 4: whichever passes second counts the first one's evictions (from its status) and is blocked by
+/// `cluster_rate`. A new instance (a restart or a failover) reads the same statuses and evicts nothing
+/// more.
+#[tokio::test]
+async fn two_overlapping_policies_share_one_cluster_wide_budget() {
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    for name in ["rb-a", "rb-b"] {
+        put_named_policy(&server, name, live_spec(json!({"maxEvictionsPerMinute": 2})));
+    }
+    let a = instance(&server, Leadership::always()).await;
+    let options = Options { tick: Duration::from_millis(50), interval_override: Some(Duration::from_millis(200)) };
+    let task = tokio::spawn(a.rebalancer.clone().with_options(options).run());
+    // Until each policy has planned at least once after the budget was spent.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !["rb-a", "rb-b"].iter().all(|p| blocked_in_status(&status_of(&server, p)).contains("cluster_rate")) {
+        assert!(Instant::now() < deadline, "both policies never reported the cluster budget: {:?} {:?}",
+            status_of(&server, "rb-a")["lastPlan"], status_of(&server, "rb-b")["lastPlan"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    assert_eq!(pods_left(&server).len(), 6, "two evictions in the minute for the whole cluster, not two per policy");
+    let (ha, hb) = (live_history(&status_of(&server, "rb-a")), live_history(&status_of(&server, "rb-b")));
+    assert_eq!(ha + hb, 2, "each eviction is recorded once, by the policy that made it ({ha} + {hb})");
+
+    // A new instance, as after a restart or a failover: the histories are in the statuses.
+    let fresh = instance(&server, Leadership::always()).await;
+    for name in ["rb-a", "rb-b"] {
+        let r = match fresh.rebalancer.pass(name, true).await {
+            Ok(PassOutcome::Done(r)) => *r,
+            other => panic!("pass did not complete: {other:?}"),
+        };
+        assert!(r.plan.evictions.is_empty(), "{name}: {:?}", r.plan.evictions);
+        assert!(r.plan.stop.to_string().contains("cluster budget"), "{name}: {}", r.plan.stop);
+    }
+    assert_eq!(pods_left(&server).len(), 6);
+}
+
+/// The namespace budget and the node backoff count every policy's evictions too: after `rb-a` evicted
+/// two pods of `shop` from `hot`, a policy allowing two per namespace per hour and a policy with a
+/// 5-minute node backoff (neither has evicted anything itself) are both blocked.
+#[tokio::test]
+async fn the_namespace_budget_and_backoff_count_every_policys_evictions() {
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    put_named_policy(&server, "rb-a", live_spec(json!({"maxEvictionsPerMinute": 2})));
+    put_named_policy(&server, "rb-ns", live_spec(json!({"maxEvictionsPerNamespacePerHour": 2})));
+    put_named_policy(&server, "rb-node", live_spec(json!({"nodeBackoff": "5m"})));
+    let a = instance(&server, Leadership::always()).await;
+    let pass = |name: &'static str| {
+        let r = a.rebalancer.clone();
+        async move {
+            match r.pass(name, true).await {
+                Ok(PassOutcome::Done(r)) => *r,
+                other => panic!("{name}: pass did not complete: {other:?}"),
+            }
+        }
+    };
+    assert_eq!(pass("rb-a").await.plan.evictions.len(), 2);
+    assert_eq!(pods_left(&server).len(), 6);
+    let ns = pass("rb-ns").await;
+    assert!(ns.plan.evictions.is_empty(), "{:?}", ns.plan.evictions);
+    assert!(blocked_labels(&ns).contains("namespace_budget"), "{:?}", blocked_labels(&ns));
+    let node = pass("rb-node").await;
+    assert!(node.plan.evictions.is_empty(), "{:?}", node.plan.evictions);
+    assert_eq!(blocked_labels(&node), BTreeSet::from(["node_backoff"]), "{:?}", node.plan.skipped);
+    assert_eq!(pods_left(&server).len(), 6);
+    assert_eq!(live_history(&status_of(&server, "rb-ns")) + live_history(&status_of(&server, "rb-node")), 0);
+}
