@@ -76,6 +76,7 @@ fn live_spec(overrides: Value) -> Value {
 struct Instance {
     rebalancer: Rebalancer,
     registry: Registry,
+    index: SharedIndex,
     _watchers: Watchers,
 }
 
@@ -86,13 +87,13 @@ async fn instance(server: &FakeApiServer, leadership: Leadership) -> Instance {
     let ctx = Context {
         client: client.clone(),
         eviction_client: server.client_without_retry(),
-        index,
+        index: index.clone(),
         events: Events::new(client, "placement-rebalancer", Some("test".into())),
         leadership,
     };
     let mut registry = Registry::default();
     let rebalancer = Rebalancer::new(ctx, Evictor::new(server.client_without_retry()), &mut registry);
-    Instance { rebalancer, registry, _watchers: watchers }
+    Instance { rebalancer, registry, index, _watchers: watchers }
 }
 
 fn pods_left(server: &FakeApiServer) -> BTreeSet<String> {
@@ -690,7 +691,69 @@ async fn the_namespace_budget_and_backoff_count_every_policys_evictions() {
     assert!(blocked_labels(&ns).contains("namespace_budget"), "{:?}", blocked_labels(&ns));
     let node = pass("rb-node").await;
     assert!(node.plan.evictions.is_empty(), "{:?}", node.plan.evictions);
-    assert_eq!(blocked_labels(&node), BTreeSet::from(["node_backoff"]), "{:?}", node.plan.skipped);
+    // The two evicted workloads are in workload backoff too (while the index still shows their pods).
+    assert!(blocked_labels(&node).contains("node_backoff"), "{:?}", node.plan.skipped);
+    assert!(blocked_labels(&node).is_subset(&BTreeSet::from(["node_backoff", "workload_backoff"])), "{:?}", node.plan.skipped);
     assert_eq!(pods_left(&server).len(), 6);
     assert_eq!(live_history(&status_of(&server, "rb-ns")) + live_history(&status_of(&server, "rb-node")), 0);
+}
+
+/// Issue 16 item 2: evictions carry the pod's uid as a precondition. The plan picks StatefulSet pod
+/// `db-0` (its WorkloadSLO allows StatefulSet evictions); while the eviction is on its way (held up by
+/// the fake API server), `db-0` is deleted and recreated under the same name. The API server refuses
+/// the eviction with 409 (the uid is not the planned pod's), the new `db-0` is not evicted, no
+/// disruption budget is spent, and the reservation is released as `pod_gone`.
+#[tokio::test]
+async fn a_statefulset_pod_recreated_between_plan_and_evict_is_not_evicted() {
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    let db = || {
+        pod_object(
+            &PodBuilder::new("shop", "db-0").statefulset("db").revision("r1").label("app", "db").on_node("hot").requests(400, GI).build(),
+        )
+    };
+    server.put(db()).unwrap();
+    server
+        .put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "WorkloadSLO",
+            "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"selector": {"matchLabels": {"app": "db"}}, "allowStatefulSet": true, "maxEvictionsPerHour": 5}}))
+        .unwrap();
+    put_policy(&server, live_spec(json!({"podSelector": {"matchLabels": {"app": "db"}}})));
+    let a = instance(&server, Leadership::always()).await;
+    let old_uid = server.get("v1", "Pod", "shop", "db-0").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
+    // Wait until the index has the pod (with its uid).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.index.read().pod("shop", "db-0").is_some_and(|p| p.uid.as_deref() == Some(old_uid.as_str())) {
+        assert!(Instant::now() < deadline, "the index never saw db-0");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.faults().inject(Fault::delay(Duration::from_millis(800)).on(Verb::Evict).times(1));
+    let pass = tokio::spawn({
+        let r = a.rebalancer.clone();
+        async move { r.pass(POLICY, true).await }
+    });
+    // The reservation is written before the eviction: once db-0 is in the history, the eviction is
+    // (or is about to be) held up. Replace the pod then.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status(&server)["state"]["history"].as_array().into_iter().flatten().any(|e| e["pod"] == "db-0") {
+        assert!(Instant::now() < deadline, "db-0 was never planned: {}", status(&server));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.delete("v1", "Pod", "shop", "db-0").unwrap();
+    server.put(db()).unwrap();
+    let new_uid = server.get("v1", "Pod", "shop", "db-0").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_ne!(old_uid, new_uid);
+
+    let r = match pass.await.unwrap() {
+        Ok(PassOutcome::Done(r)) => *r,
+        other => panic!("pass did not complete: {other:?}"),
+    };
+    assert_eq!(r.plan.evictions.len(), 1, "{:?}", r.plan.evictions);
+    assert_eq!(r.plan.evictions[0].uid.as_deref(), Some(old_uid.as_str()));
+    assert_eq!(r.outcomes, vec![(r.plan.evictions[0].pod.clone(), Outcome::Gone)]);
+    let now = server.get("v1", "Pod", "shop", "db-0").expect("the recreated db-0 is still there");
+    assert_eq!(now["metadata"]["uid"].as_str(), Some(new_uid.as_str()));
+    let s = status(&server);
+    assert!(blocked_in_status(&s).contains("pod_gone"), "{}", s["lastPlan"]);
+    assert_eq!(live_history(&s), 0, "the reservation is released");
 }
