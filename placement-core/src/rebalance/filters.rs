@@ -247,8 +247,9 @@ fn volume_filter(pod: &Pod, policy: &RebalancePolicy, slos: &[WorkloadSlo]) -> O
             LocalVolume::EmptyDir { size_limit: Some(limit), used: Some(used) } if used > limit => {
                 return Some(SkipReason::EmptyDir { detail: format!("uses {used} bytes, above its limit {limit}") });
             }
-            LocalVolume::EmptyDir { size_limit: Some(limit), .. } => {
-                return Some(SkipReason::EmptyDir { detail: format!("with sizeLimit {limit} bytes") });
+            LocalVolume::EmptyDir { size_limit: Some(limit), used } => {
+                let used = used.map(|u| format!(", {u} bytes in use")).unwrap_or_default();
+                return Some(SkipReason::EmptyDir { detail: format!("with sizeLimit {limit} bytes{used}") });
             }
         }
     }
