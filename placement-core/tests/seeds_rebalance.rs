@@ -233,13 +233,15 @@ fn the_default_min_improvement_still_moves_pods_on_a_5000_node_cluster() {
 /// whatever order the pods are listed in (the candidates used to be taken in swap_remove order).
 #[test]
 fn equal_moves_evict_the_lower_priority_first_then_in_name_order() {
-    let pod = |name: &str, priority: i32| PodBuilder::new("apps", name)
-        .deployment("web")
-        .on_node("hot")
-        .requests(1000, 2 * GI)
-        .usage(1500, 6 * GI)
-        .priority(priority)
-        .build();
+    let pod = |name: &str, priority: i32| {
+        PodBuilder::new("apps", name)
+            .deployment("web")
+            .on_node("hot")
+            .requests(1000, 2 * GI)
+            .usage(1500, 6 * GI)
+            .priority(priority)
+            .build()
+    };
     let pods = vec![pod("web-a", 100), pod("web-b", 0), pod("web-c", 100), pod("web-d", 0), pod("web-e", 50)];
     let pol = RebalancePolicy { max_evictions_per_plan: 5, max_evictions_per_minute: 5, ..policy() };
     let want = ["web-b", "web-d", "web-e", "web-a", "web-c"];

@@ -257,7 +257,12 @@ async fn run_evicts_neither_a_workflow_step_nor_a_cache_with_data_until_each_is_
     // Each evicted once: one Evicted event per pod.
     let events = server.list("events.k8s.io/v1", "Event", Some("shop"));
     for pod in ["etl-step-1", "cache-5f7d8-x1"] {
-        let n = events.iter().filter(|e| e["reason"] == "Evicted" && (e["regarding"]["name"] == pod || e["involvedObject"]["name"] == pod)).count();
+        let n = events
+            .iter()
+            .filter(|e| {
+                e["reason"] == "Evicted" && (e["regarding"]["name"] == pod || e["involvedObject"]["name"] == pod)
+            })
+            .count();
         assert_eq!(n, 1, "{pod}: {events:?}");
     }
 }

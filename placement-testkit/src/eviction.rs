@@ -71,7 +71,10 @@ pub fn evict(
             &pods.group,
             &pods.plural,
             name,
-            &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")),
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
+            ),
         ));
     }
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");

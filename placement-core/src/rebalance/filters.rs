@@ -284,13 +284,17 @@ mod tests {
         LocalVolume::PersistentClaim { claim: "data".into(), local }
     }
 
-    /// The default filters, and each opt-in, one row each: (row, pod, policy, SLOs, label expected).
+    /// A table row: name, pod, policy, WorkloadSLOs, the label expected (`None`: evictable).
+    type Row<'a> = (&'a str, Pod, &'a RebalancePolicy, Vec<WorkloadSlo>, Option<&'a str>);
+
+    /// The default filters, and each opt-in, one row each.
     #[test]
     fn filter_table() {
         let base = || PodBuilder::new("apps", "p").deployment("web").on_node("n1");
         let default = RebalancePolicy::default();
         let jobs = RebalancePolicy { allow_jobs: true, ..RebalancePolicy::default() };
-        let workflows = RebalancePolicy { allow_controller_kinds: vec!["Workflow".into()], ..RebalancePolicy::default() };
+        let workflows =
+            RebalancePolicy { allow_controller_kinds: vec!["Workflow".into()], ..RebalancePolicy::default() };
         let cache_scratch = RebalancePolicy {
             scratch_empty_dirs: vec![WorkloadRef::deployment("apps", "cache")],
             ..RebalancePolicy::default()
@@ -299,7 +303,8 @@ mod tests {
         let db_stateful = WorkloadSlo { allow_stateful: true, ..slo("db") };
         let wf_kinds = WorkloadSlo { allow_controller_kinds: vec!["Workflow".into()], ..slo("wf") };
         let cache_slo = WorkloadSlo { empty_dir_is_scratch: true, ..slo("cache") };
-        let workflow = || PodBuilder::new("apps", "step-1").controlled_by("Workflow", "etl").label("app", "wf").on_node("n1");
+        let workflow =
+            || PodBuilder::new("apps", "step-1").controlled_by("Workflow", "etl").label("app", "wf").on_node("n1");
         let cache = || {
             PodBuilder::new("apps", "cache-1")
                 .deployment("cache")
@@ -309,7 +314,7 @@ mod tests {
         };
         let none: Vec<WorkloadSlo> = Vec::new();
         #[rustfmt::skip]
-        let cases: Vec<(&str, Pod, &RebalancePolicy, Vec<WorkloadSlo>, Option<&str>)> = vec![
+        let cases: Vec<Row> = vec![
             ("plain deployment pod", base().build(), &default, none.clone(), None),
             ("terminating", base().terminating().build(), &default, none.clone(), Some("terminating")),
             ("succeeded", base().phase(PodPhase::Succeeded).build(), &default, none.clone(), Some("terminating")),

@@ -115,7 +115,10 @@ mod tests {
         };
         let locality = ClaimLocality::new(
             &[claim("on-local", Some("pv-local")), claim("on-ebs", Some("pv-ebs")), claim("unbound", None)],
-            &[pv("pv-local", json!({"local": {"path": "/mnt"}})), pv("pv-ebs", json!({"csi": {"driver": "x", "volumeHandle": "h"}}))],
+            &[
+                pv("pv-local", json!({"local": {"path": "/mnt"}})),
+                pv("pv-ebs", json!({"csi": {"driver": "x", "volumeHandle": "h"}})),
+            ],
         );
         let mut pod = placement_core::model::PodBuilder::new("db", "p").build();
         for c in ["on-local", "on-ebs", "unbound", "missing"] {

@@ -6,7 +6,8 @@
 
 use super::CrdError;
 use super::common::{
-    DURATION_PATTERN, check_dns_label, check_dns_subdomain, format_seconds, kind_from_str, label_selector_to_core, parse_duration,
+    DURATION_PATTERN, check_dns_label, check_dns_subdomain, format_seconds, kind_from_str, label_selector_to_core,
+    parse_duration,
 };
 use super::conditions::{Condition, impl_status_conditions};
 use jiff::Timestamp;

@@ -303,8 +303,7 @@ impl Rebalancer {
         let selectors = observe::fetch_selectors(client, &observe::slo_targets(&slos)).await?;
         let cluster_history = observe::others_history(&observe::fetch_policies(client).await?, name);
         // The index as late as possible: the freshest view of pods and PDBs.
-        let mut inputs =
-            Inputs { snapshot: self.ctx.index.read().snapshot(), cluster_history, ..Inputs::default() };
+        let mut inputs = Inputs { snapshot: self.ctx.index.read().snapshot(), cluster_history, ..Inputs::default() };
         let claims = observe::fetch_claims(client, &inputs.snapshot).await.map_err(|e| e.to_string());
         observe::resolve_claims(&mut inputs, claims);
         if let Some((nodes, pods)) = &metrics {

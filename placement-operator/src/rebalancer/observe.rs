@@ -32,13 +32,13 @@
 //!   they never happened.
 
 use crate::error::{Error, Result};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Api, ListParams};
 use placement_core::model::{Pdb, Snapshot, WorkloadKind, WorkloadRef};
+use placement_core::rebalance::EvictionRecord;
 use placement_core::rebalance::{NodeClass, WorkloadSlo};
 use placement_core::resources::Resources;
 use placement_core::selector::LabelSelector;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use placement_core::rebalance::EvictionRecord;
 use placement_kube::convert::volumes::{ClaimLocality, has_claims};
 use placement_kube::convert::{NodeMetrics, PodMetrics, node_usage, pod_usage};
 use placement_kube::crd::RebalancePolicy;
