@@ -15,6 +15,9 @@
 //!   observes early (which would speed up the K/M hysteresis) nor forgets when it last planned.
 //! * **The index must be synced** (every watched kind listed once) before the first pass: planning over
 //!   a half-listed cluster would miss pods, PDBs and workloads.
+//! * **Budgets are cluster-wide**: every RebalancePolicy is listed at each pass (from the API server),
+//!   and the other policies' live evictions count in this pass's budgets and backoffs (see
+//!   [`super::observe`]); each policy still writes only its own history.
 //! * **Dry-run** runs the same pass, writes the same status (marked dry-run), publishes the same Events
 //!   with `DryRun` in the reason and counts `dry_run` metrics; it never calls the eviction API.
 
