@@ -51,6 +51,9 @@ ALLOWED = {
     ("apps", "deployments"): READ | {"patch"},
     ("apps", "statefulsets"): READ | {"patch"},
     ("policy", "poddisruptionbudgets"): READ,
+    # The rebalancer: is a candidate pod's claim on a node-local volume? Listed at a pass (docs/rebalancer.md).
+    ("", "persistentvolumeclaims"): {"list"},
+    ("", "persistentvolumes"): {"list"},
     ("metrics.k8s.io", "nodes"): {"get", "list"},
     ("metrics.k8s.io", "pods"): {"get", "list"},
     ("events.k8s.io", "events"): {"create", "patch"},

@@ -147,6 +147,15 @@ pub enum LocalVolume {
         used: Option<u64>,
     },
     HostPath,
+    /// A PersistentVolumeClaim. `local` says whether its bound PersistentVolume is node-local (`spec.local`,
+    /// `spec.hostPath`, or required node affinity to a single `kubernetes.io/hostname`): `None` until
+    /// the adapter has looked the claim up (the pod conversion alone cannot know), and then also when
+    /// the claim or its volume could not be found.
+    PersistentClaim {
+        claim: String,
+        #[serde(default)]
+        local: Option<bool>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +163,10 @@ pub enum LocalVolume {
 pub struct Pod {
     pub namespace: String,
     pub name: String,
+    /// `metadata.uid`, when known: evictions carry it as a precondition, so a pod recreated under the
+    /// same name (a StatefulSet's) is never evicted in its predecessor's place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     #[serde(default)]
     pub labels: Labels,
     #[serde(default)]
@@ -396,6 +409,7 @@ impl PodBuilder {
         PodBuilder(Pod {
             namespace: namespace.into(),
             name: name.into(),
+            uid: None,
             labels: Labels::new(),
             annotations: BTreeMap::new(),
             workload: None,
@@ -497,6 +511,17 @@ impl PodBuilder {
     }
     pub fn not_ready(mut self) -> Self {
         self.0.ready = false;
+        self
+    }
+    pub fn uid(mut self, uid: impl Into<String>) -> Self {
+        self.0.uid = Some(uid.into());
+        self
+    }
+    /// Owned by a controller of a kind placement does not know (`Workflow`, `Rollout`, ...).
+    pub fn controlled_by(mut self, kind: impl Into<String>, name: impl Into<String>) -> Self {
+        let kind = kind.into();
+        self.0.workload = Some(WorkloadRef::new(WorkloadKind::Other(kind.clone()), self.0.namespace.clone(), name));
+        self.0.controller = ControllerKind::Other(kind);
         self
     }
     pub fn volume(mut self, v: LocalVolume) -> Self {

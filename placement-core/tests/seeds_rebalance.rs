@@ -85,6 +85,8 @@ fn budget_enforcement_workload_slo_one_per_hour() {
         selector: LabelSelector::from_pairs([("app", "api")]),
         max_disruptions_per_hour: 1,
         allow_stateful: false,
+        allow_controller_kinds: Vec::new(),
+        empty_dir_is_scratch: false,
     };
     let p = run(&snap, &policy(), &[slo], &[]);
     assert_eq!(p.evictions.len(), 1, "{:#?}", p.evictions);
@@ -256,5 +258,32 @@ fn the_largest_backoffs_mean_never_again_not_a_panic() {
             "{:#?}",
             p.skipped
         );
+    }
+}
+
+/// Among equal moves the lower priority goes first, then namespace and name: the plan is the same
+/// whatever order the pods are listed in (the candidates used to be taken in swap_remove order).
+#[test]
+fn equal_moves_evict_the_lower_priority_first_then_in_name_order() {
+    let pod = |name: &str, priority: i32| {
+        PodBuilder::new("apps", name)
+            .deployment("web")
+            .on_node("hot")
+            .requests(1000, 2 * GI)
+            .usage(1500, 6 * GI)
+            .priority(priority)
+            .build()
+    };
+    let pods = vec![pod("web-a", 100), pod("web-b", 0), pod("web-c", 100), pod("web-d", 0), pod("web-e", 50)];
+    let pol = RebalancePolicy { max_evictions_per_plan: 5, max_evictions_per_minute: 5, ..policy() };
+    let want = ["web-b", "web-d", "web-e", "web-a", "web-c"];
+    for rotation in 0..pods.len() {
+        let mut listed = pods.clone();
+        listed.rotate_left(rotation);
+        listed.swap(0, rotation % 2 + 1);
+        let p = run(&cluster(listed, vec![]), &pol, &[], &[]);
+        let order: Vec<&str> = p.evictions.iter().map(|e| e.pod.name.as_str()).collect();
+        assert!(order.len() >= 3, "{:#?}", p.stop);
+        assert_eq!(order, want[..order.len()], "rotation {rotation}");
     }
 }

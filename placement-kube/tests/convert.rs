@@ -62,6 +62,7 @@ fn pending_pod_with_selector_and_multi_term_affinity() {
     let want = Pod {
         namespace: "shop".into(),
         name: "web-7d4b9c8f5d-x2x9q".into(),
+        uid: Some("0c8e2f4a-6b7d-4e19-a3f2-91d5c7e8b640".into()),
         labels: labels(&[("app.kubernetes.io/name", "web"), ("pod-template-hash", "7d4b9c8f5d")]),
         annotations: BTreeMap::new(),
         // No ReplicaSet known: the naming rule strips "-7d4b9c8f5d".
@@ -168,6 +169,7 @@ fn daemonset_pod_with_wildcard_and_default_tolerations() {
     assert_eq!(p.priority, 2_000_001_000);
     assert_eq!(p.requests, Resources::new(102, 180 * MI));
     assert_eq!(p.volumes, vec![LocalVolume::HostPath]);
+    assert_eq!(p.uid.as_deref(), Some("1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"));
     assert_eq!(
         p.tolerations,
         vec![
@@ -911,4 +913,29 @@ fn snapshot_of_nothing_is_empty() {
     let (s, errors) = SnapshotBuilder::new().build();
     assert_eq!(s, placement_core::model::Snapshot::default());
     assert!(errors.is_empty());
+}
+
+/// Claims are kept by name (their locality is looked up later, `convert::volumes`): a
+/// `persistentVolumeClaim` by its claimName, a generic ephemeral volume by the claim Kubernetes
+/// creates for it, `<pod>-<volume>`.
+#[test]
+fn persistent_volume_claims_are_kept_unresolved() {
+    let raw: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"namespace": "db", "name": "pg-0", "uid": "5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"},
+        "spec": {"containers": [{"name": "pg", "image": "postgres"}], "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": "data-pg-0"}},
+            {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"]}}}},
+            {"name": "config", "configMap": {"name": "pg"}}
+        ]}
+    }))
+    .unwrap();
+    let p = placement_kube::convert::pod(&raw, &placement_kube::convert::NoOwners).unwrap();
+    assert_eq!(
+        p.volumes,
+        vec![
+            LocalVolume::PersistentClaim { claim: "data-pg-0".into(), local: None },
+            LocalVolume::PersistentClaim { claim: "pg-0-scratch".into(), local: None },
+        ]
+    );
+    assert_eq!(p.uid.as_deref(), Some("5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f"));
 }

@@ -90,6 +90,8 @@ struct Objects {
     slos: Vec<WorkloadSLO>,
     classes: Vec<NodeClass>,
     policies: Vec<RebalancePolicy>,
+    claims: Vec<k8s_openapi::api::core::v1::PersistentVolumeClaim>,
+    volumes: Vec<k8s_openapi::api::core::v1::PersistentVolume>,
     ignored: BTreeMap<String, usize>,
 }
 
@@ -158,6 +160,8 @@ impl Objects {
             "WorkloadSLO" => self.slos.push(typed(v, &at)?),
             "NodeClass" => self.classes.push(typed(v, &at)?),
             "RebalancePolicy" => self.policies.push(typed(v, &at)?),
+            "PersistentVolumeClaim" => self.claims.push(typed(v, &at)?),
+            "PersistentVolume" => self.volumes.push(typed(v, &at)?),
             _ => *self.ignored.entry(kind).or_insert(0) += 1,
         }
         Ok(())
@@ -235,15 +239,20 @@ async fn read_cluster(client: &kube::Client, policy: Option<&str>) -> Result<Obj
     let (slos, classes) = observe::fetch_guard_rails(client).await?;
     o.slos = slos;
     o.classes = classes;
-    o.policies = match policy {
-        Some(name) => vec![
+    // Every policy: the others' evictions count towards the cluster-wide budgets.
+    o.policies = all(client, "RebalancePolicies").await?;
+    if let Some(name) = policy
+        && !o.policies.iter().any(|p| p.metadata.name.as_deref() == Some(name))
+    {
+        o.policies.push(
             Api::<RebalancePolicy>::all(client.clone())
                 .get(name)
                 .await
                 .map_err(|e| PlanError::Cluster(crate::Error::kube(format!("reading RebalancePolicy {name}"), e)))?,
-        ],
-        None => all(client, "RebalancePolicies").await?,
-    };
+        );
+    }
+    o.claims = all(client, "PersistentVolumeClaims").await?;
+    o.volumes = all(client, "PersistentVolumes").await?;
     Ok(o)
 }
 
@@ -310,6 +319,11 @@ fn plan_objects(objects: Objects, source: &str, options: &PlanOptions) -> Result
         return Err(PlanError::Input(format!("cannot read {} object(s):\n{}", errors.len(), list.join("\n"))));
     }
     let mut inputs = Inputs { snapshot, ..Inputs::default() };
+    let claims = placement_kube::convert::volumes::ClaimLocality::new(&objects.claims, &objects.volumes);
+    observe::resolve_claims(&mut inputs, Ok(Some(claims)));
+    if !options.fresh {
+        inputs.cluster_history = observe::others_history(&objects.policies, &policy_name);
+    }
     if policy.is_none() {
         inputs.note("no RebalancePolicy given: planning with every field at its default");
     }

@@ -52,7 +52,7 @@ fn a_saved_snapshot_prints_the_table_with_reasons() {
         "nothing is evicted by this command",
         "| hot    | 0.887     | 0.762            | HOT   |",
         "sigma 0.3596 -> 0.2741; 1 eviction(s)",
-        "| shop/web-7d9f-3 | Deployment web | hot  | cold-a |",
+        "| shop/web-7d9f-0 | Deployment web | hot  | cold-a |",
         "| shop/log-agent-x2 | hot  | daemonset       | DaemonSet pod",
         "| shop/api-5c4b-0   | hot  | pdb             | PodDisruptionBudget shop/api allows no more disruptions |",
         "| shop/web-7d9f-1   | hot  | max_unavailable | workload would exceed maxUnavailable 1",
@@ -73,7 +73,7 @@ fn a_saved_snapshot_prints_json() {
     let plan = &report["plan"];
     assert_eq!(plan["dryRun"], false);
     assert_eq!(plan["evictions"].as_array().unwrap().len(), 1);
-    assert_eq!(plan["evictions"][0]["pod"], json!({"namespace": "shop", "name": "web-7d9f-3"}));
+    assert_eq!(plan["evictions"][0]["pod"], json!({"namespace": "shop", "name": "web-7d9f-0"}));
     assert_eq!(plan["evictions"][0]["to"], "cold-a");
     assert_eq!(plan["evictions"][0]["record"]["at"], "2026-11-25T12:00:00Z");
     let skipped = plan["skipped"].as_array().unwrap();
@@ -269,5 +269,5 @@ fn a_saved_policy_with_status_continues_from_its_state_unless_fresh() {
     let out = run(&strs(&args));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["fromPersistedState"], false);
-    assert_eq!(report["plan"]["evictions"][0]["pod"]["name"], "web-7d9f-3");
+    assert_eq!(report["plan"]["evictions"][0]["pod"]["name"], "web-7d9f-0");
 }

@@ -76,6 +76,7 @@ fn live_spec(overrides: Value) -> Value {
 struct Instance {
     rebalancer: Rebalancer,
     registry: Registry,
+    index: SharedIndex,
     _watchers: Watchers,
 }
 
@@ -86,13 +87,13 @@ async fn instance(server: &FakeApiServer, leadership: Leadership) -> Instance {
     let ctx = Context {
         client: client.clone(),
         eviction_client: server.client_without_retry(),
-        index,
+        index: index.clone(),
         events: Events::new(client, "placement-rebalancer", Some("test".into())),
         leadership,
     };
     let mut registry = Registry::default();
     let rebalancer = Rebalancer::new(ctx, Evictor::new(server.client_without_retry()), &mut registry);
-    Instance { rebalancer, registry, _watchers: watchers }
+    Instance { rebalancer, registry, index, _watchers: watchers }
 }
 
 fn pods_left(server: &FakeApiServer) -> BTreeSet<String> {
@@ -602,4 +603,176 @@ async fn a_pass_runs_in_a_span_naming_its_policy() {
     for line in warnings {
         assert!(line.contains("rebalance_pass{policy=rb force=true}"), "a line of the pass outside its span: {line}");
     }
+}
+
+fn put_named_policy(server: &FakeApiServer, name: &str, spec: Value) {
+    server
+        .put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "RebalancePolicy", "metadata": {"name": name},
+            "spec": spec}))
+        .unwrap();
+}
+
+fn status_of(server: &FakeApiServer, name: &str) -> Value {
+    server.get("placement.dev/v1alpha1", "RebalancePolicy", "", name).unwrap()["status"].clone()
+}
+
+fn blocked_in_status(s: &Value) -> BTreeSet<String> {
+    s["lastPlan"]["blocked"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["reason"].as_str().map(String::from))
+        .collect()
+}
+
+fn live_history(s: &Value) -> usize {
+    s["state"]["history"].as_array().into_iter().flatten().filter(|e| e["dryRun"] != true).count()
+}
+
+/// Issue 16 item 3: two live RebalancePolicies over the same pods, each allowing 2 evictions a minute,
+/// run by the real controller loop. `maxEvictionsPerMinute` is cluster-wide, so together they evict 2,
+/// not 4: whichever passes second counts the first one's evictions (from its status) and is blocked by
+/// `cluster_rate`. A new instance (a restart or a failover) reads the same statuses and evicts nothing
+/// more.
+#[tokio::test]
+async fn two_overlapping_policies_share_one_cluster_wide_budget() {
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    for name in ["rb-a", "rb-b"] {
+        put_named_policy(&server, name, live_spec(json!({"maxEvictionsPerMinute": 2})));
+    }
+    let a = instance(&server, Leadership::always()).await;
+    let options = Options { tick: Duration::from_millis(50), interval_override: Some(Duration::from_millis(200)) };
+    let task = tokio::spawn(a.rebalancer.clone().with_options(options).run());
+    // Until each policy has planned at least once after the budget was spent.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !["rb-a", "rb-b"].iter().all(|p| blocked_in_status(&status_of(&server, p)).contains("cluster_rate")) {
+        assert!(
+            Instant::now() < deadline,
+            "both policies never reported the cluster budget: {:?} {:?}",
+            status_of(&server, "rb-a")["lastPlan"],
+            status_of(&server, "rb-b")["lastPlan"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    assert_eq!(pods_left(&server).len(), 6, "two evictions in the minute for the whole cluster, not two per policy");
+    let (ha, hb) = (live_history(&status_of(&server, "rb-a")), live_history(&status_of(&server, "rb-b")));
+    assert_eq!(ha + hb, 2, "each eviction is recorded once, by the policy that made it ({ha} + {hb})");
+
+    // A new instance, as after a restart or a failover: the histories are in the statuses.
+    let fresh = instance(&server, Leadership::always()).await;
+    for name in ["rb-a", "rb-b"] {
+        let r = match fresh.rebalancer.pass(name, true).await {
+            Ok(PassOutcome::Done(r)) => *r,
+            other => panic!("pass did not complete: {other:?}"),
+        };
+        assert!(r.plan.evictions.is_empty(), "{name}: {:?}", r.plan.evictions);
+        assert!(r.plan.stop.to_string().contains("cluster budget"), "{name}: {}", r.plan.stop);
+    }
+    assert_eq!(pods_left(&server).len(), 6);
+}
+
+/// The namespace budget and the node backoff count every policy's evictions too: after `rb-a` evicted
+/// two pods of `shop` from `hot`, a policy allowing two per namespace per hour and a policy with a
+/// 5-minute node backoff (neither has evicted anything itself) are both blocked.
+#[tokio::test]
+async fn the_namespace_budget_and_backoff_count_every_policys_evictions() {
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    put_named_policy(&server, "rb-a", live_spec(json!({"maxEvictionsPerMinute": 2})));
+    put_named_policy(&server, "rb-ns", live_spec(json!({"maxEvictionsPerNamespacePerHour": 2})));
+    put_named_policy(&server, "rb-node", live_spec(json!({"nodeBackoff": "5m"})));
+    let a = instance(&server, Leadership::always()).await;
+    let pass = |name: &'static str| {
+        let r = a.rebalancer.clone();
+        async move {
+            match r.pass(name, true).await {
+                Ok(PassOutcome::Done(r)) => *r,
+                other => panic!("{name}: pass did not complete: {other:?}"),
+            }
+        }
+    };
+    assert_eq!(pass("rb-a").await.plan.evictions.len(), 2);
+    assert_eq!(pods_left(&server).len(), 6);
+    let ns = pass("rb-ns").await;
+    assert!(ns.plan.evictions.is_empty(), "{:?}", ns.plan.evictions);
+    assert!(blocked_labels(&ns).contains("namespace_budget"), "{:?}", blocked_labels(&ns));
+    let node = pass("rb-node").await;
+    assert!(node.plan.evictions.is_empty(), "{:?}", node.plan.evictions);
+    // The two evicted workloads are in workload backoff too (while the index still shows their pods).
+    assert!(blocked_labels(&node).contains("node_backoff"), "{:?}", node.plan.skipped);
+    assert!(
+        blocked_labels(&node).is_subset(&BTreeSet::from(["node_backoff", "workload_backoff"])),
+        "{:?}",
+        node.plan.skipped
+    );
+    assert_eq!(pods_left(&server).len(), 6);
+    assert_eq!(live_history(&status_of(&server, "rb-ns")) + live_history(&status_of(&server, "rb-node")), 0);
+}
+
+/// Issue 16 item 2: evictions carry the pod's uid as a precondition. The plan picks StatefulSet pod
+/// `db-0` (its WorkloadSLO allows StatefulSet evictions); while the eviction is on its way (held up by
+/// the fake API server), `db-0` is deleted and recreated under the same name. The API server refuses
+/// the eviction with 409 (the uid is not the planned pod's), the new `db-0` is not evicted, no
+/// disruption budget is spent, and the reservation is released as `pod_gone`.
+#[tokio::test]
+async fn a_statefulset_pod_recreated_between_plan_and_evict_is_not_evicted() {
+    let server = FakeApiServer::start().await.unwrap();
+    seed(&server);
+    let db = || {
+        pod_object(
+            &PodBuilder::new("shop", "db-0")
+                .statefulset("db")
+                .revision("r1")
+                .label("app", "db")
+                .on_node("hot")
+                .requests(400, GI)
+                .build(),
+        )
+    };
+    server.put(db()).unwrap();
+    server
+        .put(json!({"apiVersion": "placement.dev/v1alpha1", "kind": "WorkloadSLO",
+            "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"selector": {"matchLabels": {"app": "db"}}, "allowStatefulSet": true, "maxEvictionsPerHour": 5}}))
+        .unwrap();
+    put_policy(&server, live_spec(json!({"podSelector": {"matchLabels": {"app": "db"}}})));
+    let a = instance(&server, Leadership::always()).await;
+    let old_uid = server.get("v1", "Pod", "shop", "db-0").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
+    // Wait until the index has the pod (with its uid).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.index.read().pod("shop", "db-0").is_none_or(|p| p.uid.as_deref() != Some(old_uid.as_str())) {
+        assert!(Instant::now() < deadline, "the index never saw db-0");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.faults().inject(Fault::delay(Duration::from_millis(800)).on(Verb::Evict).times(1));
+    let pass = tokio::spawn({
+        let r = a.rebalancer.clone();
+        async move { r.pass(POLICY, true).await }
+    });
+    // The reservation is written before the eviction: once db-0 is in the history, the eviction is
+    // (or is about to be) held up. Replace the pod then.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status(&server)["state"]["history"].as_array().into_iter().flatten().any(|e| e["pod"] == "db-0") {
+        assert!(Instant::now() < deadline, "db-0 was never planned: {}", status(&server));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.delete("v1", "Pod", "shop", "db-0").unwrap();
+    server.put(db()).unwrap();
+    let new_uid = server.get("v1", "Pod", "shop", "db-0").unwrap()["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_ne!(old_uid, new_uid);
+
+    let r = match pass.await.unwrap() {
+        Ok(PassOutcome::Done(r)) => *r,
+        other => panic!("pass did not complete: {other:?}"),
+    };
+    assert_eq!(r.plan.evictions.len(), 1, "{:?}", r.plan.evictions);
+    assert_eq!(r.plan.evictions[0].uid.as_deref(), Some(old_uid.as_str()));
+    assert_eq!(r.outcomes, vec![(r.plan.evictions[0].pod.clone(), Outcome::Gone)]);
+    let now = server.get("v1", "Pod", "shop", "db-0").expect("the recreated db-0 is still there");
+    assert_eq!(now["metadata"]["uid"].as_str(), Some(new_uid.as_str()));
+    let s = status(&server);
+    assert!(blocked_in_status(&s).contains("pod_gone"), "{}", s["lastPlan"]);
+    assert_eq!(live_history(&s), 0, "the reservation is released");
 }

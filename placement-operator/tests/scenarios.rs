@@ -32,6 +32,32 @@ fn the_demo_runs_and_lands_every_burst_on_target() {
     assert!(serde_json::to_string(&report).is_ok());
 }
 
+/// Issue 16: `simulate` shows why pods whose eviction would lose something stay: the demo's hot node
+/// carries an Argo Workflow step, a cache with data in a sized emptyDir and a StatefulSet pod on a
+/// node-local volume, each listed with its filter and the opt-in in words.
+#[test]
+fn simulate_shows_the_never_evict_reasons() {
+    let report = run(&Scenario::demo().unwrap());
+    let plan = report.rebalance.as_ref().unwrap();
+    let reason = |pod: &str| {
+        plan.skipped.iter().find(|s| s.pod.name.ends_with(pod)).map(|s| (s.reason.metric_label(), s.why.clone()))
+    };
+    let (label, why) = reason("etl-step").expect("the workflow step is listed");
+    assert_eq!(label, "unknown_controller");
+    assert!(why.contains("Workflow") && why.contains("allowControllerKinds"), "{why}");
+    let (label, why) = reason("cache").expect("the cache is listed");
+    assert_eq!(label, "empty_dir");
+    assert!(why.contains("scratchEmptyDirs"), "{why}");
+    let (label, why) = reason("ledger-0").expect("the ledger is listed");
+    assert_eq!(label, "local_volume");
+    assert!(why.contains("data-ledger-0"), "{why}");
+    assert!(plan.evictions.iter().all(|e| !["etl-step", "cache", "ledger-0"].iter().any(|p| e.pod.name.ends_with(p))));
+    let text = report.render();
+    for label in ["unknown_controller", "empty_dir", "local_volume"] {
+        assert!(text.contains(label), "{label} missing from the report:\n{text}");
+    }
+}
+
 fn error(yaml: &str) -> String {
     match Scenario::parse("test.yaml", yaml) {
         Ok(_) => panic!("accepted:\n{yaml}"),

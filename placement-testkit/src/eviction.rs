@@ -1,7 +1,8 @@
 //! The `pods/eviction` subresource and the PodDisruptionBudget accounting behind it.
 //!
-//! As on the real server: a pod that is terminal, pending or already terminating is evicted without a
-//! budget check; a pod covered by more than one PDB is an error (500); a pod whose PDB allows no
+//! As on the real server: `deleteOptions.preconditions.uid` that is not the pod's uid is `409 Conflict`
+//! before any budget is touched (the pod of that name is another pod); a pod that is terminal, pending
+//! or already terminating is evicted without a budget check; a pod covered by more than one PDB is an error (500); a pod whose PDB allows no
 //! disruption gets `429 TooManyRequests` with a `DisruptionBudget` cause; otherwise the PDB's
 //! `disruptionsAllowed` is decremented (and the pod recorded in `disruptedPods`) before the pod is
 //! deleted. [`refresh_pdbs`] plays the disruption controller: it recomputes `currentHealthy`,
@@ -63,6 +64,19 @@ pub fn evict(
     let dry_run =
         query_dry_run || delete_options.get("dryRun").and_then(Value::as_array).is_some_and(|d| !d.is_empty());
     let preconditions = delete_options.get("preconditions");
+    if let Some(uid) = preconditions.and_then(|p| p.get("uid")).and_then(Value::as_str)
+        && pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
+    {
+        return Err(ApiError::conflict(
+            &pods.group,
+            &pods.plural,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                pod.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
+            ),
+        ));
+    }
     let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");
     let ignores_budget =
         matches!(phase, "Succeeded" | "Failed" | "Pending") || pod.pointer("/metadata/deletionTimestamp").is_some();

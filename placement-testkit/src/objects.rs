@@ -151,6 +151,9 @@ pub fn pod_object(p: &Pod) -> Value {
             }
             LocalVolume::EmptyDir { .. } => json!({"name": format!("scratch-{i}"), "emptyDir": {}}),
             LocalVolume::HostPath => json!({"name": format!("host-{i}"), "hostPath": {"path": "/var/log"}}),
+            LocalVolume::PersistentClaim { claim, .. } => {
+                json!({"name": format!("data-{i}"), "persistentVolumeClaim": {"claimName": claim}})
+            }
         });
     }
     let mut spec = json!({

@@ -127,6 +127,8 @@ const BUILTINS: &[Builtin] = &[
     b("", "v1", "ConfigMap", "configmaps", true, &["cm"], false),
     b("", "v1", "Service", "services", true, &["svc"], true),
     b("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], false),
+    b("", "v1", "PersistentVolume", "persistentvolumes", false, &["pv"], true),
+    b("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], true),
     b("apps", "v1", "Deployment", "deployments", true, &["deploy"], true),
     b("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], true),
     b("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], true),

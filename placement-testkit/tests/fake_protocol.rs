@@ -478,3 +478,40 @@ async fn faults_errors_delays_conflicts_and_dropped_watches() {
     let end = tokio::time::timeout(Duration::from_secs(5), w.next()).await.expect("the stream ends");
     assert!(end.is_none(), "{end:?}");
 }
+
+/// `deleteOptions.preconditions.uid` as the real server reads it: a pod recreated under the same name
+/// is another pod, and evicting it with the old uid is 409 Conflict, before any budget is spent.
+#[tokio::test]
+async fn eviction_honours_the_uid_precondition() {
+    let server = FakeApiServer::start().await.unwrap();
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(server.client(), "default");
+    let pdb: PodDisruptionBudget =
+        serde_json::from_value(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "db"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}}}))
+        .unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(server.client_without_retry(), "default");
+    server.put(ready_pod("db-0", "db", "Running")).unwrap();
+    let old_uid = pods.get("db-0").await.unwrap().metadata.uid.unwrap();
+    pods.delete("db-0", &DeleteParams::default()).await.unwrap();
+    server.put(ready_pod("db-0", "db", "Running")).unwrap();
+    let new_uid = pods.get("db-0").await.unwrap().metadata.uid.unwrap();
+    assert_ne!(old_uid, new_uid);
+    assert_eq!(pdbs.get("db").await.unwrap().status.unwrap().disruptions_allowed, 1);
+    let evict = |uid: &str| {
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "db-0", "namespace": "default"},
+            "deleteOptions": {"preconditions": {"uid": uid}}})
+    };
+    let e = pods
+        .create_subresource::<_, serde_json::Value>("eviction", "db-0", &PostParams::default(), &evict(&old_uid))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&e), Some(409), "{e}");
+    assert!(e.to_string().contains("Precondition failed: UID"), "{e}");
+    assert_eq!(pods.get("db-0").await.unwrap().metadata.uid.as_deref(), Some(new_uid.as_str()));
+    assert_eq!(pdbs.get("db").await.unwrap().status.unwrap().disruptions_allowed, 1, "no budget spent");
+    pods.create_subresource::<_, serde_json::Value>("eviction", "db-0", &PostParams::default(), &evict(&new_uid))
+        .await
+        .unwrap();
+    assert!(pods.get_opt("db-0").await.unwrap().is_none());
+}

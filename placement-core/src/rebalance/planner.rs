@@ -1,7 +1,9 @@
 //! The greedy eviction plan. Each step takes the move — an evictable pod on a hot node, to a feasible
 //! node that is not hot and does not become hot — that lowers sigma the most (scaled by the target's
 //! NodeClass weight), and stops when sigma is at or below `targetSigma`, when no move lowers it by
-//! `minImprovement`, or when a budget runs out.
+//! `minImprovement`, or when a budget runs out. Among moves of exactly equal value the pod of lower
+//! priority goes first, then the first by namespace and name, so the plan does not depend on the order
+//! the candidates happen to be in.
 //!
 //! The search is exact and fast: moving a pod changes two scores only, and for one pod the change in
 //! sigma grows with the target's current score among targets of the same allocatable, class weight and
@@ -50,6 +52,9 @@ pub struct NodeScore {
 #[serde(rename_all = "camelCase")]
 pub struct PlannedEviction {
     pub pod: PodKey,
+    /// The pod's uid, when known: the eviction's precondition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     pub workload: Option<WorkloadRef>,
     pub from: String,
     pub to: String,
@@ -274,6 +279,12 @@ impl<'a> Search<'a> {
     }
 }
 
+/// The order among moves of equal value: lower priority first (as the descheduler and the kubelet
+/// evict), then namespace and name.
+fn rank(pod: &Pod) -> (i32, &str, &str) {
+    (pod.priority, &pod.namespace, &pod.name)
+}
+
 /// Plan one pass. See the module docs for the rules.
 pub fn plan(input: &PlanInput) -> Plan {
     let policy = input.policy;
@@ -372,7 +383,12 @@ pub fn plan(input: &PlanInput) -> Plan {
                 }
                 match search.best_target(&mut candidates[i]) {
                     Some((value, to, after)) => {
-                        if best.is_none_or(|(v, ..)| value > v) {
+                        // Among equal moves, the lower priority first, then by namespace and name: the
+                        // same plan whatever order the candidates are in.
+                        let better = best.is_none_or(|(v, bi, ..)| {
+                            value > v || (value == v && rank(candidates[i].pod) < rank(candidates[bi].pod))
+                        });
+                        if better {
                             best = Some((value, i, to, after));
                         }
                         i += 1;
@@ -429,6 +445,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             );
             evictions.push(PlannedEviction {
                 pod: c.pod.key(),
+                uid: c.pod.uid.clone(),
                 workload: c.pod.workload.clone(),
                 from: from_name,
                 to: to_name,

@@ -3,7 +3,7 @@
 
 use super::PolicyError;
 use crate::Labels;
-use crate::model::Pod;
+use crate::model::{Pod, WorkloadRef};
 use crate::selector::LabelSelector;
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,15 @@ pub struct RebalancePolicy {
     /// Evict Job pods too.
     #[serde(default)]
     pub allow_jobs: bool,
+    /// Controller kinds besides ReplicaSet (and StatefulSet with a WorkloadSLO) whose pods may be
+    /// evicted, by the owner reference's `kind` (`Rollout`): the admin vouches that they recreate
+    /// evicted pods and lose nothing. Empty by default: pods of unknown controllers are never evicted.
+    #[serde(default)]
+    pub allow_controller_kinds: Vec<String>,
+    /// Workloads whose `emptyDir` volumes are expendable scratch: their pods may be evicted and the
+    /// volumes' contents lost. Empty by default: a pod with any emptyDir is never evicted.
+    #[serde(default)]
+    pub scratch_empty_dirs: Vec<WorkloadRef>,
     /// Seconds before another pod of the same workload may be evicted.
     #[serde(default = "d_workload_backoff")]
     pub workload_backoff_seconds: u64,
@@ -132,6 +141,8 @@ fn serde_json_default() -> RebalancePolicy {
         exclude_namespaces: Vec::new(),
         pod_selector: LabelSelector::default(),
         allow_jobs: false,
+        allow_controller_kinds: Vec::new(),
+        scratch_empty_dirs: Vec::new(),
         workload_backoff_seconds: d_workload_backoff(),
         node_backoff_seconds: d_node_backoff(),
         dry_run: true,
@@ -192,6 +203,12 @@ pub struct WorkloadSlo {
     /// StatefulSet pods may be evicted.
     #[serde(default)]
     pub allow_stateful: bool,
+    /// Pods of these controller kinds (owner reference `kind`, e.g. `Rollout`) may be evicted.
+    #[serde(default)]
+    pub allow_controller_kinds: Vec<String>,
+    /// The covered pods' `emptyDir` volumes are expendable scratch: they may be evicted with them.
+    #[serde(default)]
+    pub empty_dir_is_scratch: bool,
 }
 
 impl WorkloadSlo {

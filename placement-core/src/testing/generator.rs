@@ -573,6 +573,7 @@ impl Generator<'_> {
                 let node = u32::try_from(node).unwrap_or(NO_NODE);
                 let suffix = encode_suffix(u64::from(node));
                 let pod = Pod {
+                    uid: None,
                     namespace: SYSTEM_NAMESPACE.into(),
                     name: format!("{name}-{suffix}"),
                     labels: app_labels(&name, "controller-revision-hash", &revision),
@@ -623,6 +624,7 @@ impl Generator<'_> {
             let mut annotations = BTreeMap::new();
             annotations.insert(MIRROR_ANNOTATION.to_string(), random_name(&mut self.rng, 10));
             let pod = Pod {
+                uid: None,
                 namespace: SYSTEM_NAMESPACE.into(),
                 name: format!("etcd-proxy-{}", self.nodes[host].name),
                 labels: app_labels("etcd-proxy", "", ""),
@@ -659,6 +661,7 @@ impl Generator<'_> {
             let namespace = namespace_name(self.rng.random_range(0..namespaces));
             let requests = Resources::new(100, 128 * MIB);
             let pod = Pod {
+                uid: None,
                 namespace,
                 name: format!("debug-{}", encode_suffix(i as u64)),
                 labels: app_labels("debug", "", ""),
@@ -832,6 +835,7 @@ impl Generator<'_> {
             PodPhase::Running
         };
         let mut pod = Pod {
+            uid: None,
             namespace: w.namespace.clone(),
             name,
             labels: app_labels(&w.name, hash_label, &revision),

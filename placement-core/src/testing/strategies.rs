@@ -360,6 +360,7 @@ impl PodDraft {
         let priority =
             if self.high_priority || controller == ControllerKind::DaemonSet { SYSTEM_CLUSTER_CRITICAL } else { 0 };
         Pod {
+            uid: None,
             namespace: namespace.into(),
             name: format!("{base}-{i}"),
             labels,

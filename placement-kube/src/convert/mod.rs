@@ -20,6 +20,7 @@
 //! | [`workload`] | Deployment, StatefulSet → `model::Workload`; a ReplicaSet's owner |
 //! | [`pdb`](mod@pdb) | PodDisruptionBudget → `model::Pdb` |
 //! | [`metrics`] | metrics.k8s.io NodeMetrics / PodMetrics types and usage |
+//! | [`volumes`] | PersistentVolumeClaim + PersistentVolume → whether a pod's claim is node-local |
 //! | [`snapshot`] | all of the above → `model::Snapshot` plus errors |
 
 mod error;
@@ -33,6 +34,7 @@ mod requests;
 mod selector;
 pub mod snapshot;
 pub mod taints;
+pub mod volumes;
 pub mod workload;
 
 pub use error::ConvertError;

@@ -13,7 +13,12 @@
 //!   `terminating` when `metadata.deletionTimestamp` is set; `ready` from the `Ready` condition;
 //!   `priority` from `spec.priority` (0 when unset, as for pods without a PriorityClass).
 //! * **Volumes.** `emptyDir` (any medium: a memory-backed one loses its data on eviction too) with its
-//!   `sizeLimit` in bytes, and `hostPath`; every other volume type is not node-local and is dropped.
+//!   `sizeLimit` in bytes, `hostPath`, and every PersistentVolumeClaim: `persistentVolumeClaim` by its
+//!   `claimName`, a generic `ephemeral` volume by the claim Kubernetes names for it (`<pod>-<volume>`).
+//!   Whether a claim is node-local is not in the pod: it stays unknown here and is filled in by
+//!   [`super::volumes::ClaimLocality`] where the claims and volumes are read. Every other volume type
+//!   (configMap, secret, projected, network volumes) is not node-local and is dropped.
+//! * **uid** from `metadata.uid`, so that an eviction can name the pod's life, not only its name.
 //! * **Annotations** are kept whole, so the core sees `kubernetes.io/config.mirror` (static pods) and
 //!   `placement.dev/pinned`. `usage` stays `None`: metrics are attached by the snapshot builder.
 
@@ -37,7 +42,7 @@ fn phase(s: Option<&str>) -> PodPhase {
     }
 }
 
-fn volume(obj: &Obj, path: &str, v: &core_v1::Volume) -> Result<Option<LocalVolume>, ConvertError> {
+fn volume(obj: &Obj, pod: &str, path: &str, v: &core_v1::Volume) -> Result<Option<LocalVolume>, ConvertError> {
     if let Some(e) = &v.empty_dir {
         let size_limit = e
             .size_limit
@@ -48,6 +53,12 @@ fn volume(obj: &Obj, path: &str, v: &core_v1::Volume) -> Result<Option<LocalVolu
     }
     if v.host_path.is_some() {
         return Ok(Some(LocalVolume::HostPath));
+    }
+    if let Some(c) = &v.persistent_volume_claim {
+        return Ok(Some(LocalVolume::PersistentClaim { claim: c.claim_name.clone(), local: None }));
+    }
+    if v.ephemeral.is_some() {
+        return Ok(Some(LocalVolume::PersistentClaim { claim: format!("{pod}-{}", v.name), local: None }));
     }
     Ok(None)
 }
@@ -91,7 +102,7 @@ pub fn pod(p: &core_v1::Pod, owners: &impl OwnerLookup) -> Result<Pod, ConvertEr
         .into_iter()
         .flatten()
         .enumerate()
-        .map(|(i, v)| volume(&obj, &format!("spec.volumes[{i}]"), v))
+        .map(|(i, v)| volume(&obj, &name, &format!("spec.volumes[{i}]"), v))
         .filter_map(Result::transpose)
         .collect::<Result<Vec<_>, _>>()?;
 
@@ -104,6 +115,7 @@ pub fn pod(p: &core_v1::Pod, owners: &impl OwnerLookup) -> Result<Pod, ConvertEr
 
     Ok(Pod {
         namespace,
+        uid: meta.uid.clone().filter(|u| !u.is_empty()),
         name,
         labels: meta.labels.clone().unwrap_or_default(),
         annotations: meta.annotations.clone().unwrap_or_default(),

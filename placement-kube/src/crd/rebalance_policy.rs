@@ -6,8 +6,8 @@
 
 use super::CrdError;
 use super::common::{
-    DURATION_PATTERN, MAX_BACKOFF_SECONDS, MAX_INTERVAL_SECONDS, at_most, check_dns_label, duration_rule,
-    format_seconds, kind_from_str, label_selector_to_core, parse_duration,
+    DURATION_PATTERN, MAX_BACKOFF_SECONDS, MAX_INTERVAL_SECONDS, at_most, check_dns_label, check_dns_subdomain,
+    duration_rule, format_seconds, kind_from_str, label_selector_to_core, parse_duration,
 };
 use super::conditions::{Condition, impl_status_conditions};
 use jiff::Timestamp;
@@ -226,6 +226,20 @@ pub struct RebalancePolicySpec {
     /// Job pods may be evicted too.
     #[serde(default)]
     pub allow_jobs: bool,
+    /// Controller kinds, by the owner reference's `kind` (`Rollout`), whose pods may be evicted. Pods
+    /// of a controller placement does not know (Argo `Workflow`, Tekton `TaskRun`, KubeVirt, Spark, ...)
+    /// are never evicted otherwise: nothing may recreate them, and an evicted workflow step loses its
+    /// work. Name only kinds that recreate an evicted pod elsewhere with nothing lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 63), regex(pattern = KIND_PATTERN)))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Set)]
+    pub allow_controller_kinds: Vec<String>,
+    /// Workloads whose `emptyDir` volumes are expendable scratch, so their pods may be evicted and the
+    /// volumes' contents lost. A pod with any emptyDir is never evicted otherwise (a sizeLimit bounds
+    /// the disk used, not what is lost).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub scratch_empty_dirs: Vec<ScratchWorkload>,
     /// After an eviction, how long before another pod of the same workload may be evicted (`10m`).
     #[serde(default = "d_workload_backoff")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
@@ -268,12 +282,61 @@ impl Default for RebalancePolicySpec {
             exclude_namespaces: Vec::new(),
             pod_selector: KubeLabelSelector::default(),
             allow_jobs: false,
+            allow_controller_kinds: Vec::new(),
+            scratch_empty_dirs: Vec::new(),
             workload_backoff: d_workload_backoff(),
             node_backoff: d_node_backoff(),
             interval: d_interval(),
             dry_run: true,
         }
     }
+}
+
+/// An owner reference `kind`: a Kubernetes kind name.
+pub const KIND_PATTERN: &str = "^[A-Z][A-Za-z0-9]*$";
+
+/// A workload named in `scratchEmptyDirs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScratchWorkload {
+    /// The workload's namespace.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// Its kind: `Deployment`, `StatefulSet`, or the owner kind of another controller (`Rollout`).
+    #[schemars(length(min = 1, max = 63), regex(pattern = KIND_PATTERN))]
+    pub kind: String,
+    /// Its name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+impl RebalancePolicySpec {
+    /// `allowControllerKinds` checked, and `scratchEmptyDirs` as core workloads.
+    fn scratch_workloads(&self) -> Result<Vec<WorkloadRef>, CrdError> {
+        for (i, kind) in self.allow_controller_kinds.iter().enumerate() {
+            check_kind(&format!("spec.allowControllerKinds[{i}]"), kind)?;
+        }
+        self.scratch_empty_dirs
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let path = format!("spec.scratchEmptyDirs[{i}]");
+                check_dns_label(&format!("{path}.namespace"), &w.namespace)?;
+                check_kind(&format!("{path}.kind"), &w.kind)?;
+                check_dns_subdomain(&format!("{path}.name"), &w.name)?;
+                Ok(WorkloadRef::new(kind_from_str(&w.kind), w.namespace.clone(), w.name.clone()))
+            })
+            .collect()
+    }
+}
+
+/// A kind name as `KIND_PATTERN` says (the schema checks it too; `to_core` for specs from files).
+pub fn check_kind(path: &str, kind: &str) -> Result<(), CrdError> {
+    let mut chars = kind.chars();
+    let ok = kind.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && chars.all(|c| c.is_ascii_alphanumeric());
+    if ok { Ok(()) } else { Err(CrdError::format(path, format!("{kind:?} is not a kind name (like Rollout)"))) }
 }
 
 /// Shortest interval between passes.
@@ -318,6 +381,8 @@ impl RebalancePolicySpec {
             exclude_namespaces: self.exclude_namespaces.clone(),
             pod_selector,
             allow_jobs: self.allow_jobs,
+            allow_controller_kinds: self.allow_controller_kinds.clone(),
+            scratch_empty_dirs: self.scratch_workloads()?,
             workload_backoff_seconds: workload_backoff.as_secs(),
             node_backoff_seconds: node_backoff.as_secs(),
             dry_run: self.dry_run,

@@ -5,6 +5,7 @@
 use super::CrdError;
 use super::common::{WorkloadTarget, at_most, label_selector_to_core};
 use super::conditions::{Condition, impl_status_conditions};
+use super::rebalance_policy::{KIND_PATTERN, check_kind};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as KubeLabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
@@ -80,6 +81,15 @@ pub struct WorkloadSLOSpec {
     /// StatefulSet pods may be evicted (they never are otherwise).
     #[serde(default)]
     pub allow_stateful_set: bool,
+    /// Covered pods of these controller kinds (owner reference `kind`, e.g. `Rollout`) may be evicted.
+    /// Pods of controllers placement does not know are never evicted otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 63), regex(pattern = KIND_PATTERN)))]
+    pub allow_controller_kinds: Vec<String>,
+    /// The covered pods' `emptyDir` volumes are expendable scratch: they may be evicted and the
+    /// volumes' contents lost. Pods with any emptyDir are never evicted otherwise.
+    #[serde(default)]
+    pub empty_dir_is_scratch: bool,
     /// Pods that must stay available after an eviction: a count (`2`) or a percentage of the desired
     /// replicas (`"50%"`). Checked by the operator before each eviction, next to PodDisruptionBudgets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +133,9 @@ impl WorkloadSLOSpec {
     ) -> Result<WorkloadSlo, CrdError> {
         self.min_available()?;
         at_most("spec.maxEvictionsPerHour", self.max_evictions_per_hour, 1_000)?;
+        for (i, kind) in self.allow_controller_kinds.iter().enumerate() {
+            check_kind(&format!("spec.allowControllerKinds[{i}]"), kind)?;
+        }
         let own = self.selector.as_ref().map(|s| label_selector_to_core("spec.selector", s)).transpose()?;
         if let Some(t) = &self.target_ref {
             t.to_core("spec.targetRef", namespace)?;
@@ -145,6 +158,8 @@ impl WorkloadSLOSpec {
             selector,
             max_disruptions_per_hour: self.max_evictions_per_hour,
             allow_stateful: self.allow_stateful_set,
+            allow_controller_kinds: self.allow_controller_kinds.clone(),
+            empty_dir_is_scratch: self.empty_dir_is_scratch,
         })
     }
 

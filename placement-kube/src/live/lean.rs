@@ -67,6 +67,8 @@ impl Interner {
 /// A pod without its namespace and name (they are the key it is stored under).
 #[derive(Clone, Debug)]
 pub struct LeanPod {
+    /// `metadata.uid` (the eviction precondition).
+    uid: Option<Box<str>>,
     labels: Arc<Labels>,
     /// Only the annotations the core reads are kept; usually none.
     annotations: BTreeMap<String, String>,
@@ -93,6 +95,7 @@ impl LeanPod {
         let required_affinity =
             pod.required_affinity.map(|a| intern(&mut interner.affinities, &a, || Arc::new(a.clone())));
         LeanPod {
+            uid: pod.uid.map(String::into_boxed_str),
             labels: interner.labels(pod.labels),
             annotations: pod.annotations,
             workload,
@@ -121,6 +124,7 @@ impl LeanPod {
         Pod {
             namespace: namespace.to_string(),
             name: name.to_string(),
+            uid: self.uid.as_deref().map(str::to_string),
             labels: (*self.labels).clone(),
             annotations: self.annotations.clone(),
             workload: self.workload.as_deref().cloned(),

@@ -15,6 +15,9 @@
 //!   observes early (which would speed up the K/M hysteresis) nor forgets when it last planned.
 //! * **The index must be synced** (every watched kind listed once) before the first pass: planning over
 //!   a half-listed cluster would miss pods, PDBs and workloads.
+//! * **Budgets are cluster-wide**: every RebalancePolicy is listed at each pass (from the API server),
+//!   and the other policies' live evictions count in this pass's budgets and backoffs (see
+//!   [`super::observe`]); each policy still writes only its own history.
 //! * **Dry-run** runs the same pass, writes the same status (marked dry-run), publishes the same Events
 //!   with `DryRun` in the reason and counts `dry_run` metrics; it never calls the eviction API.
 
@@ -299,8 +302,11 @@ impl Rebalancer {
         };
         let (slos, classes) = observe::fetch_guard_rails(client).await?;
         let selectors = observe::fetch_selectors(client, &observe::slo_targets(&slos)).await?;
+        let cluster_history = observe::others_history(&observe::fetch_policies(client).await?, name);
         // The index as late as possible: the freshest view of pods and PDBs.
-        let mut inputs = Inputs { snapshot: self.ctx.index.read().snapshot(), ..Inputs::default() };
+        let mut inputs = Inputs { snapshot: self.ctx.index.read().snapshot(), cluster_history, ..Inputs::default() };
+        let claims = observe::fetch_claims(client, &inputs.snapshot).await.map_err(|e| e.to_string());
+        observe::resolve_claims(&mut inputs, claims);
         if let Some((nodes, pods)) = &metrics {
             observe::attach_usage(&mut inputs, nodes, pods);
         }
@@ -332,7 +338,7 @@ impl Rebalancer {
                     tracing::warn!(policy = %name, "leadership lost during a pass: the remaining evictions stay reserved, not done");
                     return Ok(PassOutcome::NotLeader);
                 }
-                let outcome = self.evictor.evict(&e.pod).await;
+                let outcome = self.evictor.evict(&e.pod, e.uid.as_deref()).await;
                 self.metrics
                     .evictions
                     .get_or_create(&EvictionLabels {
@@ -425,7 +431,7 @@ impl Rebalancer {
                 self.ctx.events.publish(&pod_ref(&e.pod), note).await;
             }
         }
-        self.record_plan(name, &plan, &status, &core, now).await;
+        self.record_plan(name, &plan, &status, &inputs.cluster_history, &core, now).await;
         self.report_guard_rails(name, &slos, &classes, &inputs, now).await;
         Ok(PassOutcome::Done(Box::new(PassReport { plan, outcomes, status, notes: inputs.notes })))
     }
@@ -436,6 +442,7 @@ impl Rebalancer {
         name: &str,
         plan: &Plan,
         status: &RebalancePolicyStatus,
+        others: &[placement_core::rebalance::EvictionRecord],
         limits: &CorePolicy,
         now: Timestamp,
     ) {
@@ -471,8 +478,9 @@ impl Rebalancer {
         }
         // Budgets remaining for the next pass, counted as the planner counts them.
         let minute_ago = now - SignedDuration::from_secs(60);
-        let used_minute =
-            status.state.history.iter().filter(|e| e.at.0 > minute_ago && (plan.dry_run || !e.dry_run)).count() as i64;
+        let used_minute = (status.state.history.iter().filter(|e| e.at.0 > minute_ago && (plan.dry_run || !e.dry_run)))
+            .count() as i64
+            + others.iter().filter(|r| r.at > minute_ago).count() as i64;
         let remaining = [
             ("cluster_per_minute", i64::from(limits.max_evictions_per_minute) - used_minute),
             ("plan", i64::from(limits.max_evictions_per_plan) - plan.evictions.len() as i64),

@@ -8,14 +8,38 @@
 //!   next pass plans again from fresh state. kube's client retries 429/503/504 by itself (up to 15
 //!   times), which would hammer the budget; the evictor therefore needs a client built without that
 //!   retry ([`client_without_retry`]).
-//! * **404 means the pod is gone** (deleted or already evicted): nothing happened, nothing to count.
+//! * **The pod's uid is a precondition** (`deleteOptions.preconditions.uid` in the Eviction body): a
+//!   StatefulSet pod deleted and recreated under the same name between the plan and the eviction is a
+//!   new pod the plan never looked at, and the API server refuses with 409 Conflict. The body is written
+//!   here rather than by kube's `evict`, which sends the options under a field name (`delete_options`)
+//!   the API server ignores.
+//! * **404 means the pod is gone** (deleted or already evicted), and **409 that it was replaced**: in
+//!   both, the planned pod no longer exists, nothing happened, nothing to count.
 //! * **Anything else is unknown** (5xx, timeout, connection lost): the eviction may or may not have
 //!   happened, and the caller keeps counting it against the budgets.
 //! * **Bounded time**: each call has its own timeout, so a hung API server cannot stall a pass.
 //! * **Dry-run never calls the API**: the evictor is simply not used.
 
+use k8s_openapi::api::policy::v1::Eviction;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{DeleteOptions, ObjectMeta, Preconditions};
+use kube::api::PostParams;
 use placement_core::model::PodKey;
 use std::time::Duration;
+
+/// The policy/v1 Eviction of `pod`, with `uid` as its precondition.
+fn eviction(pod: &PodKey, uid: Option<&str>) -> Eviction {
+    Eviction {
+        metadata: ObjectMeta {
+            name: Some(pod.name.clone()),
+            namespace: Some(pod.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        delete_options: uid.map(|uid| DeleteOptions {
+            preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }),
+            ..DeleteOptions::default()
+        }),
+    }
+}
 
 /// What the API server said to one eviction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,10 +95,14 @@ impl Evictor {
         &self.client
     }
 
-    pub async fn evict(&self, pod: &PodKey) -> Outcome {
+    /// Evicts `pod`, only if its uid is still `uid` (when given).
+    pub async fn evict(&self, pod: &PodKey, uid: Option<&str>) -> Outcome {
         let api: kube::Api<k8s_openapi::api::core::v1::Pod> =
             kube::Api::namespaced(self.client.clone(), &pod.namespace);
-        match tokio::time::timeout(self.timeout, api.evict(&pod.name, &Default::default())).await {
+        let body = eviction(pod, uid);
+        let params = PostParams::default();
+        let call = api.create_subresource::<_, serde_json::Value>("eviction", &pod.name, &params, &body);
+        match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Outcome::Unknown(format!("no answer within {:?}", self.timeout)),
             Ok(Ok(_)) => Outcome::Evicted,
             Ok(Err(kube::Error::Api(s))) if s.code == 429 => {
@@ -86,7 +114,7 @@ impl Evictor {
                     .unwrap_or_default();
                 Outcome::Refused(format!("the API server refused the eviction (429): {}{cause}", s.message))
             }
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Outcome::Gone,
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 || s.code == 409 => Outcome::Gone,
             Ok(Err(e)) => Outcome::Unknown(e.to_string()),
         }
     }

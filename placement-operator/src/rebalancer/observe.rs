@@ -18,14 +18,30 @@
 //!   planned earlier in the same pass, exactly like a real PDB.
 //! * **NodeClasses** are matched in name order, as their spec documents; an invalid one is skipped with
 //!   a note.
+//! * **PersistentVolumeClaims and PersistentVolumes are listed at each pass**, and only when a pod of
+//!   the snapshot uses a claim: whether a claim is node-local is needed for the few pods on hot nodes,
+//!   once per interval, so a watch (and the memory of every claim and volume of the cluster, all the
+//!   time) would cost more than it saves. `list` is the only verb needed. A list that fails leaves every
+//!   claim unresolved, which the core treats as local (never evicted), with a note: not knowing where
+//!   data lives is not a reason to risk it.
+//! * **The eviction history is cluster-wide.** The live evictions recorded by every *other*
+//!   RebalancePolicy (listed at each pass, from the API server, not a cache) count towards this policy's
+//!   cluster rate, namespace budget, WorkloadSLO budgets and backoffs, as the policy fields promise. Each
+//!   policy still records only its own evictions in its own status, so the history survives restarts
+//!   and failovers exactly like the state it sits next to. Other policies' dry-run records never count:
+//!   they never happened.
 
 use crate::error::{Error, Result};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{Api, ListParams};
 use placement_core::model::{Pdb, Snapshot, WorkloadKind, WorkloadRef};
+use placement_core::rebalance::EvictionRecord;
 use placement_core::rebalance::{NodeClass, WorkloadSlo};
 use placement_core::resources::Resources;
 use placement_core::selector::LabelSelector;
+use placement_kube::convert::volumes::{ClaimLocality, has_claims};
 use placement_kube::convert::{NodeMetrics, PodMetrics, node_usage, pod_usage};
+use placement_kube::crd::RebalancePolicy;
 use placement_kube::crd::conditions::REASON_INVALID_SPEC;
 use placement_kube::crd::{NodeClass as NodeClassCr, WorkloadSLO};
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +63,9 @@ pub struct Inputs {
     pub class_problems: BTreeMap<String, String>,
     /// What could not be taken into account, in words.
     pub notes: Vec<String>,
+    /// The live evictions of every other RebalancePolicy ([`others_history`]): counted by this pass's
+    /// cluster-wide budgets and backoffs, never written into its status.
+    pub cluster_history: Vec<EvictionRecord>,
 }
 
 impl Inputs {
@@ -222,6 +241,57 @@ pub fn add_classes(inputs: &mut Inputs, classes: &[NodeClassCr]) {
             }
         }
     }
+}
+
+/// The claims and volumes the snapshot's pods need resolved: `Ok(None)` when no pod uses a claim (then
+/// nothing is listed).
+pub async fn fetch_claims(client: &kube::Client, snapshot: &Snapshot) -> Result<Option<ClaimLocality>> {
+    if !snapshot.pods.iter().any(has_claims) {
+        return Ok(None);
+    }
+    let claims = Api::<PersistentVolumeClaim>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::kube("listing PersistentVolumeClaims", e))?;
+    let volumes = Api::<PersistentVolume>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::kube("listing PersistentVolumes", e))?;
+    Ok(Some(ClaimLocality::new(&claims.items, &volumes.items)))
+}
+
+/// Fills in which pods' claims are node-local; with `Err` (the lists failed) every claim stays
+/// unresolved, and a note says why.
+pub fn resolve_claims(inputs: &mut Inputs, locality: std::result::Result<Option<ClaimLocality>, String>) {
+    match locality {
+        Ok(None) => {}
+        Ok(Some(locality)) => inputs.snapshot.pods.iter_mut().for_each(|p| locality.resolve(p)),
+        Err(e) => inputs.note(format!("pods with PersistentVolumeClaims are not evicted this pass: {e}")),
+    }
+}
+
+/// The live evictions recorded by every RebalancePolicy but `own`: they count for this policy's
+/// cluster-wide budgets and backoffs.
+pub fn others_history(policies: &[RebalancePolicy], own: &str) -> Vec<EvictionRecord> {
+    policies
+        .iter()
+        .filter(|p| p.metadata.name.as_deref() != Some(own))
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| {
+            let mut live = s.state.clone();
+            live.history.retain(|e| !e.dry_run);
+            live.to_core().history
+        })
+        .collect()
+}
+
+/// Lists the RebalancePolicies (for their eviction histories).
+pub async fn fetch_policies(client: &kube::Client) -> Result<Vec<RebalancePolicy>> {
+    Api::<RebalancePolicy>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .map_err(|e| Error::kube("listing RebalancePolicies for the cluster-wide eviction history", e))
 }
 
 /// Lists the WorkloadSLOs and NodeClasses of the cluster.

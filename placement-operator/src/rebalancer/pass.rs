@@ -1,7 +1,9 @@
 //! One rebalance pass as a pure function, shared by the controller and `placement-operator plan` so
 //! that both make exactly the same decision from the same inputs: convert the policy, observe (EWMA and
 //! K/M hysteresis), then plan with the WorkloadSLOs and NodeClasses. No I/O and no clock: the caller
-//! gives the state and the time.
+//! gives the state and the time. The plan counts the other policies' evictions
+//! (`inputs.cluster_history`) in its budgets and backoffs next to this policy's own history; the state
+//! returned, which is what gets persisted, holds only this policy's own.
 
 use super::observe::Inputs;
 use jiff::Timestamp;
@@ -35,10 +37,12 @@ pub fn run(
     for _ in 0..observations.max(1) {
         observed = observe(&policy, &observed, &inputs.snapshot, now);
     }
+    let mut counted = observed.clone();
+    counted.history.extend(inputs.cluster_history.iter().cloned());
     let plan = plan(&PlanInput {
         snapshot: &inputs.snapshot,
         policy: &policy,
-        state: &observed,
+        state: &counted,
         slos: &inputs.slos,
         classes: &inputs.classes,
         now,

@@ -138,6 +138,18 @@ struct RawVolume {
     empty_dir: Option<EmptyDirSpec>,
     #[serde(default)]
     host_path: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    persistent_volume_claim: Option<ClaimSpec>,
+}
+
+/// `{claimName: data-db-0, local: true}`: a claim, and whether its volume is node-local (unknown when
+/// left out, which the rebalancer treats as local).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ClaimSpec {
+    claim_name: String,
+    #[serde(default)]
+    local: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,13 +164,16 @@ struct EmptyDirSpec {
 impl TryFrom<RawVolume> for VolumeSpec {
     type Error = &'static str;
     fn try_from(raw: RawVolume) -> Result<Self, Self::Error> {
-        match (raw.empty_dir, raw.host_path) {
-            (Some(e), None) => Ok(VolumeSpec(LocalVolume::EmptyDir {
+        match (raw.empty_dir, raw.host_path, raw.persistent_volume_claim) {
+            (Some(e), None, None) => Ok(VolumeSpec(LocalVolume::EmptyDir {
                 size_limit: e.size_limit.map(|b| b.0),
                 used: e.used.map(|b| b.0),
             })),
-            (None, Some(_)) => Ok(VolumeSpec(LocalVolume::HostPath)),
-            _ => Err("a volume is either emptyDir or hostPath"),
+            (None, Some(_), None) => Ok(VolumeSpec(LocalVolume::HostPath)),
+            (None, None, Some(c)) => {
+                Ok(VolumeSpec(LocalVolume::PersistentClaim { claim: c.claim_name, local: c.local }))
+            }
+            _ => Err("a volume is exactly one of emptyDir, hostPath or persistentVolumeClaim"),
         }
     }
 }
@@ -237,6 +252,7 @@ impl PodSpec {
                 let requests: Resources = self.requests.into();
                 Pod {
                     namespace: self.namespace.clone(),
+                    uid: None,
                     name,
                     labels: self.labels.clone(),
                     annotations,
