@@ -77,6 +77,22 @@ impl Cluster {
         Cluster { snapshot, strategy_pods, zone_pod }
     }
 
+    /// Annotates the largest Deployment that has no strategy yet with `strategy` (which may be one the
+    /// webhook cannot use), and returns the pod it would create next.
+    pub fn annotate_another(&mut self, strategy: &str) -> Option<Incoming> {
+        let workloads = &self.snapshot.workloads;
+        let mut unannotated: Vec<usize> = (0..workloads.len())
+            .filter(|&i| {
+                workloads[i].workload.kind == WorkloadKind::Deployment
+                    && !workloads[i].annotations.contains_key(STRATEGY_ANNOTATION)
+            })
+            .collect();
+        unannotated.sort_by_key(|&i| std::cmp::Reverse(workloads[i].replicas));
+        let (i, pod) = unannotated.into_iter().find_map(|i| Some((i, incoming(&self.snapshot, i)?)))?;
+        self.snapshot.workloads[i].annotations.insert(STRATEGY_ANNOTATION.to_string(), strategy.to_string());
+        Some(pod)
+    }
+
     /// A ZoneBalancer (webhook mode) over every app in the zone pod's namespace.
     pub fn zone_balancer(&self) -> Option<ZoneBalancer> {
         let pod = self.zone_pod.as_ref()?;
@@ -182,6 +198,12 @@ impl ReviewBody {
         let bytes = serde_json::to_vec(&review).expect("review JSON");
         let at = bytes.windows(UID_TEMPLATE.len()).position(|w| w == UID_TEMPLATE.as_bytes()).expect("uid in body");
         ReviewBody { bytes, digits_at: at + UID_TEMPLATE.len() - 12 }
+    }
+
+    /// The body with its uid replaced by `uid` (characters a JSON string may hold as they are).
+    pub fn with_uid(&self, uid: &str) -> Vec<u8> {
+        let at = self.digits_at + 12 - UID_TEMPLATE.len();
+        [&self.bytes[..at], uid.as_bytes(), &self.bytes[at + UID_TEMPLATE.len()..]].concat()
     }
 
     /// Rewrites the uid to end in `n` (12 hex digits).
