@@ -626,8 +626,11 @@ async fn strict_mode_stays_bounded_while_the_api_server_hangs() {
             .find_map(|l| l.strip_prefix(r#"placement_webhook_strict_writes_total{result="error"} "#))
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        assert!((1..=5).contains(&errors), "one timed-out call per round, not per admission: {errors}\n{text}");
-        assert!(s.fake.faults().hits() <= 5, "one API call per round: {} calls", s.fake.faults().hits());
+        // One timed-out call per round, not per admission (4 admitted per wave, 20 in all). A wave's
+        // admissions usually share one round; on a loaded machine a round can start before the last of
+        // them has queued, so a wave may take two.
+        assert!((1..=10).contains(&errors), "one timed-out call per round, not per admission: {errors}\n{text}");
+        assert!(s.fake.faults().hits() <= 10, "one API call per round: {} calls", s.fake.faults().hits());
 
         // The API server recovers: strict decisions work again.
         s.fake.faults().clear();
