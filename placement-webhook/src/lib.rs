@@ -12,6 +12,7 @@ pub mod certs;
 pub mod decide;
 pub mod metrics;
 pub mod patch;
+mod peers;
 pub mod probes;
 pub mod review;
 pub mod serve;

@@ -72,11 +72,13 @@ struct ServeArgs {
     #[arg(long, env = "PLACEMENT_WATCH_FAILING_SECONDS", default_value_t = 120,
         value_parser = clap::value_parser!(u64).range(1..=86_400))]
     watch_failing_seconds: u64,
-    /// Open connections on the HTTPS listener; one more is closed right after accept.
+    /// Open connections on the HTTPS listener; one more is closed right after accept. One client address
+    /// may hold half of them.
     #[arg(long, env = "PLACEMENT_MAX_CONNECTIONS", default_value_t = ServeLimits::default().max_connections,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     max_connections: usize,
     /// Admission requests in flight (head received, not yet answered); one more is answered 503 at once.
+    /// One client address may hold half of them.
     #[arg(long, env = "PLACEMENT_MAX_IN_FLIGHT", default_value_t = ServeLimits::default().max_in_flight,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     max_in_flight: usize,
@@ -115,6 +117,9 @@ async fn main() {
         limits: ServeLimits {
             max_connections: args.max_connections,
             max_in_flight: args.max_in_flight,
+            // One client address may hold half of each cap (see `ServeLimits::default`).
+            max_connections_per_peer: args.max_connections.div_ceil(2),
+            max_in_flight_per_peer: args.max_in_flight.div_ceil(2),
             body_timeout: Duration::from_millis(args.body_timeout_ms),
             ..ServeLimits::default()
         },

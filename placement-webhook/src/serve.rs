@@ -54,6 +54,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use warp::{Filter, Reply};
 
+use crate::peers::{Budget, Held, PeerHold, PeerShares};
 use crate::shed::{Shed, ShedMetrics};
 
 /// Time and size limits of a listener.
@@ -76,6 +77,13 @@ pub struct ServeLimits {
     /// Body bytes the requests in flight announce (`Content-Length`), in all; one that would go past it
     /// gets `503`.
     pub max_body_bytes_in_flight: u32,
+    /// What one client address may hold of `max_connections`, `max_in_flight` and
+    /// `max_body_bytes_in_flight` (see [`crate::peers`]); one beyond is shed as beyond the cap itself.
+    pub max_connections_per_peer: usize,
+    pub max_in_flight_per_peer: usize,
+    pub max_body_bytes_per_peer: u32,
+    /// TLS handshakes worked on at once; more wait (inside `handshake_timeout`) for one to finish.
+    pub max_handshakes_in_flight: usize,
     /// HTTP/2: streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
     pub http2_max_concurrent_streams: u32,
     /// HTTP/2: a ping is sent after this long without a frame from the peer...
@@ -103,6 +111,12 @@ impl Default for ServeLimits {
     /// `max_header_bytes`, or HTTP/2's state): 1,024 of them about 50 MiB. The API server multiplexes
     /// its calls over a few HTTP/2 connections (over HTTP/1.1 it opens one per concurrent call), so
     /// 1,024 leaves room for several API servers and a burst of HTTP/1.1 calls.
+    ///
+    /// One client address may hold half of each of those three ([`crate::peers`]): far more than the
+    /// API server needs, and a hostile pod can never take the rest. TLS handshakes are worked on 8 at a
+    /// time: each costs a fraction of a millisecond of CPU with an ECDSA key (a few with RSA), and a
+    /// thousand connections opened at once would otherwise put a thousand handshakes on the runtime's
+    /// two workers ahead of the admissions (docs/performance.md).
     fn default() -> Self {
         ServeLimits {
             handshake_timeout: Duration::from_secs(10),
@@ -113,6 +127,10 @@ impl Default for ServeLimits {
             max_connections: 1_024,
             max_in_flight: 256,
             max_body_bytes_in_flight: 64 << 20,
+            max_connections_per_peer: 512,
+            max_in_flight_per_peer: 128,
+            max_body_bytes_per_peer: 32 << 20,
+            max_handshakes_in_flight: 8,
             http2_max_concurrent_streams: 32,
             http2_keep_alive_interval: Duration::from_secs(20),
             http2_keep_alive_timeout: Duration::from_secs(10),
@@ -159,7 +177,11 @@ pub async fn serve_tls_metered<F>(
         let (acceptor, filter, http1, http2) = (acceptor.clone(), filter.clone(), http1.clone(), http2.clone());
         let shared = shared.clone();
         async move {
-            let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp));
+            // The wait for a handshake slot counts in the handshake's time.
+            let handshake = tokio::time::timeout(limits.handshake_timeout, async {
+                let _slot = shared.handshakes.acquire().await;
+                acceptor.accept(tcp).await
+            });
             let tls = tokio::select! {
                 result = handshake => match result {
                     Ok(Ok(tls)) => tls,
@@ -216,13 +238,16 @@ fn builder(limits: &ServeLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// What every connection of one listener shares: its limits, the in-flight cap, the metrics.
+/// What every connection of one listener shares: its limits, the caps, each client's share of them, the
+/// metrics.
 #[derive(Clone)]
 struct Shared {
     limits: ServeLimits,
     in_flight: Arc<Semaphore>,
     /// One permit per body byte announced.
     body_bytes: Arc<Semaphore>,
+    handshakes: Arc<Semaphore>,
+    peers: Arc<PeerShares>,
     metrics: ShedMetrics,
 }
 
@@ -231,7 +256,13 @@ impl Shared {
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.min(Semaphore::MAX_PERMITS)));
         let body_bytes =
             Arc::new(Semaphore::new((limits.max_body_bytes_in_flight as usize).min(Semaphore::MAX_PERMITS)));
-        Shared { limits, in_flight, body_bytes, metrics }
+        let handshakes = Arc::new(Semaphore::new(limits.max_handshakes_in_flight.clamp(1, Semaphore::MAX_PERMITS)));
+        let peers = PeerShares::new(Held {
+            connections: limits.max_connections_per_peer as u64,
+            in_flight: limits.max_in_flight_per_peer as u64,
+            body_bytes: u64::from(limits.max_body_bytes_per_peer),
+        });
+        Shared { limits, in_flight, body_bytes, handshakes, peers, metrics }
     }
 }
 
@@ -252,19 +283,26 @@ where
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let Ok(permit) = open.clone().try_acquire_owned() else {
-                        // Closed before any TLS work: the client sees the connection end at once.
-                        shared.metrics.shed(Shed::Connections);
-                        tracing::debug!(%peer, max = limits.max_connections, "connection cap reached: closed");
-                        drop(tcp);
-                        continue;
+                    let taken = open.clone().try_acquire_owned().map_err(|_| Shed::Connections).and_then(|permit| {
+                        let share = shared.peers.try_take(peer.ip(), Budget::Connections, 1);
+                        Ok((permit, share.ok_or(Shed::ConnectionsPerPeer)?))
+                    });
+                    let (permit, share) = match taken {
+                        Ok(taken) => taken,
+                        Err(why) => {
+                            // Closed before any TLS work: the client sees the connection end at once.
+                            shared.metrics.shed(why);
+                            tracing::debug!(%peer, reason = why.as_str(), "connection cap reached: closed");
+                            drop(tcp);
+                            continue;
+                        }
                     };
                     let _ = tcp.set_nodelay(true);
                     let open = Counted::new(permit, shared.metrics.connections().clone());
                     let connection = handle(tcp, peer, stop_rx.clone());
                     connections.spawn(async move {
                         connection.await;
-                        drop(open);
+                        drop((open, share));
                     });
                 }
                 Err(err) => {
@@ -343,7 +381,7 @@ async fn drive<I, F>(
         let http1 = request.version() < http::Version::HTTP_2;
         let metrics = shared.metrics.clone();
         let expired = Arc::new(AtomicBool::new(false));
-        let response = admit(&shared, &request).map(|permit| {
+        let response = admit(&shared, &request, peer).map(|permit| {
             let (announced, timeout) = (permit.announced, shared.limits.body_timeout);
             let request = request.map(|body| DeadlineBody::new(body, announced, timeout, expired.clone()));
             (warp_service.call(request), permit)
@@ -365,7 +403,7 @@ async fn drive<I, F>(
                     // Not even the body is read: hyper drains it if it is already here, else closes.
                     metrics.shed(why);
                     tracing::debug!(%peer, reason = why.as_str(), "in-flight cap reached: answered 503");
-                    refusal(http::StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight\n", false)
+                    refusal(http::StatusCode::SERVICE_UNAVAILABLE, over_the_cap(why), false)
                 }
             };
             drop(busy);
@@ -411,17 +449,20 @@ async fn drive<I, F>(
     }
 }
 
-/// A request's place under the in-flight caps, held until it is answered.
+/// A request's place under the in-flight caps and its client's shares of them, held until it is answered.
 struct Admitted {
     _request: Counted,
-    _body_bytes: Option<OwnedSemaphorePermit>,
+    _request_share: PeerHold,
+    _body_bytes: Option<(OwnedSemaphorePermit, PeerHold)>,
     /// The body bytes announced, and so allowed.
     announced: u64,
 }
 
-/// Takes a place for `request` under both in-flight caps, or says which one is full.
-fn admit(shared: &Shared, request: &hyper::Request<Incoming>) -> Result<Admitted, Shed> {
+/// Takes a place for `request` under both in-flight caps and `peer`'s shares of them, or says which one
+/// is full.
+fn admit(shared: &Shared, request: &hyper::Request<Incoming>, peer: SocketAddr) -> Result<Admitted, Shed> {
     let request_permit = shared.in_flight.clone().try_acquire_owned().map_err(|_| Shed::InFlight)?;
+    let request_share = shared.peers.try_take(peer.ip(), Budget::InFlight, 1).ok_or(Shed::InFlightPerPeer)?;
     let counted = Counted::new(request_permit, shared.metrics.in_flight().clone());
     // Without a Content-Length (HTTP/1 chunked, or HTTP/2 without the header) a body may have no bytes.
     let announced = request
@@ -433,14 +474,26 @@ fn admit(shared: &Shared, request: &hyper::Request<Incoming>) -> Result<Admitted
     let body_bytes = match announced {
         0 => None,
         // More than the whole budget can never fit: refused like a full budget.
-        n => Some(
-            u32::try_from(n)
+        n => {
+            let permit = u32::try_from(n)
                 .ok()
                 .and_then(|n| shared.body_bytes.clone().try_acquire_many_owned(n).ok())
-                .ok_or(Shed::BodyBytes)?,
-        ),
+                .ok_or(Shed::BodyBytes)?;
+            let share = shared.peers.try_take(peer.ip(), Budget::BodyBytes, n).ok_or(Shed::BodyBytesPerPeer)?;
+            Some((permit, share))
+        }
     };
-    Ok(Admitted { _request: counted, _body_bytes: body_bytes, announced })
+    Ok(Admitted { _request: counted, _request_share: request_share, _body_bytes: body_bytes, announced })
+}
+
+/// The body of a `503`: which bound the request was over.
+fn over_the_cap(why: Shed) -> &'static str {
+    match why {
+        Shed::BodyBytes => "too many request body bytes in flight\n",
+        Shed::InFlightPerPeer => "too many requests in flight from this address\n",
+        Shed::BodyBytesPerPeer => "too many request body bytes in flight from this address\n",
+        _ => "too many requests in flight\n",
+    }
 }
 
 /// An answer of the serving layer itself; over HTTP/1 with `close`, the connection ends after it.

@@ -21,6 +21,14 @@ pub enum Shed {
     /// A request whose announced body would take the bodies in flight past `max_body_bytes_in_flight`:
     /// answered `503` without reading its body.
     BodyBytes,
+    /// A connection beyond its client address's share of `max_connections` (`max_connections_per_peer`):
+    /// closed right after accept.
+    ConnectionsPerPeer,
+    /// A request beyond its client address's share of `max_in_flight`: answered `503`, body unread.
+    InFlightPerPeer,
+    /// A request whose announced body would take its client address's bodies in flight past
+    /// `max_body_bytes_per_peer`: answered `503`, body unread.
+    BodyBytesPerPeer,
     /// A request body that did not arrive within `body_timeout`: answered `408`, HTTP/1 connection closed.
     BodyDeadline,
     /// A strict-mode admission beyond the queue bound (per resource or overall): admitted unmutated.
@@ -28,14 +36,25 @@ pub enum Shed {
 }
 
 impl Shed {
-    pub const ALL: [Shed; 5] =
-        [Shed::Connections, Shed::InFlight, Shed::BodyBytes, Shed::BodyDeadline, Shed::StrictQueue];
+    pub const ALL: [Shed; 8] = [
+        Shed::Connections,
+        Shed::InFlight,
+        Shed::BodyBytes,
+        Shed::ConnectionsPerPeer,
+        Shed::InFlightPerPeer,
+        Shed::BodyBytesPerPeer,
+        Shed::BodyDeadline,
+        Shed::StrictQueue,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Shed::Connections => "connections",
             Shed::InFlight => "in_flight",
             Shed::BodyBytes => "body_bytes",
+            Shed::ConnectionsPerPeer => "connections_per_peer",
+            Shed::InFlightPerPeer => "in_flight_per_peer",
+            Shed::BodyBytesPerPeer => "body_bytes_per_peer",
             Shed::BodyDeadline => "body_deadline",
             Shed::StrictQueue => "strict_queue",
         }
@@ -122,9 +141,16 @@ mod tests {
         m.connections().set(3);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        for (reason, n) in
-            [("connections", 0), ("in_flight", 1), ("body_bytes", 0), ("body_deadline", 0), ("strict_queue", 0)]
-        {
+        for (reason, n) in [
+            ("connections", 0),
+            ("in_flight", 1),
+            ("body_bytes", 0),
+            ("connections_per_peer", 0),
+            ("in_flight_per_peer", 0),
+            ("body_bytes_per_peer", 0),
+            ("body_deadline", 0),
+            ("strict_queue", 0),
+        ] {
             assert!(text.contains(&format!("placement_webhook_shed_total{{reason=\"{reason}\"}} {n}")), "{text}");
         }
         assert!(text.contains("placement_webhook_connections 3"), "{text}");

@@ -94,6 +94,14 @@ impl Setup {
         self.try_tls(alpn).await.unwrap()
     }
 
+    /// A TLS connection from another client address: the hostile pod beside the API server.
+    async fn try_tls_from(&self, source: std::net::IpAddr) -> std::io::Result<TlsStream<TcpStream>> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let tcp = socket.connect(self.addr()).await?;
+        self.connector(b"http/1.1").connect(ServerName::try_from("localhost").unwrap(), tcp).await
+    }
+
     /// An HTTP/2 connection (hyper's client), for several streams at once.
     async fn h2(&self) -> hyper::client::conn::http2::SendRequest<SlowBody> {
         let tls = self.tls(b"h2").await;
@@ -382,6 +390,98 @@ async fn requests_beyond_the_body_bytes_in_flight_get_503_at_once() {
         assert!(review("small").len() < 1_000);
         s.admit("small").await;
         drop(stalled);
+        s.webhook.shutdown().await;
+    })
+    .await;
+}
+
+/// Another address on the loopback network, for a second client.
+const HOSTILE: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// A stalled request from `HOSTILE` announcing `length` body bytes, once it is in flight; or its answer
+/// when it was refused at once.
+async fn stall_from(s: &Setup, length: usize) -> Result<TlsStream<TcpStream>, Vec<u8>> {
+    let mut tls = s.try_tls_from(HOSTILE).await.expect("a connection from the hostile address");
+    tls.write_all(head(length).as_bytes()).await.unwrap();
+    tls.write_all(b"{").await.unwrap();
+    let mut answer = vec![0u8; 12];
+    match tokio::time::timeout(Duration::from_millis(500), tls.read_exact(&mut answer)).await {
+        Err(_) => Ok(tls),
+        Ok(_) => Err(answer),
+    }
+}
+
+/// One client address gets only its share of each budget: at the share its connections, requests and
+/// body bytes are held, one past it is shed (and counted as such), and another address (the API server)
+/// is served all along, although the caps themselves are not reached.
+#[tokio::test]
+async fn one_address_holds_only_its_share_and_another_is_served_meanwhile() {
+    bounded(async {
+        let s = setup(|c| {
+            c.limits.max_connections_per_peer = 3;
+            c.limits.max_in_flight_per_peer = 2;
+            c.limits.max_body_bytes_per_peer = 5_000;
+            c.limits.body_timeout = Duration::from_secs(30);
+        })
+        .await;
+        // Body bytes: 2,500 + 2,500 is the share; the in-flight share (2) is reached at the same time.
+        let first = stall_from(&s, 2_500).await.expect("at the share: held");
+        let second = stall_from(&s, 2_500).await.expect("at the share: held");
+        eventually("two hostile requests in flight", async || s.in_flight().await == 2).await;
+        // A third connection is the connection share; its request is one past the in-flight share.
+        let third = stall_from(&s, 1).await.expect_err("one past the in-flight share: refused at once");
+        assert_eq!(&third, b"HTTP/1.1 503");
+        assert_eq!(s.shed(Shed::InFlightPerPeer).await, 1);
+        // A fourth connection is one past the connection share: closed before its handshake.
+        let mut holders = Vec::new();
+        eventually("the refused connection is closed", async || s.metric("placement_webhook_connections").await == 2)
+            .await;
+        holders.push(s.try_tls_from(HOSTILE).await.expect("the third connection"));
+        assert!(s.try_tls_from(HOSTILE).await.is_err(), "one past the connection share");
+        assert_eq!(s.shed(Shed::ConnectionsPerPeer).await, 1);
+        // The API server's address is served all along.
+        s.admit("honest-while-shares-are-full").await;
+
+        // Body bytes alone: with one request given back, 2,500 more is one past the share of 5,000.
+        drop(second);
+        drop(holders);
+        eventually("one hostile request in flight", async || s.in_flight().await == 1).await;
+        let over = stall_from(&s, 2_501).await.expect_err("one byte past the body-bytes share");
+        assert_eq!(&over, b"HTTP/1.1 503");
+        assert_eq!(s.shed(Shed::BodyBytesPerPeer).await, 1);
+        let at = stall_from(&s, 2_500).await.expect("exactly the share: held");
+        s.admit("honest-after").await;
+        assert_eq!(s.shed(Shed::BodyBytes).await + s.shed(Shed::InFlight).await + s.shed(Shed::Connections).await, 0);
+        drop((first, at));
+        s.webhook.shutdown().await;
+    })
+    .await;
+}
+
+/// TLS handshakes are worked on a few at a time: with one slot, a client that stalls its handshake
+/// holds it, the next waits, and gets its handshake once the stalled one times out.
+#[tokio::test]
+async fn handshakes_beyond_the_limit_wait_for_a_slot() {
+    bounded(async {
+        let s = setup(|c| {
+            c.limits.max_handshakes_in_flight = 1;
+            c.limits.handshake_timeout = Duration::from_secs(2);
+        })
+        .await;
+        // A TCP connection that starts a handshake (a partial ClientHello) and never finishes it.
+        let mut stalled = TcpStream::connect(s.addr()).await.unwrap();
+        stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let waited = s.try_tls(b"http/1.1").await;
+        let took = started.elapsed();
+        println!("a handshake behind a stalled one took {took:?}");
+        // The second handshake's own clock ran while it waited, so it may time out itself; either way it
+        // did not run beside the stalled one.
+        assert!(took >= Duration::from_millis(1_500), "it waited for the slot: {took:?}");
+        drop(waited);
+        drop(stalled);
+        s.admit("after").await;
         s.webhook.shutdown().await;
     })
     .await;

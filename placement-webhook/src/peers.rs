@@ -1,0 +1,162 @@
+//! Fair shares of the admission listener's budgets, per client address.
+//!
+//! The listener's caps (open connections, requests in flight, body bytes in flight; see
+//! [`ServeLimits`](crate::serve::ServeLimits)) bound what all clients together can make the webhook hold.
+//! Alone, they let one client take all of it: 32 connections that announce 2 MiB bodies and then send a
+//! byte a second hold the whole 64 MiB body budget, and every honest review meanwhile is answered `503`
+//! (the API server then admits its pod unplaced). So each client address may also hold only its own
+//! share of each budget (by default half). The API server, the only client that should reach the port,
+//! needs far less than half of any of them; a hostile pod on the pod network can take at most half, and
+//! the rest stays for the API server.
+//!
+//! A client is its IP address: the port is ignored, an IPv4-mapped IPv6 address counts as the IPv4 one.
+//! Several hostile addresses together can still take everything: limiting who reaches the port at all is
+//! the NetworkPolicy's job (docs/security.md). The table holds only addresses that hold something now,
+//! and every hold needs an open connection, so it has at most `max_connections` entries.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// One of the budgets a client address has a share of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Budget {
+    Connections,
+    InFlight,
+    BodyBytes,
+}
+
+/// What one address holds of each budget, or may hold at most.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub connections: u64,
+    pub in_flight: u64,
+    pub body_bytes: u64,
+}
+
+impl Held {
+    fn of(&mut self, budget: Budget) -> &mut u64 {
+        match budget {
+            Budget::Connections => &mut self.connections,
+            Budget::InFlight => &mut self.in_flight,
+            Budget::BodyBytes => &mut self.body_bytes,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Held::default()
+    }
+}
+
+/// The shares of every address that holds something, and the most one may hold.
+#[derive(Debug)]
+pub(crate) struct PeerShares {
+    max: Held,
+    held: Mutex<HashMap<IpAddr, Held>>,
+}
+
+/// Part of one address's share, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct PeerHold {
+    shares: Arc<PeerShares>,
+    peer: IpAddr,
+    budget: Budget,
+    amount: u64,
+}
+
+impl PeerShares {
+    pub(crate) fn new(max: Held) -> Arc<Self> {
+        Arc::new(PeerShares { max, held: Mutex::new(HashMap::new()) })
+    }
+
+    /// Takes `amount` of `budget` for `peer`, or `None` if that would take it past its share.
+    pub(crate) fn try_take(self: &Arc<Self>, peer: IpAddr, budget: Budget, amount: u64) -> Option<PeerHold> {
+        let peer = peer.to_canonical();
+        let mut max = self.max;
+        let max = *max.of(budget);
+        let mut table = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = table.entry(peer).or_default();
+        let now = held.of(budget);
+        match now.checked_add(amount).filter(|&after| after <= max) {
+            Some(after) => *now = after,
+            None => {
+                if held.is_empty() {
+                    table.remove(&peer);
+                }
+                return None;
+            }
+        }
+        Some(PeerHold { shares: Arc::clone(self), peer, budget, amount })
+    }
+
+    /// What `peer` holds now.
+    #[cfg(test)]
+    fn held(&self, peer: IpAddr) -> Held {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).get(&peer.to_canonical()).copied().unwrap_or_default()
+    }
+
+    /// Addresses that hold something now.
+    #[cfg(test)]
+    fn addresses(&self) -> usize {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl Drop for PeerHold {
+    fn drop(&mut self) {
+        let mut table = self.shares.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = table.get_mut(&self.peer) {
+            let now = held.of(self.budget);
+            *now = now.saturating_sub(self.amount);
+            if held.is_empty() {
+                table.remove(&self.peer);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_share_is_taken_up_to_its_limit_and_not_one_past_it() {
+        let shares = PeerShares::new(Held { connections: 2, in_flight: 1, body_bytes: 1_000 });
+        let a = ip("10.0.0.1");
+        let first = shares.try_take(a, Budget::Connections, 1).unwrap();
+        let second = shares.try_take(a, Budget::Connections, 1).unwrap();
+        assert!(shares.try_take(a, Budget::Connections, 1).is_none(), "one past the share");
+        assert!(shares.try_take(ip("10.0.0.2"), Budget::Connections, 1).is_some(), "another address has its own");
+        let bytes = shares.try_take(a, Budget::BodyBytes, 1_000).unwrap();
+        assert!(shares.try_take(a, Budget::BodyBytes, 1).is_none());
+        assert!(shares.try_take(a, Budget::BodyBytes, u64::MAX).is_none(), "no overflow");
+        assert_eq!(shares.held(a), Held { connections: 2, in_flight: 0, body_bytes: 1_000 });
+        drop(first);
+        assert!(shares.try_take(a, Budget::Connections, 1).is_some(), "given back when dropped");
+        drop((second, bytes));
+    }
+
+    #[test]
+    fn addresses_are_forgotten_once_they_hold_nothing() {
+        let shares = PeerShares::new(Held { connections: 4, in_flight: 4, body_bytes: 4 });
+        let holds: Vec<_> = (0..100)
+            .map(|i| shares.try_take(ip(&format!("10.0.{}.{}", i / 250, i % 250)), Budget::InFlight, 1).unwrap())
+            .collect();
+        assert_eq!(shares.addresses(), 100);
+        assert!(shares.try_take(ip("10.9.9.9"), Budget::BodyBytes, 5).is_none());
+        assert_eq!(shares.addresses(), 100, "a refused address is not kept");
+        drop(holds);
+        assert_eq!(shares.addresses(), 0);
+    }
+
+    #[test]
+    fn an_ipv4_mapped_address_is_the_ipv4_one() {
+        let shares = PeerShares::new(Held { connections: 1, in_flight: 1, body_bytes: 1 });
+        let _held = shares.try_take(ip("10.0.0.1"), Budget::Connections, 1).unwrap();
+        assert!(shares.try_take(ip("::ffff:10.0.0.1"), Budget::Connections, 1).is_none());
+    }
+}
