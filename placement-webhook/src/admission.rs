@@ -190,8 +190,8 @@ impl Admission {
             self.metrics.observe(decision.rule, Outcome::Unchanged, dry_run, started.elapsed().as_secs_f64());
             return Response::allow(uid).to_review_json();
         }
-        let raw = request.object.as_ref().map(|o| o.raw()).cloned().unwrap_or_default();
-        match plan_patch_json(&raw, &placement(&decision)) {
+        let raw = request.object.as_ref().map(|o| o.raw()).unwrap_or(&serde_json::Value::Null);
+        match plan_patch_json(raw, &placement(&decision)) {
             Ok(plan) => {
                 span.record("outcome", "placed");
                 tracing::info!(reason = %decision.reason, source = %decision.source, "placed");

@@ -105,8 +105,10 @@ impl ReviewError {
 /// The object under review.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
-    /// The review's kind is core/v1 Pod: the typed pod, and the JSON exactly as the API server sent it
-    /// (which is what a JSON Patch is applied to, see `patch::plan_patch_json`).
+    /// The review's kind is core/v1 Pod: the typed pod, and what a JSON Patch is planned against (see
+    /// `patch::plan_patch_json`): the object as the API server sent it, or, when the review was read
+    /// straight into the typed pod, the parts of it the planner reads (`metadata.annotations`,
+    /// `spec.nodeSelector`, `spec.affinity`, from the typed pod).
     Pod { pod: Box<Pod>, raw: Value },
     /// Any other kind, kept as sent.
     Other(Value),
@@ -121,7 +123,8 @@ impl Object {
         }
     }
 
-    /// The object as the API server sent it.
+    /// The object as the API server sent it; for a pod, possibly only the parts a patch is planned
+    /// against (see [`Object::Pod`]).
     pub fn raw(&self) -> &Value {
         match self {
             Object::Pod { raw, .. } | Object::Other(raw) => raw,
@@ -288,7 +291,109 @@ pub fn recover(body: &[u8]) -> Recovered {
 }
 
 /// Parses and validates an AdmissionReview v1 request body.
+///
+/// A pod CREATE as the API server sends it is read straight into the typed request ([`PodReview`]);
+/// anything that path does not take whole (an error anywhere, another kind, a pod without metadata or
+/// spec, a duplicate key, an escaped `apiVersion`) is read again through a JSON value, which keeps the
+/// uid through any damage and names what is wrong. Both give the same request (tested): the first is only
+/// faster, by not building a JSON value of the pod and not tracking field paths. (It skips the fields
+/// nobody reads without validating them, so an invalid escape there is not an error on that path.)
 pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
+    match parse_pod_review(body) {
+        Some(request) => Ok(request),
+        None => parse_review_checked(body),
+    }
+}
+
+/// The envelope of a pod review, typed.
+#[derive(Deserialize)]
+struct PodReview<'a> {
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: &'a str,
+    #[serde(borrow)]
+    kind: &'a str,
+    request: PodRequest,
+}
+
+/// The request of a pod review, typed: [`WireRequest`] with the uid and the pod.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodRequest {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(default)]
+    object: Option<Pod>,
+    #[serde(default)]
+    old_object: Option<Value>,
+    #[serde(default)]
+    options: Option<Value>,
+}
+
+/// A review of a core/v1 Pod with a uid, metadata and a spec, read straight into the typed request; `None`
+/// for anything else (which [`parse_review_checked`] reads).
+fn parse_pod_review(body: &[u8]) -> Option<Request> {
+    let review: PodReview<'_> = serde_json::from_slice(body).ok()?;
+    let wire = review.request;
+    let usable = review.api_version == API_VERSION
+        && review.kind == KIND
+        && !wire.uid.is_empty()
+        && is_core_v1_pod(&wire.kind)
+        && wire.object.as_ref().is_some_and(|pod| pod.spec.is_some() && pod.metadata != Default::default());
+    if !usable {
+        return None;
+    }
+    let pod = wire.object?;
+    // Typed values are those the JSON had: metadata and spec were objects, and the planner reads only these.
+    let raw = patch_view(&pod).ok()?;
+    Some(Request {
+        uid: wire.uid,
+        kind: wire.kind,
+        resource: wire.resource,
+        sub_resource: wire.sub_resource.filter(|s| !s.is_empty()),
+        namespace: wire.namespace.filter(|s| !s.is_empty()),
+        name: wire.name.unwrap_or_default(),
+        operation: wire.operation,
+        dry_run: wire.dry_run.unwrap_or(false),
+        object: Some(Object::Pod { pod: Box::new(pod), raw }),
+        old_object: wire.old_object.filter(|v| !v.is_null()),
+        options: wire.options.filter(|v| !v.is_null()),
+    })
+}
+
+/// What a patch is planned against, from a typed pod that has metadata and a spec: `metadata.annotations`,
+/// `spec.nodeSelector` and `spec.affinity`, those it has.
+fn patch_view(pod: &Pod) -> Result<Value, serde_json::Error> {
+    let mut metadata = Map::new();
+    if let Some(annotations) = &pod.metadata.annotations {
+        metadata.insert("annotations".to_owned(), serde_json::to_value(annotations)?);
+    }
+    let mut spec = Map::new();
+    if let Some(pod_spec) = &pod.spec {
+        if let Some(selector) = &pod_spec.node_selector {
+            spec.insert("nodeSelector".to_owned(), serde_json::to_value(selector)?);
+        }
+        if let Some(affinity) = &pod_spec.affinity {
+            spec.insert("affinity".to_owned(), serde_json::to_value(affinity)?);
+        }
+    }
+    let mut view = Map::new();
+    view.insert("metadata".to_owned(), Value::Object(metadata));
+    view.insert("spec".to_owned(), Value::Object(spec));
+    Ok(Value::Object(view))
+}
+
+/// [`parse_review`] through a JSON value: every error named, the uid kept whatever else is wrong.
+pub fn parse_review_checked(body: &[u8]) -> Result<Request, ReviewError> {
     let review = read_json(body)?;
     let Value::Object(mut envelope) = review else {
         return Err(ReviewError::NotAnObject { found: json_type(&review) });

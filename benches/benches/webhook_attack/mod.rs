@@ -13,6 +13,9 @@
 //!   largest review the webhook accepts) body bytes, then one byte every `--trickle-every-ms` (1,000);
 //! - `--idle` (2,000) TLS connections that send nothing.
 //!
+//! All from `--attacker-address` (127.0.0.2): another client address than the honest load (127.0.0.1),
+//! as a hostile pod is another address than the API server.
+//!
 //! Whatever ends (refused at the cap, closed by a server timeout, answered) is opened again after
 //! `--hostile-retry-ms` (1,000), until the parent says `STOP`: the attack lasts as long as the run. It
 //! counts what it saw and prints it when it stops.
@@ -52,6 +55,9 @@ pub struct AttackArgs {
     retry: Duration,
     trickle_length: u64,
     trickle_every: Duration,
+    /// The address the attacker connects from: another pod than the API server (the honest load,
+    /// from 127.0.0.1), as the webhook's per-address shares see it.
+    source: std::net::IpAddr,
 }
 
 impl AttackArgs {
@@ -64,6 +70,10 @@ impl AttackArgs {
             retry: Duration::from_secs_f64(argv.number("--hostile-retry-ms", 1_000.0).max(1.0) / 1e3),
             trickle_length: argv.number("--trickle-length", (3u64 << 20) as f64).max(1.0) as u64,
             trickle_every: Duration::from_secs_f64(argv.number("--trickle-every-ms", 1_000.0).max(1.0) / 1e3),
+            source: argv
+                .value("--attacker-address")
+                .map(|a| a.parse().expect("--attacker-address is an IP address"))
+                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 2])),
         }
     }
 
@@ -76,6 +86,7 @@ impl AttackArgs {
             ("--hostile-retry-ms", (self.retry.as_secs_f64() * 1e3).to_string()),
             ("--trickle-length", self.trickle_length.to_string()),
             ("--trickle-every-ms", (self.trickle_every.as_secs_f64() * 1e3).to_string()),
+            ("--attacker-address", self.source.to_string()),
         ];
         pairs.into_iter().flat_map(|(name, value)| [name.to_string(), value]).collect()
     }
@@ -192,8 +203,8 @@ pub fn print_outcome(args: &AttackArgs, reviews: &Reviews, outcome: &Outcome, sh
     let rate = if args.rate > 0.0 { format!("{}/s each", args.rate) } else { "as fast as answered".to_string() };
     println!(
         "attack (its own process, CPU as \"attacker\" above): {} idle TLS connections, {} trickling (Content-Length \
-         {}, 1 byte every {:?}), {} review senders at {rate}; each retried {:?} after it ends",
-        args.idle, args.trickle, args.trickle_length, args.trickle_every, args.senders, args.retry
+         {}, 1 byte every {:?}), {} review senders at {rate}; each retried {:?} after it ends; from {}",
+        args.idle, args.trickle, args.trickle_length, args.trickle_every, args.senders, args.retry, args.source
     );
     let opened = outcome.opened_in.map_or("never".to_string(), |s| format!("{s:.1} s after it started"));
     println!("  every connection tried once: {opened} (the measured window began {window_after:?} after)");
@@ -423,7 +434,9 @@ impl Attacker {
     /// A TLS connection (ALPN `http/1.1`), or `None` if it was refused, took too long, or the attack stopped.
     async fn open(&self) -> Option<TlsStream<TcpStream>> {
         let open = async {
-            let tcp = TcpStream::connect(self.target.addr).await.ok()?;
+            let socket = tokio::net::TcpSocket::new_v4().ok()?;
+            socket.bind(std::net::SocketAddr::new(self.args.source, 0)).ok()?;
+            let tcp = socket.connect(self.target.addr).await.ok()?;
             let name = ServerName::try_from("localhost").ok()?;
             tokio_rustls::TlsConnector::from(self.target.tls.clone()).connect(name, tcp).await.ok()
         };

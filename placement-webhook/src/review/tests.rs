@@ -307,8 +307,15 @@ fn real_pod_create_review_parses() {
     assert_eq!(spec.containers[0].name, "checkout");
     assert_eq!(spec.node_selector.as_ref().and_then(|s| s.get("kubernetes.io/os")).map(String::as_str), Some("linux"));
 
-    // The raw object is kept as sent: it is what the API server applies the patch to.
+    let cpu = spec.containers[0].resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get("cpu"));
+    assert_eq!(cpu.map(|q| q.0.as_str()), Some("250m"));
+    // What the patch is planned against: the parts of the pod the planner reads.
     let raw = request.object.as_ref().expect("object").raw();
+    assert_eq!(raw["spec"]["nodeSelector"], json!({"kubernetes.io/os": "linux"}));
+    assert_eq!(raw["spec"]["containers"], Value::Null);
+    // Read through a JSON value, it is the object as sent.
+    let checked = parse_review_checked(POD_CREATE.as_bytes()).expect("parses");
+    let raw = checked.object.as_ref().expect("object").raw();
     assert_eq!(raw["metadata"]["creationTimestamp"], Value::Null);
     assert_eq!(raw["spec"]["containers"][0]["resources"]["requests"]["cpu"], "250m");
 }
@@ -460,4 +467,123 @@ fn arbitrary_bytes_never_panic() {
         }
     }
     assert!(parsed_pods > 100, "the sweep should reach the planner often ({parsed_pods})");
+}
+
+/// Placements the equivalence test plans: a selector, an annotation, required and preferred terms.
+fn placements() -> Vec<crate::patch::Placement> {
+    use crate::patch::{Placement, PreferredTerm, Requirement};
+    let zone = "topology.kubernetes.io/zone";
+    vec![
+        Placement {
+            node_selector: BTreeMap::from([(zone.to_owned(), "a".to_owned())]),
+            annotations: BTreeMap::from([("placement.dev/decision".to_owned(), "a".to_owned())]),
+            ..Placement::default()
+        },
+        Placement {
+            preferred_terms: vec![PreferredTerm { weight: 100, match_expressions: vec![Requirement::is_in(zone, ["b"])] }],
+            required_term_exprs: vec![Requirement::is_in(zone, ["a", "b"])],
+            ..Placement::default()
+        },
+    ]
+}
+
+/// Variants of the real pod CREATE that the typed path must read as the checked one does, or leave to it.
+fn variants() -> Vec<Vec<u8>> {
+    let base: Value = serde_json::from_str(POD_CREATE).unwrap();
+    let object = "/request/object";
+    let affinity_terms = json!({"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a", "c"]}]}]},
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5, "preference": {"matchExpressions": []}}]}});
+    let mut out: Vec<Value> = vec![
+        base.clone(),
+        with(base.clone(), &format!("{object}/metadata/annotations"), json!({"a": "b", "placement.dev/decision": "x"})),
+        with(base.clone(), &format!("{object}/metadata/annotations"), Value::Null),
+        with(base.clone(), &format!("{object}/spec/nodeSelector"), Value::Null),
+        with(base.clone(), &format!("{object}/spec/nodeSelector"), json!({"topology.kubernetes.io/zone": "z"})),
+        with(base.clone(), &format!("{object}/spec/affinity"), affinity_terms),
+        with(base.clone(), &format!("{object}/spec/affinity"), json!({"nodeAffinity": null, "podAffinity": {}})),
+        with(base.clone(), &format!("{object}/spec/affinity"), json!({"future": {"x": 1}})),
+        without(base.clone(), object, "metadata"),
+        without(base.clone(), object, "spec"),
+        with(base.clone(), &format!("{object}/metadata"), json!({})),
+        with(base.clone(), "/request/kind/kind", json!("Deployment")),
+        with(base.clone(), "/request/object", Value::Null),
+        with(base.clone(), "/request/uid", json!("")),
+        with(base.clone(), "/request/operation", json!("DELETE")),
+        with(base.clone(), "/request/dryRun", json!(true)),
+        with(base.clone(), "/request/subResource", json!("")),
+        with(base.clone(), "/apiVersion", json!("admission.k8s.io/v1beta1")),
+    ];
+    out.push(with(base, "/request/options", Value::Null));
+    let mut bodies: Vec<Vec<u8>> = out.iter().map(|v| v.to_string().into_bytes()).collect();
+    // An escaped apiVersion and a duplicate uid: JSON a typed reader refuses and a value reader takes.
+    bodies.push(POD_CREATE.replacen("\"admission.k8s.io/v1\"", "\"admission.k8s.io\\/v1\"", 1).into_bytes());
+    bodies.push(POD_CREATE.replacen("\"request\": {", "\"request\": {\"uid\": \"first\",", 1).into_bytes());
+    bodies
+}
+
+/// The typed path reads what the checked path reads: every field of the request and the pod, and every
+/// plan against its patch view is the plan against the object as sent, which it applies to.
+#[test]
+fn the_typed_path_reads_what_the_checked_path_reads() {
+    let mut bodies = variants();
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let base = POD_CREATE.as_bytes();
+    for _ in 0..3000 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut body = base.to_vec();
+        let at = (state as usize) % body.len();
+        body[at] = match state % 4 {
+            0 => b' ',
+            1 => b'0' + (state >> 40) as u8 % 10,
+            2 => b'a' + (state >> 40) as u8 % 26,
+            _ => (state >> 32) as u8,
+        };
+        bodies.push(body);
+    }
+    let (mut typed, mut checked_only, mut skipped_bad_json) = (0, 0, 0);
+    for body in &bodies {
+        let checked = parse_review_checked(body);
+        let Some(fast) = parse_pod_review(body) else {
+            checked_only += 1;
+            continue;
+        };
+        typed += 1;
+        let checked = match checked {
+            Ok(checked) => checked,
+            // A field nobody reads is skipped, not validated: an invalid escape or byte there is no error.
+            Err(ReviewError::NotJson { .. }) => {
+                skipped_bad_json += 1;
+                continue;
+            }
+            Err(e) => panic!("the typed path took a body the checked one refuses: {e}"),
+        };
+        let (Some(Object::Pod { pod: fast_pod, raw: view }), Some(Object::Pod { pod: checked_pod, raw })) =
+            (&fast.object, &checked.object)
+        else {
+            panic!("both read a pod");
+        };
+        assert_eq!(fast_pod, checked_pod);
+        let strip = |r: &Request| Request { object: None, ..r.clone() };
+        assert_eq!(strip(&fast), strip(&checked));
+        for placement in placements() {
+            let from_view = crate::patch::plan_patch_json(view, &placement);
+            assert_eq!(from_view, crate::patch::plan_patch_json(raw, &placement), "{}", String::from_utf8_lossy(body));
+            if let Ok(plan) = from_view {
+                let mut patched = raw.clone();
+                json_patch::patch(&mut patched, &plan.patch).expect("the plan applies to the object as sent");
+            }
+        }
+    }
+    assert!(typed > 500 && checked_only > 500, "both paths are reached: typed {typed}, checked only {checked_only}");
+    assert!(skipped_bad_json < typed / 10, "{skipped_bad_json} of {typed}");
+    // The variants the typed path must leave to the checked one.
+    let left: Vec<bool> = variants().iter().map(|b| parse_pod_review(b).is_none()).collect();
+    assert_eq!(
+        left,
+        [false, false, false, false, false, false, false, false, true, true, true, true, true, true, false, false, false, true, false, true, true]
+    );
 }
