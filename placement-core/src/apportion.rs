@@ -194,6 +194,14 @@ impl Apportionment {
         out
     }
 
+    /// Whether [`Self::target`] up to `n` only reads the table (else its first call extends it: up to
+    /// about 10 ms for 20,000 pods over 16 groups, docs/performance.md).
+    pub fn is_built_for(&self, n: u32) -> bool {
+        let weighted = (n - n.min(self.base_count())) as usize;
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        !table.rows.is_empty() && table.steps >= weighted
+    }
+
     /// [`Self::target`] into a caller's buffer (no allocation once the table is warm).
     pub fn target_into(&self, n: u32, out: &mut [u32]) {
         let b = n.min(self.base_count());
@@ -833,6 +841,17 @@ mod tests {
             proptest::prop_assume!(weights.iter().any(|&w| w > 0));
             check_eligibility(&weights, n)?;
         }
+    }
+
+    #[test]
+    fn is_built_for_says_whether_target_would_extend_the_table() {
+        let a = Apportionment::new(vec![("a".into(), 1), ("b".into(), 3)], Some(Base { group: 0, count: 5 })).unwrap();
+        assert!(!a.is_built_for(0), "nothing is built before the first call");
+        a.target(5);
+        assert!(a.is_built_for(5) && a.is_built_for(64 + 5), "the base is not in the table; it grows by 64 first");
+        assert!(!a.is_built_for(64 + 6), "one past what is built");
+        a.target(200);
+        assert!(a.is_built_for(200) && !a.is_built_for(u32::MAX));
     }
 
     #[test]

@@ -137,6 +137,20 @@ enum Applicable {
     None(NoRule),
 }
 
+/// Runs `f`, which may take a while (a table built, a test hook), where it cannot hold up a runtime
+/// worker. On a worker of a multi-thread runtime that is `block_in_place`: the worker's other tasks (TLS,
+/// other admissions, probes, watches) move to another thread while `f` runs on this one. Anywhere else
+/// (tokio's blocking pool, where strict rounds decide; a plain thread; a current-thread runtime in tests)
+/// it runs right here.
+fn off_worker<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// A test hook run where a decision does its expensive work ([`Decider::set_expensive_phase_hook`]).
 pub type ExpensivePhaseHook = Arc<dyn Fn(&WorkloadRef) + Send + Sync>;
 
@@ -382,9 +396,11 @@ impl Decider {
             let (counts, ledger) = index.counts_and_ledger();
             (distribution_feasibility(counts, &rule, pod), counted(counts, ledger, &rule, pod))
         };
-        self.expensive_phase(workload);
         // The table up to a little past the next size, so that the write lock below only reads it.
-        rule.apportionment.target(counted.saturating_add(TABLE_HEADROOM));
+        let ahead = counted.saturating_add(TABLE_HEADROOM);
+        self.expensive_phase(workload, rule.apportionment.is_built_for(ahead), || {
+            rule.apportionment.target(ahead);
+        });
         let mut index = self.index.write();
         let (counts, ledger) = index.counts_and_ledger();
         let d = decide_distribution_with(counts, ledger, &rule, pod, &feasibility)
@@ -418,7 +434,7 @@ impl Decider {
         let scope_id = self.scope(c.namespace, &name, scope).map_err(|e| DecideError::Rule(e.to_string()))?;
         let key = zone_scope_key(c.namespace, &name);
         let feasibility = zone_feasibility(self.index.read().counts(), scope_id, &config.zones, pod);
-        self.expensive_phase(workload);
+        self.expensive_phase(workload, true, || ());
         let mut index = self.index.write();
         let (counts, ledger) = index.counts_and_ledger();
         let d = decide_zone_with(counts, ledger, scope_id, &key, feasibility, pod);
@@ -443,14 +459,23 @@ impl Decider {
         })
     }
 
-    /// Where a decision does its work outside the index's locks: a test hook can make one workload's
-    /// admissions slow there, to show that others do not wait for them.
-    fn expensive_phase(&self, workload: &WorkloadRef) {
+    /// Where a decision does its work outside the index's locks (`work`; `done` when there is none
+    /// left, as when the rule's table is already built): off the runtime's worker when there is work,
+    /// so that admissions of other workloads, probes and watches go on meanwhile (see [`off_worker`]).
+    /// A test hook can make one workload's admissions slow here, to show that others do not wait for
+    /// them.
+    fn expensive_phase(&self, workload: &WorkloadRef, done: bool, work: impl FnOnce()) {
         // Cloned out first: the hook's lock must not be held while the hook runs.
         let hook = self.expensive_phase_hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(hook) = hook {
-            hook(workload);
+        if done && hook.is_none() {
+            return;
         }
+        off_worker(|| {
+            if let Some(hook) = hook {
+                hook(workload);
+            }
+            work();
+        });
     }
 
     /// Test hook: `hook` runs in every decision where its expensive work runs, outside the index's locks.

@@ -218,6 +218,11 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Largest body an admission is read and decided from on the runtime's worker; a larger one (a pod with
+/// a large spec, or a hostile body up to the 3 MiB limit: about 10 ms to parse) goes to the blocking pool.
+/// An AdmissionReview from the API server is a few KiB.
+pub const INLINE_BODY_MAX: usize = 256 << 10;
+
 /// `POST /mutate`: one AdmissionReview in, one out.
 pub fn mutate_route(
     admission: Arc<Admission>,
@@ -231,16 +236,22 @@ pub fn mutate_route(
         .then(move |body: bytes::Bytes| {
             let admission = admission.clone();
             async move {
-                // A decision is synchronous work (locks, tables, node scans): it runs on the blocking
-                // pool, so that however long one takes, the runtime's workers keep serving TLS, other
-                // admissions, the probes and the watches. Strict mode's waits run there too, driven by
-                // the runtime's handle.
-                let handle = tokio::runtime::Handle::current();
-                let review = tokio::task::spawn_blocking(move || handle.block_on(admission.review_async(&body)));
-                let out = review.await.unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "the admission task failed: answered with an empty body");
-                    Vec::new()
-                });
+                // An admission of an ordinary body is decided right here, on the runtime's worker: reading
+                // it and deciding take tens of microseconds, and a hand-off to another thread would cost
+                // about as much again (docs/performance.md). What can take longer steps off the worker:
+                // a table being built or a test hook (`Decider`'s expensive phase, through
+                // `block_in_place`), a strict round (decided on the blocking pool, awaited here), and the
+                // parsing of a body over `INLINE_BODY_MAX`, which goes to the blocking pool whole.
+                let out = if body.len() <= INLINE_BODY_MAX {
+                    admission.review_async(&body).await
+                } else {
+                    let handle = tokio::runtime::Handle::current();
+                    let review = tokio::task::spawn_blocking(move || handle.block_on(admission.review_async(&body)));
+                    review.await.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "the admission task failed: answered with an empty body");
+                        Vec::new()
+                    })
+                };
                 warp::http::Response::builder()
                     .header("content-type", "application/json")
                     .body(out)

@@ -1,8 +1,9 @@
 //! No admission waits on another workload's work: while admissions of one workload are made slow (the
 //! decider's test hook, which runs where a decision does its expensive work), another namespace's pods
 //! are placed and `/healthz` answers, through the real server (real TLS, the fake API server calling the
-//! webhook as a cluster would). More slow admissions than the runtime has workers: decisions run on the
-//! blocking pool, not on the workers that serve connections and probes. The same holds in strict mode,
+//! webhook as a cluster would). More slow admissions than the runtime has workers: the slow part of a
+//! decision steps off the worker that runs it (`block_in_place`), so the others keep serving connections
+//! and probes. The same holds in strict mode,
 //! where decisions are made by rounds (one per PodDistribution) rather than by the requests themselves.
 //!
 //! The bound asserted (1 s, against admissions held for 4 s) tells "did not wait" from "waited" on a
