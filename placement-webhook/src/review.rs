@@ -648,10 +648,49 @@ impl Response {
         Value::Object(review)
     }
 
-    /// The response body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{…}}`.
+    /// The response body: `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{…}}`,
+    /// [`Self::to_review_value`] written straight from the response (no JSON value built on the way).
     pub fn to_review_json(&self) -> Vec<u8> {
-        self.to_review_value().to_string().into_bytes()
+        let review = ReviewOut {
+            api_version: API_VERSION,
+            kind: KIND,
+            response: ResponseOut {
+                uid: &self.uid,
+                allowed: true,
+                patch_type: self.patch.as_ref().map(|_| "JSONPatch"),
+                patch: self.patch.as_deref(),
+                warnings: &self.warnings,
+                audit_annotations: &self.audit_annotations,
+            },
+        };
+        // Strings, a bool and a map of strings: nothing here can fail to serialize.
+        serde_json::to_vec(&review).unwrap_or_else(|_| self.to_review_value().to_string().into_bytes())
     }
+}
+
+/// The envelope of an answer, as written.
+#[derive(serde::Serialize)]
+struct ReviewOut<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+/// An answer's `response`, as written.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: &'a BTreeMap<String, String>,
 }
 
 #[cfg(test)]

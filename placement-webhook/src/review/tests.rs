@@ -595,3 +595,19 @@ fn the_typed_path_reads_what_the_checked_path_reads() {
         [false, false, false, false, false, false, false, false, true, true, true, true, true, true, false, false, false, true, false, true, true]
     );
 }
+
+/// The answer written straight is the answer as a JSON value, for every shape of response.
+#[test]
+fn the_written_answer_is_the_answer_value() {
+    let patch = Patch(vec![add(&["metadata", "annotations"], json!({"a": "b"}))]);
+    let responses = [
+        Response::allow("u-1"),
+        Response::allow("u-2").with_patch(&patch),
+        Response::allow("u-4").with_audit_annotations([("placement.dev/k".to_owned(), "v".to_owned())]),
+        Response::allow("u-3\"\u{1}é").with_warnings(vec!["w \"1\"".into(), "w2".into()]).with_patch(&patch),
+    ];
+    for response in responses {
+        let written: Value = serde_json::from_slice(&response.to_review_json()).expect("JSON");
+        assert_eq!(written, response.to_review_value());
+    }
+}
