@@ -160,3 +160,88 @@ mod tests {
         assert!(shares.try_take(ip("::ffff:10.0.0.1"), Budget::Connections, 1).is_none());
     }
 }
+
+/// How fast one client address may start TLS handshakes: a burst, then a steady rate (GCRA: each
+/// address has a theoretical arrival time; a handshake starts once that time, less the burst's
+/// allowance, has come). A handshake costs the server a fraction of a millisecond of CPU, and a client
+/// that opens hundreds of connections at once would otherwise take the runtime's workers from the
+/// admissions for as long as those handshakes run; paced, it takes a small, steady share.
+#[derive(Debug)]
+pub(crate) struct HandshakePace {
+    interval: std::time::Duration,
+    allowance: std::time::Duration,
+    next: Mutex<HashMap<IpAddr, std::time::Instant>>,
+}
+
+/// Addresses the pace remembers before it forgets those whose allowance is whole again.
+const PACE_ENTRIES_BEFORE_PRUNING: usize = 4_096;
+
+impl HandshakePace {
+    /// `per_second` handshakes a second per address after a burst of `burst`.
+    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
+        let interval = std::time::Duration::from_secs(1) / per_second.max(1);
+        HandshakePace {
+            interval,
+            allowance: interval * burst.max(1).saturating_sub(1),
+            next: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long a handshake from `peer` arriving `now` waits for its turn, its turn taken; or `None`
+    /// (nothing taken) when that would be longer than `patience`.
+    pub(crate) fn wait(
+        &self,
+        peer: IpAddr,
+        now: std::time::Instant,
+        patience: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let peer = peer.to_canonical();
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        if next.len() >= PACE_ENTRIES_BEFORE_PRUNING {
+            next.retain(|_, at| *at > now);
+        }
+        let theoretical = next.get(&peer).copied().unwrap_or(now).max(now);
+        let starts = now.max(theoretical.checked_sub(self.allowance).unwrap_or(now));
+        let wait = starts - now;
+        if wait > patience {
+            return None;
+        }
+        next.insert(peer, theoretical + self.interval);
+        Some(wait)
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_burst_starts_at_once_then_the_rest_is_paced_and_past_patience_is_refused() {
+        let pace = HandshakePace::new(10, 3);
+        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let now = Instant::now();
+        let patience = Duration::from_millis(250);
+        let waits: Vec<_> = (0..6).map(|_| pace.wait(a, now, patience)).collect();
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis());
+        assert_eq!(
+            waits.into_iter().map(ms).collect::<Vec<_>>(),
+            [Some(0), Some(0), Some(0), Some(100), Some(200), None]
+        );
+        assert_eq!(pace.wait(b, now, patience), Some(Duration::ZERO), "another address has its own pace");
+        // A second later the allowance has come back.
+        let later = now + Duration::from_secs(1);
+        assert_eq!(pace.wait(a, later, patience), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn addresses_whose_allowance_is_whole_are_forgotten() {
+        let pace = HandshakePace::new(1_000, 1);
+        let now = Instant::now();
+        for i in 0..PACE_ENTRIES_BEFORE_PRUNING as u32 {
+            pace.wait(IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()), now, Duration::ZERO).unwrap();
+        }
+        pace.wait("10.9.9.9".parse().unwrap(), now + Duration::from_secs(1), Duration::ZERO).unwrap();
+        assert_eq!(pace.next.lock().unwrap().len(), 1);
+    }
+}

@@ -54,7 +54,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use warp::{Filter, Reply};
 
-use crate::peers::{Budget, Held, PeerHold, PeerShares};
+use crate::peers::{Budget, HandshakePace, Held, PeerHold, PeerShares};
 use crate::shed::{Shed, ShedMetrics};
 
 /// Time and size limits of a listener.
@@ -84,6 +84,11 @@ pub struct ServeLimits {
     pub max_body_bytes_per_peer: u32,
     /// TLS handshakes worked on at once; more wait (inside `handshake_timeout`) for one to finish.
     pub max_handshakes_in_flight: usize,
+    /// TLS handshakes one client address may start: a burst of `handshake_burst_per_peer`, then
+    /// `handshakes_per_second_per_peer` (see [`crate::peers::HandshakePace`]). A connection that would
+    /// wait longer than half of `handshake_timeout` for its turn is closed at once.
+    pub handshakes_per_second_per_peer: u32,
+    pub handshake_burst_per_peer: u32,
     /// HTTP/2: streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
     pub http2_max_concurrent_streams: u32,
     /// HTTP/2: a ping is sent after this long without a frame from the peer...
@@ -116,7 +121,9 @@ impl Default for ServeLimits {
     /// API server needs, and a hostile pod can never take the rest. TLS handshakes are worked on 8 at a
     /// time: each costs a fraction of a millisecond of CPU with an ECDSA key (a few with RSA), and a
     /// thousand connections opened at once would otherwise put a thousand handshakes on the runtime's
-    /// two workers ahead of the admissions (docs/performance.md).
+    /// two workers ahead of the admissions (docs/performance.md). One address starts 128 at once, then
+    /// 100 a second: more than an API server opens (over HTTP/2 it keeps a few connections; over HTTP/1.1
+    /// one per concurrent call, reused), and at most about 1.5 % of a core for a hostile one.
     fn default() -> Self {
         ServeLimits {
             handshake_timeout: Duration::from_secs(10),
@@ -131,6 +138,8 @@ impl Default for ServeLimits {
             max_in_flight_per_peer: 128,
             max_body_bytes_per_peer: 32 << 20,
             max_handshakes_in_flight: 8,
+            handshakes_per_second_per_peer: 100,
+            handshake_burst_per_peer: 128,
             http2_max_concurrent_streams: 32,
             http2_keep_alive_interval: Duration::from_secs(20),
             http2_keep_alive_timeout: Duration::from_secs(10),
@@ -177,8 +186,15 @@ pub async fn serve_tls_metered<F>(
         let (acceptor, filter, http1, http2) = (acceptor.clone(), filter.clone(), http1.clone(), http2.clone());
         let shared = shared.clone();
         async move {
-            // The wait for a handshake slot counts in the handshake's time.
+            let patience = limits.handshake_timeout / 2;
+            let Some(turn) = shared.pace.wait(peer.ip(), std::time::Instant::now(), patience) else {
+                shared.metrics.shed(Shed::HandshakesPerPeer);
+                tracing::debug!(%peer, "handshake pace of this address exceeded: closed");
+                return;
+            };
+            // The waits for this address's turn and for a handshake slot count in the handshake's time.
             let handshake = tokio::time::timeout(limits.handshake_timeout, async {
+                tokio::time::sleep(turn).await;
                 let _slot = shared.handshakes.acquire().await;
                 acceptor.accept(tcp).await
             });
@@ -247,6 +263,7 @@ struct Shared {
     /// One permit per body byte announced.
     body_bytes: Arc<Semaphore>,
     handshakes: Arc<Semaphore>,
+    pace: Arc<HandshakePace>,
     peers: Arc<PeerShares>,
     metrics: ShedMetrics,
 }
@@ -262,7 +279,8 @@ impl Shared {
             in_flight: limits.max_in_flight_per_peer as u64,
             body_bytes: u64::from(limits.max_body_bytes_per_peer),
         });
-        Shared { limits, in_flight, body_bytes, handshakes, peers, metrics }
+        let pace = Arc::new(HandshakePace::new(limits.handshakes_per_second_per_peer, limits.handshake_burst_per_peer));
+        Shared { limits, in_flight, body_bytes, handshakes, pace, peers, metrics }
     }
 }
 

@@ -29,6 +29,9 @@ pub enum Shed {
     /// A request whose announced body would take its client address's bodies in flight past
     /// `max_body_bytes_per_peer`: answered `503`, body unread.
     BodyBytesPerPeer,
+    /// A connection whose TLS handshake would wait past half of `handshake_timeout` for its client
+    /// address's pace (`handshakes_per_second_per_peer`): closed before the handshake.
+    HandshakesPerPeer,
     /// A request body that did not arrive within `body_timeout`: answered `408`, HTTP/1 connection closed.
     BodyDeadline,
     /// A strict-mode admission beyond the queue bound (per resource or overall): admitted unmutated.
@@ -36,13 +39,14 @@ pub enum Shed {
 }
 
 impl Shed {
-    pub const ALL: [Shed; 8] = [
+    pub const ALL: [Shed; 9] = [
         Shed::Connections,
         Shed::InFlight,
         Shed::BodyBytes,
         Shed::ConnectionsPerPeer,
         Shed::InFlightPerPeer,
         Shed::BodyBytesPerPeer,
+        Shed::HandshakesPerPeer,
         Shed::BodyDeadline,
         Shed::StrictQueue,
     ];
@@ -55,6 +59,7 @@ impl Shed {
             Shed::ConnectionsPerPeer => "connections_per_peer",
             Shed::InFlightPerPeer => "in_flight_per_peer",
             Shed::BodyBytesPerPeer => "body_bytes_per_peer",
+            Shed::HandshakesPerPeer => "handshakes_per_peer",
             Shed::BodyDeadline => "body_deadline",
             Shed::StrictQueue => "strict_queue",
         }
@@ -148,6 +153,7 @@ mod tests {
             ("connections_per_peer", 0),
             ("in_flight_per_peer", 0),
             ("body_bytes_per_peer", 0),
+            ("handshakes_per_peer", 0),
             ("body_deadline", 0),
             ("strict_queue", 0),
         ] {

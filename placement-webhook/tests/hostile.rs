@@ -487,6 +487,50 @@ async fn handshakes_beyond_the_limit_wait_for_a_slot() {
     .await;
 }
 
+/// One address starts its burst of handshakes at once, then waits its turn at its pace; a connection
+/// whose turn is past half the handshake timeout is closed at once; another address is not held up.
+#[tokio::test]
+async fn one_address_starts_handshakes_at_its_pace() {
+    bounded(async {
+        let s = setup(|c| {
+            c.limits.handshake_burst_per_peer = 2;
+            c.limits.handshakes_per_second_per_peer = 1;
+            c.limits.handshake_timeout = Duration::from_secs(3);
+        })
+        .await;
+        let started = Instant::now();
+        let burst = [s.try_tls_from(HOSTILE).await.unwrap(), s.try_tls_from(HOSTILE).await.unwrap()];
+        assert!(started.elapsed() < Duration::from_millis(900), "the burst at once: {:?}", started.elapsed());
+        let third = tokio::spawn({
+            let connector = s.connector(b"http/1.1");
+            let addr = s.addr();
+            async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(SocketAddr::new(HOSTILE, 0)).unwrap();
+                let tcp = socket.connect(addr).await.unwrap();
+                let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await;
+                (tls.is_ok(), started.elapsed())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Its turn would come past 1.5 s (half of 3 s) from now: closed before any TLS work.
+        let refused = Instant::now();
+        assert!(s.try_tls_from(HOSTILE).await.is_err(), "past its patience");
+        assert!(refused.elapsed() < Duration::from_millis(900), "closed at once: {:?}", refused.elapsed());
+        assert_eq!(s.shed(Shed::HandshakesPerPeer).await, 1);
+        // The API server's address is not held up.
+        let honest = Instant::now();
+        s.admit("honest-meanwhile").await;
+        assert!(honest.elapsed() < Duration::from_millis(900), "{:?}", honest.elapsed());
+        let (ok, took) = third.await.unwrap();
+        assert!(ok, "the third handshake gets its turn");
+        assert!(took >= Duration::from_millis(900), "a second after the burst: {took:?}");
+        drop(burst);
+        s.webhook.shutdown().await;
+    })
+    .await;
+}
+
 /// HTTP/2: one connection gets at most `http2_max_concurrent_streams` streams; a client that respects
 /// the setting (hyper's, the API server's Go client) waits for one to end before it opens another.
 #[tokio::test]

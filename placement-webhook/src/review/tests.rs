@@ -480,7 +480,10 @@ fn placements() -> Vec<crate::patch::Placement> {
             ..Placement::default()
         },
         Placement {
-            preferred_terms: vec![PreferredTerm { weight: 100, match_expressions: vec![Requirement::is_in(zone, ["b"])] }],
+            preferred_terms: vec![PreferredTerm {
+                weight: 100,
+                match_expressions: vec![Requirement::is_in(zone, ["b"])],
+            }],
             required_term_exprs: vec![Requirement::is_in(zone, ["a", "b"])],
             ..Placement::default()
         },
@@ -560,7 +563,9 @@ fn the_typed_path_reads_what_the_checked_path_reads() {
                 skipped_bad_json += 1;
                 continue;
             }
-            Err(ReviewError::ObjectNotPod { path, .. }) if path.starts_with("request.object.metadata.managedFields") => {
+            Err(ReviewError::ObjectNotPod { path, .. })
+                if path.starts_with("request.object.metadata.managedFields") =>
+            {
                 skipped_bad_json += 1;
                 continue;
             }
@@ -592,7 +597,10 @@ fn the_typed_path_reads_what_the_checked_path_reads() {
     let left: Vec<bool> = variants().iter().map(|b| parse_pod_review(b).is_none()).collect();
     assert_eq!(
         left,
-        [false, false, false, false, false, false, false, false, true, true, true, true, true, true, false, false, false, true, false, true, true]
+        [
+            false, false, false, false, false, false, false, false, true, true, true, true, true, true, false, false,
+            false, true, false, true, true
+        ]
     );
 }
 
