@@ -161,52 +161,72 @@ mod tests {
     }
 }
 
-/// How fast one client address may start TLS handshakes: a burst, then a steady rate (GCRA: each
+/// How fast a suspect client address may start TLS handshakes: a burst, then a steady rate (GCRA: the
 /// address has a theoretical arrival time; a handshake starts once that time, less the burst's
-/// allowance, has come). A handshake costs the server a fraction of a millisecond of CPU, and a client
-/// that opens hundreds of connections at once would otherwise take the runtime's workers from the
-/// admissions for as long as those handshakes run; paced, it takes a small, steady share.
+/// allowance, has come). An address is suspect for [`SUSPECT_FOR`] after the server closed one of its
+/// connections that had carried no request (it sent no request head within the header timeout): the
+/// API server never opens a connection without a request, an idle-connection flood does nothing else.
+/// A handshake costs the server a fraction of a millisecond of CPU, and such a flood re-opening
+/// hundreds of connections at once would otherwise take the runtime's workers from the admissions for
+/// as long as those handshakes run. Other addresses are not paced at all: an API server over HTTP/1.1
+/// opens one connection per concurrent call, hundreds at once in a burst of pod creations.
 #[derive(Debug)]
 pub(crate) struct HandshakePace {
     interval: std::time::Duration,
     allowance: std::time::Duration,
-    next: Mutex<HashMap<IpAddr, std::time::Instant>>,
+    suspects: Mutex<HashMap<IpAddr, Suspect>>,
 }
 
-/// Addresses the pace remembers before it forgets those whose allowance is whole again.
+/// A suspect address: until when, and its theoretical arrival time.
+#[derive(Clone, Copy, Debug)]
+struct Suspect {
+    until: std::time::Instant,
+    next: std::time::Instant,
+}
+
+/// How long an address stays suspect after one of its connections was closed unused.
+pub(crate) const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Suspects remembered before those no longer suspect are forgotten.
 const PACE_ENTRIES_BEFORE_PRUNING: usize = 4_096;
 
 impl HandshakePace {
-    /// `per_second` handshakes a second per address after a burst of `burst`.
+    /// `per_second` handshakes a second per suspect address after a burst of `burst`.
     pub(crate) fn new(per_second: u32, burst: u32) -> Self {
         let interval = std::time::Duration::from_secs(1) / per_second.max(1);
-        HandshakePace {
-            interval,
-            allowance: interval * burst.max(1).saturating_sub(1),
-            next: Mutex::new(HashMap::new()),
-        }
+        let allowance = interval * burst.max(1).saturating_sub(1);
+        HandshakePace { interval, allowance, suspects: Mutex::new(HashMap::new()) }
     }
 
-    /// How long a handshake from `peer` arriving `now` waits for its turn, its turn taken; or `None`
-    /// (nothing taken) when that would be longer than `patience`.
+    /// Marks `peer` suspect from `now`: the server closed one of its connections unused.
+    pub(crate) fn suspect(&self, peer: IpAddr, now: std::time::Instant) {
+        let mut suspects = self.suspects.lock().unwrap_or_else(PoisonError::into_inner);
+        if suspects.len() >= PACE_ENTRIES_BEFORE_PRUNING {
+            suspects.retain(|_, s| s.until > now);
+        }
+        let entry = suspects.entry(peer.to_canonical()).or_insert(Suspect { until: now, next: now });
+        entry.until = now + SUSPECT_FOR;
+    }
+
+    /// How long a handshake from `peer` arriving `now` waits for its turn, its turn taken (zero for an
+    /// address that is not suspect); or `None` (nothing taken) when that would be longer than `patience`.
     pub(crate) fn wait(
         &self,
         peer: IpAddr,
         now: std::time::Instant,
         patience: std::time::Duration,
     ) -> Option<std::time::Duration> {
-        let peer = peer.to_canonical();
-        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
-        if next.len() >= PACE_ENTRIES_BEFORE_PRUNING {
-            next.retain(|_, at| *at > now);
-        }
-        let theoretical = next.get(&peer).copied().unwrap_or(now).max(now);
+        let mut suspects = self.suspects.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(suspect) = suspects.get_mut(&peer.to_canonical()).filter(|s| s.until > now) else {
+            return Some(std::time::Duration::ZERO);
+        };
+        let theoretical = suspect.next.max(now);
         let starts = now.max(theoretical.checked_sub(self.allowance).unwrap_or(now));
         let wait = starts - now;
         if wait > patience {
             return None;
         }
-        next.insert(peer, theoretical + self.interval);
+        suspect.next = theoretical + self.interval;
         Some(wait)
     }
 }
@@ -217,31 +237,30 @@ mod pace_tests {
     use std::time::{Duration, Instant};
 
     #[test]
-    fn a_burst_starts_at_once_then_the_rest_is_paced_and_past_patience_is_refused() {
+    fn a_suspect_gets_its_burst_then_is_paced_and_past_patience_is_refused() {
         let pace = HandshakePace::new(10, 3);
         let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let now = Instant::now();
         let patience = Duration::from_millis(250);
-        let waits: Vec<_> = (0..6).map(|_| pace.wait(a, now, patience)).collect();
-        let ms = |d: Option<Duration>| d.map(|d| d.as_millis());
-        assert_eq!(
-            waits.into_iter().map(ms).collect::<Vec<_>>(),
-            [Some(0), Some(0), Some(0), Some(100), Some(200), None]
-        );
-        assert_eq!(pace.wait(b, now, patience), Some(Duration::ZERO), "another address has its own pace");
-        // A second later the allowance has come back.
-        let later = now + Duration::from_secs(1);
-        assert_eq!(pace.wait(a, later, patience), Some(Duration::ZERO));
+        assert!((0..100).all(|_| pace.wait(a, now, patience) == Some(Duration::ZERO)), "not suspect: no pace");
+        pace.suspect(a, now);
+        let waits: Vec<_> = (0..6).map(|_| pace.wait(a, now, patience).map(|d| d.as_millis())).collect();
+        assert_eq!(waits, [Some(0), Some(0), Some(0), Some(100), Some(200), None]);
+        assert_eq!(pace.wait(b, now, patience), Some(Duration::ZERO), "another address is not paced");
+        // A second later the allowance has come back; past SUSPECT_FOR the address is not paced at all.
+        assert_eq!(pace.wait(a, now + Duration::from_secs(1), patience), Some(Duration::ZERO));
+        let after = now + SUSPECT_FOR + Duration::from_millis(1);
+        assert!((0..100).all(|_| pace.wait(a, after, patience) == Some(Duration::ZERO)));
     }
 
     #[test]
-    fn addresses_whose_allowance_is_whole_are_forgotten() {
+    fn addresses_no_longer_suspect_are_forgotten() {
         let pace = HandshakePace::new(1_000, 1);
         let now = Instant::now();
         for i in 0..PACE_ENTRIES_BEFORE_PRUNING as u32 {
-            pace.wait(IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()), now, Duration::ZERO).unwrap();
+            pace.suspect(IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()), now);
         }
-        pace.wait("10.9.9.9".parse().unwrap(), now + Duration::from_secs(1), Duration::ZERO).unwrap();
-        assert_eq!(pace.next.lock().unwrap().len(), 1);
+        pace.suspect("10.9.9.9".parse().unwrap(), now + SUSPECT_FOR + Duration::from_secs(1));
+        assert_eq!(pace.suspects.lock().unwrap().len(), 1);
     }
 }

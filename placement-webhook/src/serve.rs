@@ -84,9 +84,10 @@ pub struct ServeLimits {
     pub max_body_bytes_per_peer: u32,
     /// TLS handshakes worked on at once; more wait (inside `handshake_timeout`) for one to finish.
     pub max_handshakes_in_flight: usize,
-    /// TLS handshakes one client address may start: a burst of `handshake_burst_per_peer`, then
-    /// `handshakes_per_second_per_peer` (see [`crate::peers::HandshakePace`]). A connection that would
-    /// wait longer than half of `handshake_timeout` for its turn is closed at once.
+    /// TLS handshakes a suspect client address (one of whose connections the server closed unused) may
+    /// start: a burst of `handshake_burst_per_peer`, then `handshakes_per_second_per_peer` (see
+    /// [`crate::peers::HandshakePace`]). A connection that would wait longer than half of
+    /// `handshake_timeout` for its turn is closed at once.
     pub handshakes_per_second_per_peer: u32,
     pub handshake_burst_per_peer: u32,
     /// HTTP/2: streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
@@ -121,9 +122,9 @@ impl Default for ServeLimits {
     /// API server needs, and a hostile pod can never take the rest. TLS handshakes are worked on 8 at a
     /// time: each costs a fraction of a millisecond of CPU with an ECDSA key (a few with RSA), and a
     /// thousand connections opened at once would otherwise put a thousand handshakes on the runtime's
-    /// two workers ahead of the admissions (docs/performance.md). One address starts 128 at once, then
-    /// 100 a second: more than an API server opens (over HTTP/2 it keeps a few connections; over HTTP/1.1
-    /// one per concurrent call, reused), and at most about 1.5 % of a core for a hostile one.
+    /// two workers ahead of the admissions (docs/performance.md). An address that left a connection
+    /// unused until the header timeout (an idle-connection flood does; an API server never does) starts
+    /// 8 at once, then 100 a second, for a minute: about 1.5 % of a core.
     fn default() -> Self {
         ServeLimits {
             handshake_timeout: Duration::from_secs(10),
@@ -139,7 +140,7 @@ impl Default for ServeLimits {
             max_body_bytes_per_peer: 32 << 20,
             max_handshakes_in_flight: 8,
             handshakes_per_second_per_peer: 100,
-            handshake_burst_per_peer: 128,
+            handshake_burst_per_peer: 8,
             http2_max_concurrent_streams: 32,
             http2_keep_alive_interval: Duration::from_secs(20),
             http2_keep_alive_timeout: Duration::from_secs(10),
@@ -392,6 +393,8 @@ async fn drive<I, F>(
     let activity = Arc::new(Activity::new());
     let warp_service = TowerToHyperService::new(warp::service(filter));
     let tracked = Arc::clone(&activity);
+    let opened = Instant::now();
+    let pace = Arc::clone(&shared.pace);
     let header_timeout = shared.limits.header_timeout;
     let shared = shared.clone();
     let service = service_fn(move |request: hyper::Request<Incoming>| {
@@ -444,6 +447,10 @@ async fn drive<I, F>(
             result = connection.as_mut() => {
                 if let Err(err) = result {
                     tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
+                // Never a request, and open until the server gave up on it: its address is suspect.
+                if !activity.ever_busy() && opened.elapsed() >= header_timeout {
+                    pace.suspect(peer.ip(), std::time::Instant::now());
                 }
                 return;
             }
@@ -602,6 +609,7 @@ impl Body for DeadlineBody {
 /// Requests in flight on one connection, and when the last one started or ended.
 struct Activity {
     state: Mutex<(usize, Instant)>,
+    ever: AtomicBool,
 }
 
 /// Marks a request in flight until dropped.
@@ -609,10 +617,16 @@ struct Busy(Arc<Activity>);
 
 impl Activity {
     fn new() -> Self {
-        Activity { state: Mutex::new((0, Instant::now())) }
+        Activity { state: Mutex::new((0, Instant::now())), ever: AtomicBool::new(false) }
+    }
+
+    /// Whether a request was ever in flight on the connection.
+    fn ever_busy(&self) -> bool {
+        self.ever.load(Ordering::Relaxed)
     }
 
     fn begin(self: &Arc<Self>) -> Busy {
+        self.ever.store(true, Ordering::Relaxed);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         *state = (state.0 + 1, Instant::now());
         Busy(Arc::clone(self))

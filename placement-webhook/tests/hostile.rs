@@ -487,17 +487,31 @@ async fn handshakes_beyond_the_limit_wait_for_a_slot() {
     .await;
 }
 
-/// One address starts its burst of handshakes at once, then waits its turn at its pace; a connection
-/// whose turn is past half the handshake timeout is closed at once; another address is not held up.
+/// An address that left a connection unused until the header timeout is suspect: it starts its burst
+/// of handshakes at once, then waits its turn at its pace; a connection whose turn is past half the
+/// handshake timeout is closed at once. Before that, and for another address, nothing is paced.
 #[tokio::test]
-async fn one_address_starts_handshakes_at_its_pace() {
+async fn a_suspect_address_starts_handshakes_at_its_pace() {
     bounded(async {
         let s = setup(|c| {
             c.limits.handshake_burst_per_peer = 2;
             c.limits.handshakes_per_second_per_peer = 1;
             c.limits.handshake_timeout = Duration::from_secs(3);
+            c.limits.header_timeout = Duration::from_secs(1);
         })
         .await;
+        // Not suspect yet: five handshakes at once (the pace would allow two).
+        let unpaced = Instant::now();
+        let mut five = Vec::new();
+        for _ in 0..5 {
+            five.push(s.try_tls_from(HOSTILE).await.unwrap());
+        }
+        assert!(unpaced.elapsed() < Duration::from_millis(900), "not paced: {:?}", unpaced.elapsed());
+        // They send nothing: the header timeout closes them, and the address becomes suspect.
+        for mut unused in five {
+            tokio::time::timeout(Duration::from_secs(5), read_until_closed(&mut unused)).await.expect("closed");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let started = Instant::now();
         let burst = [s.try_tls_from(HOSTILE).await.unwrap(), s.try_tls_from(HOSTILE).await.unwrap()];
         assert!(started.elapsed() < Duration::from_millis(900), "the burst at once: {:?}", started.elapsed());
