@@ -173,6 +173,26 @@ fn put_live_policy(server: &FakeApiServer, name: &str, extra: serde_json::Value)
 }
 
 /// The policy's last plan, once it has one.
+
+/// The policy's last plan once it has `evictions_done` evictions done. A pass writes its plan twice:
+/// reserved before it evicts (nothing done yet), then settled; the first write must not be read as the
+/// outcome.
+async fn settled_plan(
+    server: &FakeApiServer,
+    name: &str,
+    child: &mut std::process::Child,
+    evictions_done: u64,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let plan = last_plan(server, name, child).await;
+        if plan["evictionsDone"].as_u64() == Some(evictions_done) || Instant::now() > deadline {
+            return plan;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn last_plan(server: &FakeApiServer, name: &str, child: &mut std::process::Child) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -233,7 +253,7 @@ async fn run_evicts_neither_a_workflow_step_nor_a_cache_with_data_until_each_is_
 
     // Opt in the Workflow kind by name: the step goes, the cache stays.
     put_live_policy(&server, "workflows", json!({"allowControllerKinds": ["Workflow"]}));
-    let plan = last_plan(&server, "workflows", &mut child).await;
+    let plan = settled_plan(&server, "workflows", &mut child, 1).await;
     assert_eq!(plan["evictionsDone"], 1, "{plan}");
     assert_eq!(plan["evictions"][0]["pod"], "etl-step-1", "{plan}");
     assert!(blocked(&plan).contains(&("cache-5f7d8-x1".into(), "empty_dir".into())), "{plan}");
@@ -247,7 +267,7 @@ async fn run_evicts_neither_a_workflow_step_nor_a_cache_with_data_until_each_is_
             "spec": {"selector": {"matchLabels": {"app": "cache"}}, "emptyDirIsScratch": true, "maxEvictionsPerHour": 5}}))
         .unwrap();
     put_live_policy(&server, "scratch", json!({}));
-    let plan = last_plan(&server, "scratch", &mut child).await;
+    let plan = settled_plan(&server, "scratch", &mut child, 1).await;
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
