@@ -172,8 +172,6 @@ fn put_live_policy(server: &FakeApiServer, name: &str, extra: serde_json::Value)
         .unwrap();
 }
 
-/// The policy's last plan, once it has one.
-
 /// The policy's last plan once it has `evictions_done` evictions done. A pass writes its plan twice:
 /// reserved before it evicts (nothing done yet), then settled; the first write must not be read as the
 /// outcome.
@@ -193,6 +191,7 @@ async fn settled_plan(
     }
 }
 
+/// The policy's last plan, once it has one.
 async fn last_plan(server: &FakeApiServer, name: &str, child: &mut std::process::Child) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
