@@ -408,7 +408,9 @@ impl PodObject {
 /// (without `metadata.managedFields`, see [`PodObject`]); `None` for anything else (which
 /// [`parse_review_checked`] reads).
 fn parse_pod_review(body: &[u8]) -> Option<Request> {
-    let review: PodReview<'_> = serde_json::from_slice(body).ok()?;
+    // Skipped fields are not validated: invalid UTF-8 in one would pass here and fail the checked path.
+    let body = std::str::from_utf8(body).ok()?;
+    let review: PodReview<'_> = serde_json::from_str(body).ok()?;
     let wire = review.request;
     if review.api_version != API_VERSION || review.kind != KIND || wire.uid.is_empty() || !is_core_v1_pod(&wire.kind) {
         return None;
