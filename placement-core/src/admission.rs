@@ -178,10 +178,15 @@ pub fn decide_distribution_with(
     })
 }
 
-/// Pods that count for `pod`'s workload under `rule` right now (seen plus reserved): what the next
-/// decision's table lookup needs, so that the caller can build the table before taking a lock.
+/// At least as many pods as count for `pod`'s workload under `rule` right now (seen plus reserved): the
+/// size the next decision's table lookup needs at most, so that the caller can build the table before
+/// taking a lock. It counts the workload's pods outside the rule's groups too: that bound costs
+/// O(revisions), where the exact count walks every place the workload has (done once, under the lock).
 pub fn counted(index: &CountIndex, ledger: &Ledger, rule: &DistributionRule, pod: &Pod) -> u32 {
-    pod.workload.as_ref().map_or(0, |w| rule.counts(index, ledger, w, rule.revision(pod)).iter().sum())
+    let Some(workload) = &pod.workload else { return 0 };
+    let revision = rule.revision(pod);
+    let reserved: u32 = ledger.reserved_by_group(workload, revision).values().sum();
+    index.workload_pods(workload, revision).saturating_add(reserved)
 }
 
 /// The ledger key under which a zone scope's reservations are counted.

@@ -46,7 +46,14 @@ struct PodEntry {
 /// Pods of one workload: per revision, per place.
 #[derive(Clone, Debug, Default)]
 struct WorkloadCounts {
-    by_revision: HashMap<Option<u32>, HashMap<Place, u32>>,
+    by_revision: HashMap<Option<u32>, RevisionPlaces>,
+}
+
+/// The counted pods of one revision of a workload: how many at each place, and in all.
+#[derive(Clone, Debug, Default)]
+struct RevisionPlaces {
+    places: HashMap<Place, u32>,
+    pods: u32,
 }
 
 /// The scope of a zone balancer: single-replica workloads' pods in one namespace, chosen by pod labels.
@@ -357,7 +364,9 @@ impl CountIndex {
             (Some(w), true, Some(place)) => {
                 let wid = self.intern_workload(w);
                 let revision = pod.revision.as_deref().map(|r| self.revisions.acquire(&Box::from(r)));
-                *self.workloads[wid as usize].by_revision.entry(revision).or_default().entry(place).or_insert(0) += 1;
+                let counted = self.workloads[wid as usize].by_revision.entry(revision).or_default();
+                *counted.places.entry(place).or_insert(0) += 1;
+                counted.pods += 1;
                 Some((wid, revision))
             }
             _ => None,
@@ -387,14 +396,15 @@ impl CountIndex {
         }
         if let (Some((wid, revision)), Some(place)) = (&entry.counted, entry.place) {
             let w = &mut self.workloads[*wid as usize];
-            if let Some(places) = w.by_revision.get_mut(revision) {
-                if let Some(c) = places.get_mut(&place) {
+            if let Some(counted) = w.by_revision.get_mut(revision) {
+                if let Some(c) = counted.places.get_mut(&place) {
                     *c -= 1;
+                    counted.pods -= 1;
                     if *c == 0 {
-                        places.remove(&place);
+                        counted.places.remove(&place);
                     }
                 }
-                if places.is_empty() {
+                if counted.places.is_empty() {
                     w.by_revision.remove(revision);
                 }
             }
@@ -545,7 +555,18 @@ impl CountIndex {
                 Some(None) => false,
                 Some(Some(want)) => **r == Some(want),
             })
-            .flat_map(|(_, places)| places.iter().map(|(&p, &n)| (p, n)))
+            .flat_map(|(_, counted)| counted.places.iter().map(|(&p, &n)| (p, n)))
+    }
+
+    /// Counted pods of `workload` in all, wherever they are (in a group or not); `revision: None` counts
+    /// every revision. O(revisions): an upper bound of the sum of [`Self::group_counts`], for sizing.
+    pub fn workload_pods(&self, workload: &WorkloadRef, revision: Option<&str>) -> u32 {
+        let Some(wid) = self.workload_ids.id(workload) else { return 0 };
+        let revisions = &self.workloads[wid as usize].by_revision;
+        match revision {
+            None => revisions.values().map(|c| c.pods).sum(),
+            Some(r) => self.revisions.id(r).and_then(|r| revisions.get(&Some(r))).map_or(0, |c| c.pods),
+        }
     }
 
     /// The group (first match) of every node id, for [`Self::group_counts_with`]; `None` for nodes in

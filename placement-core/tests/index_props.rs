@@ -96,9 +96,14 @@ proptest! {
             let wr = WorkloadRef::deployment("tools", format!("w{w}"));
             for rev in [Some("r0"), Some("r1"), None] {
                 let mut naive = vec![0u32; 2];
+                let mut total = 0u32;
                 for p in snap.pods.iter().filter(|p| p.counts() && p.workload.as_ref() == Some(&wr) && (rev.is_none() || p.revision.as_deref() == rev)) {
+                    total += 1;
                     if let Some(g) = group_of_pod(&groups, p, lookup) { naive[g] += 1; }
                 }
+                // In a group or not: the bound a table is sized by.
+                prop_assert_eq!(inc.workload_pods(&wr, rev), total);
+                prop_assert_eq!(rebuilt.workload_pods(&wr, rev), total);
                 prop_assert_eq!(inc.group_counts(&wr, rev, &groups), naive.clone());
                 let membership = inc.group_membership(&groups);
                 prop_assert_eq!(inc.group_counts_with(&wr, rev, &groups, &membership), naive.clone());

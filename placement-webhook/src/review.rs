@@ -171,10 +171,14 @@ impl Request {
     }
 }
 
-/// The request fields read with serde (uid and object are handled apart).
+/// The request fields read with serde. The typed path reads the uid and the pod here; the checked path
+/// takes both out of the JSON value first (to name their errors and keep the uid), so they are absent
+/// when it reads the rest.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WireRequest {
+struct WireRequest<O> {
+    #[serde(default)]
+    uid: String,
     kind: GroupVersionKind,
     resource: GroupVersionResource,
     #[serde(default)]
@@ -186,10 +190,31 @@ struct WireRequest {
     operation: Operation,
     #[serde(default)]
     dry_run: Option<bool>,
+    #[serde(default = "Option::default")]
+    object: Option<O>,
     #[serde(default)]
     old_object: Option<Value>,
     #[serde(default)]
     options: Option<Value>,
+}
+
+impl<O> WireRequest<O> {
+    /// The request, with the uid and the object as read (empty strings and nulls mean absent).
+    fn into_request(self, uid: String, object: Option<Object>) -> Request {
+        Request {
+            uid,
+            kind: self.kind,
+            resource: self.resource,
+            sub_resource: self.sub_resource.filter(|s| !s.is_empty()),
+            namespace: self.namespace.filter(|s| !s.is_empty()),
+            name: self.name.unwrap_or_default(),
+            operation: self.operation,
+            dry_run: self.dry_run.unwrap_or(false),
+            object,
+            old_object: self.old_object.filter(|v| !v.is_null()),
+            options: self.options.filter(|v| !v.is_null()),
+        }
+    }
 }
 
 fn is_core_v1_pod(kind: &GroupVersionKind) -> bool {
@@ -312,31 +337,7 @@ struct PodReview<'a> {
     api_version: &'a str,
     #[serde(borrow)]
     kind: &'a str,
-    request: PodRequest,
-}
-
-/// The request of a pod review, typed: [`WireRequest`] with the uid and the pod.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PodRequest {
-    uid: String,
-    kind: GroupVersionKind,
-    resource: GroupVersionResource,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    operation: Operation,
-    #[serde(default)]
-    dry_run: Option<bool>,
-    #[serde(default)]
-    object: Option<PodObject>,
-    #[serde(default)]
-    old_object: Option<Value>,
-    #[serde(default)]
-    options: Option<Value>,
+    request: WireRequest<PodObject>,
 }
 
 /// A pod as k8s-openapi reads it (its spec and status are read by k8s-openapi itself), but for
@@ -411,29 +412,18 @@ fn parse_pod_review(body: &[u8]) -> Option<Request> {
     // Skipped fields are not validated: invalid UTF-8 in one would pass here and fail the checked path.
     let body = std::str::from_utf8(body).ok()?;
     let review: PodReview<'_> = serde_json::from_str(body).ok()?;
-    let wire = review.request;
+    let mut wire = review.request;
     if review.api_version != API_VERSION || review.kind != KIND || wire.uid.is_empty() || !is_core_v1_pod(&wire.kind) {
         return None;
     }
-    let pod = wire.object?.into_pod()?;
+    let pod = wire.object.take()?.into_pod()?;
     if pod.spec.is_none() || pod.metadata == Default::default() {
         return None;
     }
     // Typed values are those the JSON had: metadata and spec were objects, and the planner reads only these.
     let raw = patch_view(&pod).ok()?;
-    Some(Request {
-        uid: wire.uid,
-        kind: wire.kind,
-        resource: wire.resource,
-        sub_resource: wire.sub_resource.filter(|s| !s.is_empty()),
-        namespace: wire.namespace.filter(|s| !s.is_empty()),
-        name: wire.name.unwrap_or_default(),
-        operation: wire.operation,
-        dry_run: wire.dry_run.unwrap_or(false),
-        object: Some(Object::Pod { pod: Box::new(pod), raw }),
-        old_object: wire.old_object.filter(|v| !v.is_null()),
-        options: wire.options.filter(|v| !v.is_null()),
-    })
+    let uid = std::mem::take(&mut wire.uid);
+    Some(wire.into_request(uid, Some(Object::Pod { pod: Box::new(pod), raw })))
 }
 
 /// What a patch is planned against, from a typed pod that has metadata and a spec: `metadata.annotations`,
@@ -489,7 +479,7 @@ pub fn parse_review_checked(body: &[u8]) -> Result<Request, ReviewError> {
         Some(object) => Some(object),
     };
 
-    let wire: WireRequest = serde_path_to_error::deserialize(Value::Object(request)).map_err(|e| {
+    let wire: WireRequest<Value> = serde_path_to_error::deserialize(Value::Object(request)).map_err(|e| {
         ReviewError::InvalidRequest { path: join_path("request", e.path()), message: message_of(e.into_inner()) }
     })?;
 
@@ -509,19 +499,7 @@ pub fn parse_review_checked(body: &[u8]) -> Result<Request, ReviewError> {
         Some(raw) => Some(Object::Other(raw)),
     };
 
-    Ok(Request {
-        uid,
-        kind: wire.kind,
-        resource: wire.resource,
-        sub_resource: wire.sub_resource.filter(|s| !s.is_empty()),
-        namespace: wire.namespace.filter(|s| !s.is_empty()),
-        name: wire.name.unwrap_or_default(),
-        operation: wire.operation,
-        dry_run: wire.dry_run.unwrap_or(false),
-        object,
-        old_object: wire.old_object.filter(|v| !v.is_null()),
-        options: wire.options.filter(|v| !v.is_null()),
-    })
+    Ok(wire.into_request(uid, object))
 }
 
 /// The wire name of an operation.

@@ -96,10 +96,7 @@ impl Setup {
 
     /// A TLS connection from another client address: the hostile pod beside the API server.
     async fn try_tls_from(&self, source: std::net::IpAddr) -> std::io::Result<TlsStream<TcpStream>> {
-        let socket = tokio::net::TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(source, 0))?;
-        let tcp = socket.connect(self.addr()).await?;
-        self.connector(b"http/1.1").connect(ServerName::try_from("localhost").unwrap(), tcp).await
+        tls_from(self.connector(b"http/1.1"), self.addr(), source).await
     }
 
     /// An HTTP/2 connection (hyper's client), for several streams at once.
@@ -228,6 +225,18 @@ async fn send_h2(
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A TLS connection to `addr` from the client address `source` (owned arguments, so it can be spawned).
+async fn tls_from(
+    connector: tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+    source: std::net::IpAddr,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let tcp = socket.connect(addr).await?;
+    connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await
 }
 
 // ---- the serving layer ---------------------------------------------------------------------------------
@@ -516,15 +525,8 @@ async fn a_suspect_address_starts_handshakes_at_its_pace() {
         let burst = [s.try_tls_from(HOSTILE).await.unwrap(), s.try_tls_from(HOSTILE).await.unwrap()];
         assert!(started.elapsed() < Duration::from_millis(900), "the burst at once: {:?}", started.elapsed());
         let third = tokio::spawn({
-            let connector = s.connector(b"http/1.1");
-            let addr = s.addr();
-            async move {
-                let socket = tokio::net::TcpSocket::new_v4().unwrap();
-                socket.bind(SocketAddr::new(HOSTILE, 0)).unwrap();
-                let tcp = socket.connect(addr).await.unwrap();
-                let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await;
-                (tls.is_ok(), started.elapsed())
-            }
+            let pending = tls_from(s.connector(b"http/1.1"), s.addr(), HOSTILE);
+            async move { (pending.await.is_ok(), started.elapsed()) }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         // Its turn would come past 1.5 s (half of 3 s) from now: closed before any TLS work.

@@ -6,6 +6,9 @@
 //! and probes. The same holds in strict mode,
 //! where decisions are made by rounds (one per PodDistribution) rather than by the requests themselves.
 //!
+//! A pod whose review is larger than `INLINE_BODY_MAX` is read on the blocking pool, and its slow part
+//! runs there too: the same holds for such pods.
+//!
 //! The bound asserted (1 s, against admissions held for 4 s) tells "did not wait" from "waited" on a
 //! loaded machine; the latencies measured are printed (`--nocapture`).
 
@@ -56,12 +59,14 @@ fn seed(fake: &FakeApiServer, strict: bool) {
     }
 }
 
-fn pod() -> Pod {
+/// A pod of `web`; with `padding` bytes of environment, for a review past `INLINE_BODY_MAX`.
+fn pod(padding: usize) -> Pod {
     serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"generateName": "web-h1-", "labels": {"app": "web", "pod-template-hash": "h1"},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-h1", "uid": "rs", "controller": true}]},
         "spec": {"tolerations": [{"key": "spot", "operator": "Exists"}],
-                 "containers": [{"name": "app", "image": "app", "resources": {"requests": {"cpu": "100m"}}}]}}))
+                 "containers": [{"name": "app", "image": "app", "resources": {"requests": {"cpu": "100m"}},
+                     "env": [{"name": "PADDING", "value": "x".repeat(padding)}]}]}}))
     .unwrap()
 }
 
@@ -80,16 +85,22 @@ async fn healthz(address: std::net::SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_workload_holds_up_neither_another_namespace_nor_the_probes() {
-    slow_workloads_hold_up_nothing_else(false).await;
+    slow_workloads_hold_up_nothing_else(false, 0).await;
+}
+
+/// Four slow admissions whose reviews are past `INLINE_BODY_MAX`, so read and decided on the blocking pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_large_admissions_hold_up_neither_another_namespace_nor_the_probes() {
+    slow_workloads_hold_up_nothing_else(false, placement_webhook::server::INLINE_BODY_MAX + 1).await;
 }
 
 /// Four strict-mode rounds held at once, each in its own namespace: more rounds than workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_strict_rounds_hold_up_neither_another_namespace_nor_the_probes() {
-    slow_workloads_hold_up_nothing_else(true).await;
+    slow_workloads_hold_up_nothing_else(true, 0).await;
 }
 
-async fn slow_workloads_hold_up_nothing_else(strict: bool) {
+async fn slow_workloads_hold_up_nothing_else(strict: bool, padding: usize) {
     let fake = FakeApiServer::start().await.unwrap();
     seed(&fake, strict);
     let (certs, cert_pem) = certificates();
@@ -108,14 +119,14 @@ async fn slow_workloads_hold_up_nothing_else(strict: bool) {
         .into_iter()
         .map(|ns| {
             let pods: Api<Pod> = Api::namespaced(fake.client(), ns);
-            tokio::spawn(async move { pods.create(&PostParams::default(), &pod()).await })
+            tokio::spawn(async move { pods.create(&PostParams::default(), &pod(padding)).await })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let pods: Api<Pod> = Api::namespaced(fake.client(), "shop");
     let before = Instant::now();
-    let placed = pods.create(&PostParams::default(), &pod()).await.unwrap();
+    let placed = pods.create(&PostParams::default(), &pod(0)).await.unwrap();
     let admission_took = before.elapsed();
     let before = Instant::now();
     let status = healthz(webhook.probe_address).await;
