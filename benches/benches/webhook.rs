@@ -80,6 +80,11 @@ fn admission(c: &mut Criterion) {
         g.bench_function(format!("review_dry_run/{name}"), |b| b.iter(|| admission.review(black_box(&body.bytes))));
     }
 
+    // What one hostile review costs: a 1 MiB `request.uid` (the answer must echo it), read and answered
+    // on the blocking pool by the server.
+    let huge_uid = bodies[0].1.with_uid(&"f".repeat(1 << 20));
+    g.bench_function("hostile/huge_uid", |b| b.iter(|| admission.review(black_box(&huge_uid))));
+
     // Real admissions: a fresh uid each, the ledger emptied now and then (untimed).
     let mut wet = ReviewBody::new(capacity, false);
     eprintln!("strategy_capacity (not a dry run): {}", outcome(&admission.review(&wet.bytes)));

@@ -52,8 +52,13 @@
 //! fraction of (a)), `--nodes` (5000), `--server-threads` (2), `--client-threads` (1), `--no-echo`,
 //! `--reserve` (real admissions: reservations, expired as the server does; no pod ever confirms them),
 //! `--ttl-seconds` (of a reservation, 30 as in the server), `--expiry-ms` (how often expiry runs, 50 as
-//! in the server), `--log` (the server logs at info, as JSON, to /dev/null). Hostile mode: `--hostile`,
-//! `--load-fraction` (0.7), and the attack's own options (see [`webhook_attack::AttackArgs`]).
+//! in the server), `--log` (the server logs at info, as JSON, to /dev/null), `--server-cpus LIST` and
+//! `--client-cpus LIST` (`taskset` CPU lists: the server processes on the one, this process, the load
+//! generator and the attacker on the other, as if they ran on other machines; unpinned if absent).
+//! Hostile mode: `--hostile`, `--load-fraction` (0.7), `--rounds` (1: (b) and (c) alternate this many
+//! times; the summary compares the rounds pooled, and gives each round's ratio: one window's p99 at 70 %
+//! of a core moves by an order of magnitude between runs on a shared machine, with no attack at all), and
+//! the attack's own options (see [`webhook_attack::AttackArgs`]).
 
 #[allow(dead_code)] // shared with the webhook bench, which uses other parts
 mod webhook_setup;
@@ -160,6 +165,12 @@ struct Args {
     /// Hostile mode: the open loop's rate as a fraction of the closed loop's.
     load_fraction: f64,
     attack: AttackArgs,
+    /// Hostile mode: how many times the quiet and the attacked windows alternate.
+    rounds: usize,
+    /// CPUs the server processes are pinned to (`taskset` list), if any.
+    server_cpus: Option<String>,
+    /// CPUs this process (the load generator) and the attacker are pinned to, if any.
+    client_cpus: Option<String>,
 }
 
 impl Args {
@@ -185,6 +196,9 @@ impl Args {
             hostile: argv.flag("--hostile"),
             load_fraction: argv.number("--load-fraction", 0.7).clamp(0.01, 1.0),
             attack: AttackArgs::parse(argv),
+            rounds: argv.number("--rounds", 1.0).max(1.0) as usize,
+            server_cpus: argv.value("--server-cpus").map(str::to_string),
+            client_cpus: argv.value("--client-cpus").map(str::to_string),
         }
     }
 
@@ -201,9 +215,27 @@ fn main() {
         Ok(WEBHOOK) => serve_webhook(&args),
         Ok(ECHO) => webhook_echo::serve(args.cert_pair(), args.server_threads),
         Ok(HOSTILE) => webhook_attack::run(&argv),
-        _ if args.hostile => hostile_run(&args),
-        _ => compare_run(&args),
+        _ if args.hostile => {
+            pin(std::process::id(), args.client_cpus.as_deref());
+            hostile_run(&args)
+        }
+        _ => {
+            pin(std::process::id(), args.client_cpus.as_deref());
+            compare_run(&args)
+        }
     }
+}
+
+/// Pins every thread of process `pid` (and the threads and children it makes later) to `cpus`, a
+/// `taskset` CPU list, with util-linux's `taskset` (the code forbids `unsafe`); nothing if `None`.
+/// Panics if it cannot: a run that asked for pinning and did not get it would report the wrong thing.
+fn pin(pid: u32, cpus: Option<&str>) {
+    let Some(cpus) = cpus else { return };
+    let status = Command::new("taskset")
+        .args(["--all-tasks", "--cpu-list", "--pid", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status();
+    assert!(status.as_ref().is_ok_and(|s| s.success()), "taskset -a -c -p {cpus} {pid}: {status:?}");
 }
 
 // ---- what every child process shares --------------------------------------------------------------------
@@ -587,6 +619,7 @@ fn start_server(role: &str, args: &Args, certs: &Certs, cluster: Option<&Cluster
         child_args.push("--log".into());
     }
     let mut child = ChildProcess::spawn(role, &child_args);
+    pin(child.process.id(), args.server_cpus.as_deref());
     let streamed = cluster.map(|c| feed(&mut child, c));
     let ready = child.expect("READY").unwrap_or_else(|| panic!("the {role} server did not start"));
     let ready: Vec<u64> = ready.split_whitespace().filter_map(|v| v.parse().ok()).collect();
@@ -1048,8 +1081,16 @@ fn print_header(args: &Args, ready: &Ready, mode: Option<String>) {
     };
     let mode = mode.unwrap_or_else(|| "closed loop".to_string());
     let kind = if args.reserve { "real admissions (reserving)" } else { "dry runs" };
+    let pinned = match (&args.server_cpus, &args.client_cpus) {
+        (None, None) => String::new(),
+        (server, client) => format!(
+            "; pinned: server to CPUs {}, load generator and attacker to {}",
+            server.as_deref().unwrap_or("any"),
+            client.as_deref().unwrap_or("any")
+        ),
+    };
     println!(
-        "webhook over HTTPS ({protocol}, {mode}, {kind}); {} nodes / {} pods; server {} threads, load generator {}{}",
+        "webhook over HTTPS ({protocol}, {mode}, {kind}); {} nodes / {} pods; server {} threads, load generator {}{}{pinned}",
         ready.nodes,
         ready.pods,
         args.server_threads,
@@ -1149,22 +1190,81 @@ fn hostile_run(args: &Args) {
     let max = rt.block_on(run_load(&target, args, &bodies, None, &pids));
     let rate = args.rate.unwrap_or(max.rate() * args.load_fraction);
     let honest = Honest { args, bodies: &bodies, target: &target, rate };
-    let quiet = honest.observed(&rt, &server, &ready, None);
-    let shed_before = server.stats();
     let attack =
         webhook_attack::Launch { args: &args.attack, reviews: &reviews, port: ready.port, cert: &certs.cert_path };
-    let attacked = honest.observed(&rt, &server, &ready, Some(&attack));
-    let shed = counters_since(&server.stats(), &shed_before);
+    let (mut quiet, mut attacked, mut shed) = (Vec::new(), Vec::new(), Counters::new());
+    for _ in 0..args.rounds {
+        quiet.push(honest.observed(&rt, &server, &ready, None));
+        let shed_before = server.stats();
+        attacked.push(honest.observed(&rt, &server, &ready, Some(&attack)));
+        for (reason, n) in counters_since(&server.stats(), &shed_before) {
+            *shed.entry(reason).or_insert(0) += n;
+        }
+    }
     let hwm = status_kib(&server.pid, "VmHWM:");
     server.stop();
     print_header(args, &ready, Some("hostile mode".to_string()));
     print_run("(a) closed loop", &max, true);
-    print_observed_run(&format!("(b) open loop at {rate:.0}/s, no attack"), &quiet);
-    print_observed_run(&format!("(c) open loop at {rate:.0}/s under attack"), &attacked);
-    let outcome = attacked.attack.as_ref().expect("attack outcome");
+    for (round, (q, a)) in quiet.iter().zip(&attacked).enumerate() {
+        let of = if args.rounds > 1 { format!(", round {} of {}", round + 1, args.rounds) } else { String::new() };
+        print_observed_run(&format!("(b) open loop at {rate:.0}/s, no attack{of}"), q);
+        print_observed_run(&format!("(c) open loop at {rate:.0}/s under attack{of}"), a);
+    }
+    let last = attacked.last().expect("at least one round");
+    let outcome = last.attack.as_ref().expect("attack outcome");
     let window_after = Duration::from_secs_f64(args.warmup) + ATTACK_RAMP;
     webhook_attack::print_outcome(&args.attack, &reviews, outcome, &shed, window_after);
-    print_hostile_summary(&quiet, &attacked, hwm, &shed, outcome);
+    if args.rounds > 1 {
+        print_rounds(&quiet, &attacked);
+    }
+    print_hostile_summary(&pooled(&quiet), &pooled(&attacked), hwm, &shed, outcome);
+}
+
+/// Each round's honest p99 with and without the attack, and the median of their ratios.
+fn print_rounds(quiet: &[ObservedRun], attacked: &[ObservedRun]) {
+    let mut ratios: Vec<f64> = quiet
+        .iter()
+        .zip(attacked)
+        .map(|(q, a)| a.measured.ms(99.0) / q.measured.ms(99.0).max(f64::MIN_POSITIVE))
+        .collect();
+    let each: Vec<String> = quiet
+        .iter()
+        .zip(attacked)
+        .zip(&ratios)
+        .map(|((q, a), r)| format!("{:.1} / {:.1} ms ({r:.2}×)", q.measured.ms(99.0), a.measured.ms(99.0)))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    println!("rounds, honest p99 without / with the attack: {}", each.join(", "));
+    println!("  median of the rounds' ratios: {:.2}×", percentile_f64(&ratios, 50.0));
+}
+
+/// The rounds' windows as one: latencies and probes pooled, counts summed, the highest RSS.
+fn pooled(runs: &[ObservedRun]) -> ObservedRun {
+    let mut latencies: Vec<u64> = runs.iter().flat_map(|r| r.measured.latencies.iter().copied()).collect();
+    latencies.sort_unstable();
+    let mut healthz_ms: Vec<f64> = runs.iter().flat_map(|r| r.observed.healthz_ms.iter().copied()).collect();
+    healthz_ms.sort_by(f64::total_cmp);
+    let first = &runs[0];
+    ObservedRun {
+        measured: Measured {
+            latencies,
+            p99_by_second: runs.iter().flat_map(|r| r.measured.p99_by_second.iter().copied()).collect(),
+            errors: runs.iter().map(|r| r.measured.errors).sum(),
+            rejected: runs.iter().map(|r| r.measured.rejected).sum(),
+            unpatched: runs.iter().map(|r| r.measured.unpatched).sum(),
+            first_error: runs.iter().find_map(|r| r.measured.first_error.clone()),
+            first_rejection: runs.iter().find_map(|r| r.measured.first_rejection.clone()),
+            window: runs.iter().map(|r| r.measured.window).sum(),
+            cpu: first.measured.cpu,
+        },
+        observed: Observed {
+            healthz_ms,
+            healthz_failed: runs.iter().map(|r| r.observed.healthz_failed).sum(),
+            first_failure: runs.iter().find_map(|r| r.observed.first_failure.clone()),
+            peak_rss_kib: runs.iter().map(|r| r.observed.peak_rss_kib).max().unwrap_or(0),
+        },
+        attack: None,
+    }
 }
 
 fn counters_since(now: &Counters, before: &Counters) -> Counters {
