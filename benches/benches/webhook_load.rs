@@ -58,7 +58,8 @@
 //! Hostile mode: `--hostile`, `--load-fraction` (0.7), `--rounds` (1: (b) and (c) alternate this many
 //! times; the summary compares the rounds pooled, and gives each round's ratio: one window's p99 at 70 %
 //! of a core moves by an order of magnitude between runs on a shared machine, with no attack at all), and
-//! the attack's own options (see [`webhook_attack::AttackArgs`]).
+//! the attack's own options (see [`webhook_attack::AttackArgs`]; `--attacker-idle` runs the attacker
+//! under `SCHED_IDLE`, as if its CPU were another machine's).
 
 #[allow(dead_code)] // shared with the webhook bench, which uses other parts
 mod webhook_setup;
@@ -541,7 +542,21 @@ struct ChildProcess {
 
 impl ChildProcess {
     fn spawn(role: &str, args: &[String]) -> ChildProcess {
-        let mut process = Command::new(std::env::current_exe().expect("current exe"))
+        ChildProcess::spawn_under(&[], role, args)
+    }
+
+    /// [`Self::spawn`], run by `wrapper` (a command and its arguments, such as `chrt --idle 0`) if any.
+    fn spawn_under(wrapper: &[&str], role: &str, args: &[String]) -> ChildProcess {
+        let exe = std::env::current_exe().expect("current exe");
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = Command::new(program);
+                c.args(wrapper_args).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let mut process = command
             .env(ROLE_ENV, role)
             .args(args)
             .stdin(Stdio::piped())

@@ -58,6 +58,10 @@ pub struct AttackArgs {
     /// The address the attacker connects from: another pod than the API server (the honest load,
     /// from 127.0.0.1), as the webhook's per-address shares see it.
     source: std::net::IpAddr,
+    /// Run the attacker under `SCHED_IDLE` (`--attacker-idle`): it takes only CPU nothing else wants, as
+    /// an attacker on another node takes none of this one's. What reaches the server is what its counts
+    /// say (connections opened, reviews sent).
+    idle_priority: bool,
 }
 
 impl AttackArgs {
@@ -74,6 +78,7 @@ impl AttackArgs {
                 .value("--attacker-address")
                 .map(|a| a.parse().expect("--attacker-address is an IP address"))
                 .unwrap_or(std::net::IpAddr::from([127, 0, 0, 2])),
+            idle_priority: argv.flag("--attacker-idle"),
         }
     }
 
@@ -157,7 +162,8 @@ impl Launch<'_> {
         args.extend(["--cert".to_string(), self.cert.display().to_string()]);
         args.extend(["--many-rules-review".to_string(), self.reviews.many_rules.display().to_string()]);
         args.extend(["--huge-uid-review".to_string(), self.reviews.huge_uid.display().to_string()]);
-        ChildProcess::spawn(crate::HOSTILE, &args)
+        let wrapper: &[&str] = if self.args.idle_priority { &["chrt", "--idle", "0"] } else { &[] };
+        ChildProcess::spawn_under(wrapper, crate::HOSTILE, &args)
     }
 }
 
@@ -203,15 +209,22 @@ pub fn print_outcome(args: &AttackArgs, reviews: &Reviews, outcome: &Outcome, sh
     let rate = if args.rate > 0.0 { format!("{}/s each", args.rate) } else { "as fast as answered".to_string() };
     println!(
         "attack (its own process, CPU as \"attacker\" above): {} idle TLS connections, {} trickling (Content-Length \
-         {}, 1 byte every {:?}), {} review senders at {rate}; each retried {:?} after it ends; from {}",
-        args.idle, args.trickle, args.trickle_length, args.trickle_every, args.senders, args.retry, args.source
+         {}, 1 byte every {:?}), {} review senders at {rate}; each retried {:?} after it ends; from {}{}",
+        args.idle,
+        args.trickle,
+        args.trickle_length,
+        args.trickle_every,
+        args.senders,
+        args.retry,
+        args.source,
+        if args.idle_priority { "; under SCHED_IDLE" } else { "" }
     );
     let opened = outcome.opened_in.map_or("never".to_string(), |s| format!("{s:.1} s after it started"));
     println!("  every connection tried once: {opened} (the measured window began {window_after:?} after)");
     print_connections(outcome);
     print_reviews(reviews, outcome);
     let pairs: Vec<String> = shed.iter().filter(|(k, _)| *k != "open").map(|(k, v)| format!("{k} {v}")).collect();
-    println!("  the server's placement_webhook_shed_total over run (c), ramp included: {}", pairs.join(", "));
+    println!("  the server's placement_webhook_shed_total over the attacked runs, ramps included: {}", pairs.join(", "));
 }
 
 fn print_connections(outcome: &Outcome) {
