@@ -224,7 +224,10 @@ pub fn print_outcome(args: &AttackArgs, reviews: &Reviews, outcome: &Outcome, sh
     print_connections(outcome);
     print_reviews(reviews, outcome);
     let pairs: Vec<String> = shed.iter().filter(|(k, _)| *k != "open").map(|(k, v)| format!("{k} {v}")).collect();
-    println!("  the server's placement_webhook_shed_total over the attacked runs, ramps included: {}", pairs.join(", "));
+    println!(
+        "  the server's placement_webhook_shed_total over the attacked runs, ramps included: {}",
+        pairs.join(", ")
+    );
 }
 
 fn print_connections(outcome: &Outcome) {

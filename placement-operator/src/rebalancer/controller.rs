@@ -24,9 +24,10 @@
 use super::evictor::{Evictor, Outcome};
 use super::metrics::{self, BlockedLabels, BudgetLabels, EvictionLabels, Metrics, PolicyLabels, SigmaLabels};
 use super::observe::{self, Inputs};
+use super::outcome;
 use super::pass;
 use super::report;
-use super::state::{self, Settled};
+use super::state;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::runtime::events::Note;
@@ -83,6 +84,13 @@ pub enum PassOutcome {
 }
 
 /// A completed pass.
+/// What one pass read besides the policy: the planner's inputs and the guard rails it reports on.
+struct PassInputs {
+    inputs: Inputs,
+    slos: Vec<WorkloadSLO>,
+    classes: Vec<NodeClass>,
+}
+
 #[derive(Debug)]
 pub struct PassReport {
     pub plan: Plan,
@@ -251,6 +259,8 @@ impl Rebalancer {
         }
     }
 
+    /// One pass: read (the policy, then usage and guard rails), plan (the pure pass), write (reserve the
+    /// plan in status, evict, settle), report (metrics, Events, guard-rail statuses).
     async fn pass_inner(&self, name: &str, force: bool) -> Result<PassOutcome> {
         if !self.ctx.leadership.is_leader() {
             return Ok(PassOutcome::NotLeader);
@@ -258,39 +268,72 @@ impl Rebalancer {
         if !self.ctx.index.is_ready() {
             return Ok(PassOutcome::IndexNotReady);
         }
-        let client = &self.ctx.client;
-        let api = Api::<RebalancePolicy>::all(client.clone());
+        let api = Api::<RebalancePolicy>::all(self.ctx.client.clone());
         let policy = api.get(name).await.map_err(|e| Error::kube(format!("reading RebalancePolicy {name}"), e))?;
         let now = pass::now_seconds(Timestamp::now());
         let previous = policy.status.clone().unwrap_or_default();
-        let generation = policy.metadata.generation;
-        let core = match policy.spec.to_core() {
-            Ok(c) => c,
-            Err(e) => {
-                self.write_invalid(&api, &policy, &previous, &e, now).await;
-                self.ctx
-                    .events
-                    .publish(
-                        &policy_ref(&policy),
-                        Note {
-                            warning: true,
-                            reason: REASON_INVALID_SPEC.into(),
-                            action: "Plan".into(),
-                            note: format!("not planning: {e}"),
-                        },
-                    )
-                    .await;
-                return Err(Error::Spec { object: format!("RebalancePolicy {name}"), source: e });
-            }
-        };
-        let interval = self.interval(&policy.spec);
+        let core = self.valid_spec(&api, &policy, &previous, now).await?;
         if !force && let Some(last) = previous.state.last_observed.as_ref().map(|t| t.0) {
-            let next = next_pass(last, interval);
+            let next = next_pass(last, self.interval(&policy.spec));
             if next > now {
                 return Ok(PassOutcome::NotDue { next });
             }
         }
+        let read = self.read_inputs(name, &core).await?;
 
+        let result = pass::run(&core, &state::load(&previous.state, core.dry_run), &read.inputs, now, 1);
+        let plan = result.plan;
+        let generation = policy.metadata.generation;
+        let mut status = state::reserve(&previous, &result.observed, &plan, &read.inputs.notes, generation, now).status;
+
+        let Some(written) = self.reserve_in_status(&api, &policy, &status).await? else {
+            return Ok(PassOutcome::NotLeader);
+        };
+        let outcomes = if plan.dry_run {
+            self.announce_dry_run(name, &plan).await;
+            Vec::new()
+        } else {
+            let Some(outcomes) = self.evict_planned(name, &plan, &mut status, now).await else {
+                return Ok(PassOutcome::NotLeader);
+            };
+            self.settle_in_status(&api, name, written, &status, !outcomes.is_empty()).await;
+            outcomes
+        };
+
+        self.record_plan(name, &plan, &status, &read.inputs.cluster_history, &core, now).await;
+        self.report_guard_rails(name, &read.slos, &read.classes, &read.inputs, now).await;
+        Ok(PassOutcome::Done(Box::new(PassReport { plan, outcomes, status, notes: read.inputs.notes })))
+    }
+
+    /// The policy's spec in the core's terms; an invalid one is reported (status, Event) and fails the
+    /// pass with an error naming the field.
+    async fn valid_spec(
+        &self,
+        api: &Api<RebalancePolicy>,
+        policy: &RebalancePolicy,
+        previous: &RebalancePolicyStatus,
+        now: Timestamp,
+    ) -> Result<CorePolicy> {
+        let e = match policy.spec.to_core() {
+            Ok(core) => return Ok(core),
+            Err(e) => e,
+        };
+        self.write_invalid(api, policy, previous, &e, now).await;
+        let note = Note {
+            warning: true,
+            reason: REASON_INVALID_SPEC.into(),
+            action: "Plan".into(),
+            note: format!("not planning: {e}"),
+        };
+        self.ctx.events.publish(&policy_ref(policy), note).await;
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        Err(Error::Spec { object: format!("RebalancePolicy {name}"), source: e })
+    }
+
+    /// What a pass plans from: usage (when the policy measures it), the guard rails, the other
+    /// policies' evictions, and the index's snapshot, read last so that it is the freshest.
+    async fn read_inputs(&self, name: &str, core: &CorePolicy) -> Result<PassInputs> {
+        let client = &self.ctx.client;
         let metrics = match core.source {
             UtilizationSource::Metrics => {
                 let fetch = observe::fetch_metrics(self.evictor.client());
@@ -303,7 +346,6 @@ impl Rebalancer {
         let (slos, classes) = observe::fetch_guard_rails(client).await?;
         let selectors = observe::fetch_selectors(client, &observe::slo_targets(&slos)).await?;
         let cluster_history = observe::others_history(&observe::fetch_policies(client).await?, name);
-        // The index as late as possible: the freshest view of pods and PDBs.
         let mut inputs = Inputs { snapshot: self.ctx.index.read().snapshot(), cluster_history, ..Inputs::default() };
         let claims = observe::fetch_claims(client, &inputs.snapshot).await.map_err(|e| e.to_string());
         observe::resolve_claims(&mut inputs, claims);
@@ -312,128 +354,97 @@ impl Rebalancer {
         }
         observe::add_slos(&mut inputs, &slos, &selectors);
         observe::add_classes(&mut inputs, &classes);
+        Ok(PassInputs { inputs, slos, classes })
+    }
 
-        let loaded = state::load(&previous.state, core.dry_run);
-        let result = pass::run(&core, &loaded, &inputs, now, 1);
-        let plan = result.plan;
-        let mut status = state::reserve(&previous, &result.observed, &plan, &inputs.notes, generation, now).status;
-
-        // Reserve: the plan's evictions are in the history before the first eviction.
+    /// Writes the reserved status (the plan's evictions in the history before the first one), with the
+    /// resourceVersion read: a status changed meanwhile gives 409 and the pass evicts nothing. `None`
+    /// once leadership is lost.
+    async fn reserve_in_status(
+        &self,
+        api: &Api<RebalancePolicy>,
+        policy: &RebalancePolicy,
+        status: &RebalancePolicyStatus,
+    ) -> Result<Option<RebalancePolicy>> {
         if !self.ctx.leadership.is_leader() {
-            return Ok(PassOutcome::NotLeader);
+            return Ok(None);
         }
+        let name = policy.metadata.name.clone().unwrap_or_default();
         let mut object = policy.clone();
         object.metadata.managed_fields = None;
         object.status = Some(status.clone());
         let written = api
-            .replace_status(name, &PostParams::default(), &object)
+            .replace_status(&name, &PostParams::default(), &object)
             .await
             .map_err(|e| Error::kube(format!("writing the status of RebalancePolicy {name} before evicting"), e))?;
+        Ok(Some(written))
+    }
 
+    /// Evicts the plan's pods in order, publishing and counting each outcome ([`outcome::of_eviction`])
+    /// and settling `status`. `None` if leadership is lost midway: the rest stay reserved, not done.
+    async fn evict_planned(
+        &self,
+        name: &str,
+        plan: &Plan,
+        status: &mut RebalancePolicyStatus,
+        now: Timestamp,
+    ) -> Option<Vec<(PodKey, Outcome)>> {
         let mut outcomes = Vec::new();
         let mut settled = Vec::new();
-        if !plan.dry_run {
-            for e in &plan.evictions {
-                if !self.ctx.leadership.is_leader() {
-                    tracing::warn!(policy = %name, "leadership lost during a pass: the remaining evictions stay reserved, not done");
-                    return Ok(PassOutcome::NotLeader);
-                }
-                let outcome = self.evictor.evict(&e.pod, e.uid.as_deref()).await;
-                self.metrics
-                    .evictions
-                    .get_or_create(&EvictionLabels {
-                        policy: name.into(),
-                        mode: metrics::mode(false).into(),
-                        outcome: outcome.metric_label().into(),
-                    })
-                    .inc();
-                let (note, settle) = match &outcome {
-                    Outcome::Evicted => (
-                        Note {
-                            warning: false,
-                            reason: "Evicted".into(),
-                            action: "Evict".into(),
-                            note: e.reason.clone(),
-                        },
-                        Settled::Done,
-                    ),
-                    Outcome::Refused(m) => {
-                        self.metrics
-                            .blocked
-                            .get_or_create(&BlockedLabels {
-                                policy: name.into(),
-                                mode: metrics::mode(false).into(),
-                                budget: "eviction_refused".into(),
-                            })
-                            .inc();
-                        (
-                            Note {
-                                warning: true,
-                                reason: "EvictionRefused".into(),
-                                action: "Evict".into(),
-                                note: format!("{m}; retried at a later pass"),
-                            },
-                            Settled::Released { reason: "eviction_refused", message: m.clone() },
-                        )
-                    }
-                    Outcome::Gone => (
-                        Note {
-                            warning: false,
-                            reason: "EvictionSkipped".into(),
-                            action: "Evict".into(),
-                            note: "the pod no longer exists".into(),
-                        },
-                        Settled::Released { reason: "pod_gone", message: "the pod no longer exists".into() },
-                    ),
-                    Outcome::Unknown(m) => (
-                        Note {
-                            warning: true,
-                            reason: "EvictionFailed".into(),
-                            action: "Evict".into(),
-                            note: format!("{m}; counted against the budgets in case it happened"),
-                        },
-                        Settled::Unknown { message: m.clone() },
-                    ),
-                };
-                self.ctx.events.publish(&pod_ref(&e.pod), note).await;
-                settled.push((e.pod.clone(), e.from.clone(), settle));
-                outcomes.push((e.pod.clone(), outcome));
+        for e in &plan.evictions {
+            if !self.ctx.leadership.is_leader() {
+                tracing::warn!(policy = %name, "leadership lost during a pass: the remaining evictions stay reserved, not done");
+                return None;
             }
-            state::settle(&mut status, &settled, now);
-            if !settled.is_empty() && self.ctx.leadership.is_leader() {
-                let mut object = written.clone();
-                object.metadata.managed_fields = None;
-                object.status = Some(status.clone());
-                if let Err(e) = api.replace_status(name, &PostParams::default(), &object).await {
-                    // The reservations stay: the budgets are over-counted until they age out.
-                    let e = Error::kube(format!("writing the status of RebalancePolicy {name} after evicting"), e);
-                    tracing::warn!(policy = %name, error = %e, "could not settle the pass");
-                    self.metrics.error(name, e.metric_label());
-                }
+            let result = self.evictor.evict(&e.pod, e.uid.as_deref()).await;
+            let consequence = outcome::of_eviction(&result, &e.reason);
+            let mode = metrics::mode(false);
+            let labels =
+                EvictionLabels { policy: name.into(), mode: mode.into(), outcome: result.metric_label().into() };
+            self.metrics.evictions.get_or_create(&labels).inc();
+            if let Some(budget) = consequence.blocked {
+                let labels = BlockedLabels { policy: name.into(), mode: mode.into(), budget: budget.into() };
+                self.metrics.blocked.get_or_create(&labels).inc();
             }
-        } else {
-            for e in &plan.evictions {
-                self.metrics.dry_run_evictions.get_or_create(&PolicyLabels { policy: name.into() }).inc();
-                self.metrics
-                    .evictions
-                    .get_or_create(&EvictionLabels {
-                        policy: name.into(),
-                        mode: metrics::mode(true).into(),
-                        outcome: "would_evict".into(),
-                    })
-                    .inc();
-                let note = Note {
-                    warning: false,
-                    reason: "DryRunEvict".into(),
-                    action: "Evict".into(),
-                    note: format!("dry run, nothing evicted: {}", e.reason),
-                };
-                self.ctx.events.publish(&pod_ref(&e.pod), note).await;
-            }
+            self.ctx.events.publish(&pod_ref(&e.pod), consequence.note).await;
+            settled.push((e.pod.clone(), e.from.clone(), consequence.settled));
+            outcomes.push((e.pod.clone(), result));
         }
-        self.record_plan(name, &plan, &status, &inputs.cluster_history, &core, now).await;
-        self.report_guard_rails(name, &slos, &classes, &inputs, now).await;
-        Ok(PassOutcome::Done(Box::new(PassReport { plan, outcomes, status, notes: inputs.notes })))
+        state::settle(status, &settled, now);
+        Some(outcomes)
+    }
+
+    /// Writes the settled status over the reserved one. Best effort: if it fails, the reservations
+    /// stay and the budgets are over-counted until they age out.
+    async fn settle_in_status(
+        &self,
+        api: &Api<RebalancePolicy>,
+        name: &str,
+        mut written: RebalancePolicy,
+        status: &RebalancePolicyStatus,
+        anything_settled: bool,
+    ) {
+        if !anything_settled || !self.ctx.leadership.is_leader() {
+            return;
+        }
+        written.metadata.managed_fields = None;
+        written.status = Some(status.clone());
+        if let Err(e) = api.replace_status(name, &PostParams::default(), &written).await {
+            let e = Error::kube(format!("writing the status of RebalancePolicy {name} after evicting"), e);
+            tracing::warn!(policy = %name, error = %e, "could not settle the pass");
+            self.metrics.error(name, e.metric_label());
+        }
+    }
+
+    /// A dry run's Events and counters: what would have been evicted, and why.
+    async fn announce_dry_run(&self, name: &str, plan: &Plan) {
+        for e in &plan.evictions {
+            self.metrics.dry_run_evictions.get_or_create(&PolicyLabels { policy: name.into() }).inc();
+            let labels =
+                EvictionLabels { policy: name.into(), mode: metrics::mode(true).into(), outcome: "would_evict".into() };
+            self.metrics.evictions.get_or_create(&labels).inc();
+            self.ctx.events.publish(&pod_ref(&e.pod), outcome::of_dry_run(&e.reason)).await;
+        }
     }
 
     /// Gauges, blocked counters and blocked Events for a plan.

@@ -10,6 +10,7 @@
 //! | [`pass`] | the pure pass shared with `placement-operator plan` |
 //! | [`state`] | what is persisted in status, reserved before evicting and released after |
 //! | [`evictor`] | the one evictor: eviction subresource, 429 means later, never delete |
+//! | [`outcome`] | what each eviction outcome becomes: Event, settlement, blocked counter |
 //! | [`controller`] | leadership, pacing, the order of reads, writes and evictions |
 //! | [`metrics`] | the bounded-label metrics |
 //! | [`report`] | the status of the WorkloadSLOs and NodeClasses it honours |
@@ -18,6 +19,7 @@ pub mod controller;
 pub mod evictor;
 pub mod metrics;
 pub mod observe;
+pub mod outcome;
 pub mod pass;
 pub mod report;
 pub mod state;
