@@ -12,6 +12,7 @@
 //! | [`resolve`] | which rule places a pod (§1, which rule applies) |
 //! | [`names`] | the syntax of label keys and values and DNS names, as the API server checks it |
 //! | [`zone`] | least-loaded zone for single-replica workloads (§3) |
+//! | [`zone_plan`] | the ZoneBalancer operator mode's pins and moves (§3, operator mode) |
 //! | [`ledger`], [`index`] | what counts: pods seen, plus in-flight reservations, never twice (§1) |
 //! | [`rebalance`] | hot/cold nodes with memory, and a safe eviction plan within budgets (§4) |
 //! | [`tracking`] | target-tracking traffic weights with schedules, cooldown and deadband (§5) |
@@ -42,6 +43,7 @@ pub mod strategy;
 pub mod taints;
 pub mod tracking;
 pub mod zone;
+pub mod zone_plan;
 
 #[cfg(feature = "testing")]
 pub mod testing;

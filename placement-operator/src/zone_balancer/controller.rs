@@ -1,5 +1,5 @@
 //! The reconcile of one operator-mode ZoneBalancer: read its workloads fresh from the API server, read
-//! nodes and pods from the live index, [`plan`](super::plan::plan), then (leader only) record the
+//! nodes and pods from the live index, [`plan`](placement_core::zone_plan::plan), then (leader only) record the
 //! status, patch the workloads and publish Events.
 //!
 //! The balancer itself and its workloads are read from the API server on every reconcile rather than
@@ -14,7 +14,6 @@
 
 use super::Options;
 use super::metrics::ZoneBalancerMetrics;
-use super::plan::{self, PinnedBy, Placement, PlanInput, Rebalance, WorkloadInput};
 use super::status::{OwnStatus, zone_move};
 use super::workload::{DecisionAction, Observed, TemplatePin, Via, ZoneDecision, move_patch, pin_patch};
 use crate::runtime::events::Note;
@@ -28,6 +27,7 @@ use kube::{Resource, ResourceExt};
 use placement_core::group::NodeGroup;
 use placement_core::model::{Node, WorkloadKind};
 use placement_core::zone::zone_feasibility;
+use placement_core::zone_plan::{self as plan, PinnedBy, Placement, PlanInput, Rebalance, WorkloadInput};
 use placement_kube::crd::ZoneBalancer;
 use placement_kube::crd::zone_balancer::{ZoneAffinity, ZoneBalancerConfig, ZoneMode};
 use placement_kube::field_manager;

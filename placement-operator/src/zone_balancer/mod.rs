@@ -15,12 +15,14 @@
 //! picks up node changes (a zone gaining its first Ready node). The reconcile itself reads workloads
 //! fresh from the API server and nodes and pods from the shared live index (see [`controller`]).
 //!
+//! The plan itself (which workload gets which zone, and whether one moves) is pure and lives in the core,
+//! `placement_core::zone_plan`; this module reads, converts, calls it and writes.
+//!
 //! Writes (workload patches, status, Events) happen only while this instance leads; a standby plans
 //! the same way and writes nothing.
 
 mod controller;
 pub mod metrics;
-pub mod plan;
 pub mod status;
 pub mod workload;
 

@@ -5,8 +5,8 @@
 //! fields would change (a condition's `lastTransitionTime` moves only when its status does), so a
 //! steady state costs no writes.
 
-use super::plan::Plan;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use placement_core::zone_plan::Plan;
 use placement_kube::crd::conditions::{Condition, ConditionStatus, READY, StatusConditions};
 use placement_kube::crd::zone_balancer::{ZoneCount, ZoneMove};
 use placement_kube::crd::{CrdError, ZoneBalancerStatus, set_condition};
@@ -147,7 +147,7 @@ pub fn zone_move(workload: String, from: String, to: String, reason: String, now
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone_balancer::plan::ZoneTally;
+    use placement_core::zone_plan::ZoneTally;
 
     fn ts(s: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(s).unwrap()

@@ -7,7 +7,7 @@
 //! rollout the pin started, so a pin made a moment ago counts before its pod exists, as an in-flight
 //! reservation does in webhook mode), otherwise where its counted pods are. A zone's load is that number
 //! of workloads; the zone chosen for a new pin is the feasible domain with the fewest, ties to the lowest
-//! name ([`placement_core::zone::choose_zone`]). Each pin of the same plan counts for the next.
+//! name ([`crate::zone::choose_zone`]). Each pin of the same plan counts for the next.
 //!
 //! **Pinned once.** Only [`Placement::Unpinned`] workloads get a pin. A workload whose template already
 //! names a zone (our pin, the user's, another balancer's) or constrains the topology key otherwise is
@@ -21,9 +21,9 @@
 //! once the minimum interval since the last move has passed; otherwise the plan says when a move may
 //! happen. The workload pinned longest ago moves first.
 
+use crate::group::Feasibility;
+use crate::zone::{ZoneLoad, choose_zone};
 use jiff::{SignedDuration, Timestamp};
-use placement_core::group::Feasibility;
-use placement_core::zone::{ZoneLoad, choose_zone};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Who put a workload's zone pin in its template.
