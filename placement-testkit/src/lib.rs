@@ -20,7 +20,8 @@
 //! * fault injection: errors, latency, forced conflicts ([`faults`]), dropped watches and compaction;
 //! * log capture for tests that check what is logged under which span ([`logs`]);
 //! * on request, the Deployment and ReplicaSet controllers, the scheduler and the kubelet, reduced to
-//!   what end-to-end tests observe ([`workloads`]).
+//!   what end-to-end tests observe ([`workloads`]), and a node autoscaler that makes a node of a pool for
+//!   pods that stay unschedulable, whose capacity a test can make unavailable ([`autoscaler`]).
 //!
 //! What it does not do: authentication and authorization (every request is allowed), OpenAPI schema
 //! and CEL validation of custom resources, a webhook's `matchConditions` (not evaluated: treated as
@@ -36,6 +37,7 @@
 //! ```
 
 pub mod admission;
+pub mod autoscaler;
 pub mod events;
 pub mod eviction;
 pub mod faults;

@@ -199,6 +199,13 @@ impl FakeApiServer {
         super::workloads::spawn(self.client())
     }
 
+    /// Starts the node autoscaler stand-in ([`super::autoscaler`]) with `options`; it stops when the
+    /// returned value is dropped. Pods are marked unschedulable by the scheduler stand-in
+    /// ([`Self::start_workload_controllers`]), so both run together.
+    pub fn start_autoscaler(&self, options: super::autoscaler::AutoscalerOptions) -> super::autoscaler::Autoscaler {
+        super::autoscaler::spawn(self.client(), options)
+    }
+
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
     }

@@ -17,7 +17,9 @@
 //! * **Scheduling and the kubelet.** A pod without a node is bound (`pods/binding`) to the Ready,
 //!   schedulable node that matches its `nodeSelector` and required node affinity, tolerates the node's
 //!   `NoSchedule`/`NoExecute` taints, and has the fewest pods (then the first name); it is then Running
-//!   and Ready at once. A pod no node fits stays Pending.
+//!   and Ready at once. A pod no node fits stays Pending with the condition the real scheduler writes,
+//!   `PodScheduled=False`, reason `Unschedulable` (written once; its `lastTransitionTime` says since
+//!   when), which is what a node autoscaler reacts to ([`crate::autoscaler`]).
 //!
 //! Not done: StatefulSets, DaemonSets, Jobs, garbage collection by owner, preferred affinity, topology
 //! spread, resource fit, `maxSurge`/`maxUnavailable`. Tests that depend on those belong on a real
@@ -261,6 +263,7 @@ async fn schedule(client: &kube::Client) -> Result<(), kube::Error> {
                     n.metadata.name.clone(),
                 )
             }) else {
+                mark_unschedulable(&api, p, nodes.len()).await?;
                 continue;
             };
             let node = node.metadata.name.clone().unwrap_or_default();
@@ -292,8 +295,33 @@ async fn schedule(client: &kube::Client) -> Result<(), kube::Error> {
     Ok(())
 }
 
+/// Writes `PodScheduled=False`, reason `Unschedulable`, on a pod no node fits, unless it says so already.
+async fn mark_unschedulable(api: &Api<Pod>, pod: &Pod, nodes: usize) -> Result<(), kube::Error> {
+    if unschedulable_since(pod).is_some() {
+        return Ok(());
+    }
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let message = format!("0/{nodes} nodes are available: none matches the pod's selectors, affinity and tolerations");
+    let status = json!({"status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": message, "lastTransitionTime": now}]}});
+    match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await {
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// Since when the scheduler has found no node for `pod` (`PodScheduled=False`, reason `Unschedulable`).
+pub fn unschedulable_since(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    let c = conditions.iter().find(|c| c.type_ == "PodScheduled")?;
+    (c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+        .then(|| c.last_transition_time.as_ref().map(|t| t.0))
+        .flatten()
+}
+
 /// Whether the scheduler may put `pod` on `node`.
-fn fits(pod: &Pod, node: &Node) -> bool {
+pub(crate) fn fits(pod: &Pod, node: &Node) -> bool {
     let labels = node.metadata.labels.clone().unwrap_or_default();
     let name = node.metadata.name.as_deref().unwrap_or_default();
     let ready = node_is_ready(node);
