@@ -139,7 +139,8 @@ pub fn distribution_feasibility(index: &CountIndex, rule: &DistributionRule, pod
     let membership = rule.membership(index);
     (0..rule.groups.len() as u16)
         .map(|g| {
-            group::first_fit(index.nodes_with_ids().filter(|(id, _)| membership[*id] == Some(g)).map(|(_, n)| n), pod)
+            let nodes = index.nodes_with_ids().filter(|(id, _)| membership[*id] == Some(g)).map(|(_, n)| n);
+            group::or_new_node(group::first_fit(nodes, pod), &rule.groups[g as usize], pod)
         })
         .collect()
 }
@@ -165,8 +166,15 @@ pub fn decide_distribution_with(
         });
     };
     let counts = rule.counts(index, ledger, workload, rule.revision(pod));
-    let choice = rule.apportionment.choose(&counts, feasibility, rule.fallback)?;
+    let mut choice = rule.apportionment.choose(&counts, feasibility, rule.fallback)?;
     let group = choice.group.map(|i| &rule.groups[i]);
+    // A group chosen for a node not made yet says so: the pod waits for the autoscaler.
+    if let Some(i) = choice.group
+        && feasibility[i].node.is_none()
+        && feasibility[i].new_node
+    {
+        choice.reason.push_str(&format!("; {}: {}", rule.groups[i].name, feasibility[i]));
+    }
     Ok(DistributionDecision {
         group: choice.group,
         group_name: group.map(|g| g.name.clone()),
@@ -253,7 +261,7 @@ pub fn decide_zone_with(
             zone: z.clone(),
             pods: seen.get(z).copied().unwrap_or(0),
             reserved: reserved.get(z).copied().unwrap_or(0),
-            feasibility: feasibility.remove(z).unwrap_or(Feasibility { node: None, nodes: 0, why_not: None }),
+            feasibility: feasibility.remove(z).unwrap_or(Feasibility::none()),
         })
         .collect();
     let choice = zone::choose_zone(&loads);
@@ -324,6 +332,52 @@ mod tests {
         let w = WorkloadRef::deployment("ns", "web");
         assert_eq!(rule.counts(&index, &ledger, &w, Some("r1")), rule.apportionment.target(8));
         assert_eq!(rule.apportionment.target(8), vec![6, 2]);
+    }
+
+    /// Three on-demand nodes, a 1:3 on-demand:spot rule whose spot group has no node yet: with spot
+    /// autoscaled, a burst of 15 lands on target (4 and 11) and the spot pods' reason says why.
+    #[test]
+    fn an_autoscaled_group_with_no_node_yet_gets_its_share() {
+        let nodes =
+            ["a", "b", "c"].map(|z| NodeBuilder::new(format!("od-{z}")).zone(z).label("node-type", "ondemand").build());
+        let index = CountIndex::from_snapshot(&Snapshot::new(nodes.to_vec(), vec![], vec![], vec![]));
+        let spot = NodeGroup::new("spot", LabelSelector::from_pairs([("node-type", "spot")]));
+        let ondemand = NodeGroup::new("ondemand", LabelSelector::from_pairs([("node-type", "ondemand")]));
+        let rule = |spot: NodeGroup| {
+            DistributionRule::new(vec![(ondemand.clone(), 1), (spot, 3)], None, Fallback::Next).unwrap()
+        };
+        let burst = |rule: &DistributionRule| {
+            let mut ledger = Ledger::new();
+            let mut reasons = Vec::new();
+            for i in 0..15 {
+                let pod = PodBuilder::new("ns", format!("web-{i}"))
+                    .deployment("web")
+                    .revision("r1")
+                    .pending()
+                    .toleration(Toleration::exists("spot", None))
+                    .build();
+                let d = decide_distribution(&index, &ledger, rule, &pod).unwrap();
+                let group = d.group_name.clone().unwrap();
+                reasons.push((group.clone(), d.reason.clone()));
+                ledger.add(Reservation {
+                    id: format!("uid-{i}"),
+                    workload: pod.workload.clone().unwrap(),
+                    revision: pod.revision.clone(),
+                    group,
+                    pod: Some(pod.key()),
+                    expires: ts(60),
+                });
+            }
+            (rule.counts(&index, &ledger, &WorkloadRef::deployment("ns", "web"), Some("r1")), reasons)
+        };
+        let (counts, _) = burst(&rule(spot.clone()));
+        assert_eq!(counts, vec![15, 0], "no spot node and not autoscaled: everything falls back");
+        let autoscaled = rule(spot.autoscaled(vec![Taint::new("spot", "true", Effect::NoSchedule)]));
+        let (counts, reasons) = burst(&autoscaled);
+        assert_eq!(counts, autoscaled.apportionment.target(15));
+        assert_eq!(counts, vec![4, 11]);
+        let (_, reason) = reasons.iter().find(|(g, _)| g == "spot").unwrap();
+        assert!(reason.ends_with("; spot: no node yet; autoscaled, and a new node could run the pod"), "{reason}");
     }
 
     #[test]

@@ -955,7 +955,8 @@ mod tests {
         let c = a.choose(&[0, 10], &all_feasible(2), Fallback::Next).unwrap();
         assert_eq!(c.group, Some(0));
         assert!(c.reason.starts_with("g0: shortfall 9 (target 9 of 11, has 0)"), "{}", c.reason);
-        let infeasible = Feasibility { node: None, nodes: 2, why_not: Some("n1: node not Ready".into()) };
+        let infeasible =
+            Feasibility { node: None, nodes: 2, why_not: Some("n1: node not Ready".into()), new_node: false };
         let feas = vec![infeasible.clone(), Feasibility::assumed()];
         let c = a.choose(&[0, 0], &feas, Fallback::Next).unwrap();
         assert_eq!((c.group, c.fell_back), (Some(1), true));

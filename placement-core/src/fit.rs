@@ -62,6 +62,25 @@ pub fn check_constraints(node: &Node, pod: &Pod) -> Result<(), Unfit> {
     Ok(())
 }
 
+/// Could a node not made yet run the pod, as far as placement knows that node: it tolerates the node's
+/// `taints` (`NoSchedule`, `NoExecute`), and its nodeSelector and required node affinity agree with the
+/// node's `labels` where they name a known key ([`crate::selector::NodeAffinity::could_match`]). Room is
+/// not checked: the autoscaler sizes the node for the pods that wait.
+pub fn check_new_node(labels: &crate::Labels, taints: &[crate::taints::Taint], pod: &Pod) -> Result<(), Unfit> {
+    if let Some(t) = crate::taints::untolerated(taints, &pod.tolerations) {
+        return Err(Unfit::Taint { taint: t.to_string() });
+    }
+    if let Some((k, _)) = pod.node_selector.iter().find(|(k, v)| labels.get(*k).is_some_and(|have| have != *v)) {
+        return Err(Unfit::NodeSelector { key: k.clone() });
+    }
+    if let Some(a) = &pod.required_affinity
+        && !a.could_match(labels)
+    {
+        return Err(Unfit::Affinity);
+    }
+    Ok(())
+}
+
 /// Is there room for `requests` on top of `used` (requests already on the node) and `pods` pods?
 pub fn check_room(node: &Node, used: Resources, pods: u32, requests: Resources) -> Result<(), Unfit> {
     if pods >= node.max_pods {

@@ -236,6 +236,18 @@ impl NodeAffinity {
         self.terms.iter().any(|t| t.matches(node_name, labels))
     }
 
+    /// Whether a node not made yet, of which only `known` labels are known, could satisfy this
+    /// affinity: some term holds on every expression whose key is known (an expression on another key
+    /// may or may not hold: the autoscaler decides) and has no `matchFields` (a new node's name is not
+    /// known, so a term naming nodes cannot be counted on).
+    pub fn could_match(&self, known: &Labels) -> bool {
+        self.terms.iter().any(|t| {
+            !t.match_expressions.is_empty()
+                && t.match_fields.is_empty()
+                && t.match_expressions.iter().filter(|r| known.contains_key(&r.key)).all(|r| r.matches(known))
+        })
+    }
+
     /// Labels every node satisfying this affinity must carry: the `In` expressions with a single value,
     /// when there is exactly one term. Used to decide the group of a pending pod.
     pub fn implied_labels(&self) -> Labels {

@@ -37,7 +37,7 @@ where
             out.insert(zone.to_string(), first_fit(nodes, pod));
         } else if declared.iter().any(|d| d == zone) {
             let why_not = Some("no Ready, schedulable node".to_string());
-            out.insert(zone.to_string(), Feasibility { node: None, nodes: nodes.count(), why_not });
+            out.insert(zone.to_string(), Feasibility { node: None, nodes: nodes.count(), why_not, new_node: false });
         }
     }
     for zone in declared {
@@ -126,9 +126,9 @@ mod tests {
             pods,
             reserved,
             feasibility: if feasible {
-                Feasibility { node: Some(format!("{zone}-1")), nodes: 1, why_not: None }
+                Feasibility { node: Some(format!("{zone}-1")), nodes: 1, why_not: None, new_node: false }
             } else {
-                Feasibility { node: None, nodes: 0, why_not: None }
+                Feasibility::none()
             },
         }
     }

@@ -170,11 +170,11 @@ fn zone_loads(domains: &BTreeSet<String>, load: &BTreeMap<String, u32>, w: &Work
             zone: z.clone(),
             pods: load.get(z).copied().unwrap_or(0),
             reserved: 0,
-            feasibility: w.feasibility.get(z).cloned().unwrap_or(Feasibility {
-                node: None,
-                nodes: 0,
-                why_not: Some("feasibility unknown".into()),
-            }),
+            feasibility: w
+                .feasibility
+                .get(z)
+                .cloned()
+                .unwrap_or(Feasibility { why_not: Some("feasibility unknown".into()), ..Feasibility::none() }),
         })
         .collect()
 }
@@ -331,7 +331,7 @@ mod tests {
     use super::*;
 
     fn fits(zone: &str) -> Feasibility {
-        Feasibility { node: Some(format!("{zone}-1")), nodes: 1, why_not: None }
+        Feasibility { node: Some(format!("{zone}-1")), nodes: 1, why_not: None, new_node: false }
     }
 
     fn all_fit(zones: &[&str]) -> BTreeMap<String, Feasibility> {
@@ -417,13 +417,16 @@ mod tests {
     #[test]
     fn infeasible_zones_are_skipped_and_no_zone_is_reported() {
         let mut w = unpinned("Deployment/big", ABC);
-        w.feasibility.insert("a".into(), Feasibility { node: None, nodes: 2, why_not: Some("a-1: cpu".into()) });
+        w.feasibility.insert(
+            "a".into(),
+            Feasibility { node: None, nodes: 2, why_not: Some("a-1: cpu".into()), new_node: false },
+        );
         let p = plan(&input(ABC, vec![w.clone()]));
         assert_eq!(p.pins[0].zone, "b");
         assert_eq!(p.pins[0].reason, "zone b: fewest workloads (0); a no node fits (2 nodes; e.g. a-1: cpu), c has 0");
 
         for z in ["b", "c"] {
-            w.feasibility.insert(z.into(), Feasibility { node: None, nodes: 1, why_not: None });
+            w.feasibility.insert(z.into(), Feasibility { node: None, nodes: 1, why_not: None, new_node: false });
         }
         let p = plan(&input(ABC, vec![w]));
         assert!(p.pins.is_empty());

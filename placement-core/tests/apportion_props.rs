@@ -28,7 +28,7 @@ fn feasible(k: usize) -> Vec<Feasibility> {
 }
 
 fn infeasible() -> Feasibility {
-    Feasibility { node: None, nodes: 1, why_not: Some("full".into()) }
+    Feasibility { node: None, nodes: 1, why_not: Some("full".into()), new_node: false }
 }
 
 /// `|beyond * W - w * weighted| <= W`, i.e. within one pod of the exact share.
