@@ -234,7 +234,8 @@ pub fn zone_feasibility(
     declared: &[String],
     pod: &Pod,
 ) -> std::collections::BTreeMap<String, Feasibility> {
-    zone::zone_feasibility(index.zone_nodes(scope), declared, pod)
+    let topology_key = index.zone_scope(scope).map_or(crate::ZONE_LABEL, |s| s.topology_key.as_str());
+    zone::zone_feasibility(index.zone_nodes(scope), declared, topology_key, pod)
 }
 
 /// Decide the zone of `pod` from the zones' `feasibility` ([`zone_feasibility`]) and the counts.

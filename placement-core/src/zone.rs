@@ -3,12 +3,13 @@
 //!
 //! Domains are the zones of Ready, schedulable nodes — learned from nodes, never from pods — plus the
 //! zones a `ZoneBalancer` declares, so that an autoscaled zone with no node yet still counts. A declared
-//! zone without any node is assumed feasible (the autoscaler can add one); any other zone needs a node
-//! that fits the pod. The pod goes to the feasible zone with the fewest pods (seen plus reserved); ties
+//! zone without any node is feasible when a new node in it could run the pod (the autoscaler can add
+//! one; the pod's own nodeSelector and required affinity must allow the zone, see
+//! [`crate::fit::check_new_node`]); any other zone needs a node that fits the pod. The pod goes to the feasible zone with the fewest pods (seen plus reserved); ties
 //! go to the lowest zone name. A pod that already pins a zone is left alone.
 
 use crate::Labels;
-use crate::group::{Feasibility, first_fit};
+use crate::group::{Feasibility, NodeGroup, first_fit, or_new_node};
 use crate::model::{Node, Pod};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -19,12 +20,13 @@ pub fn pinned_zone(pod: &Pod, topology_key: &str) -> Option<String> {
 }
 
 /// The domains and their feasibility for `pod`, given each zone's nodes (`zones`, as the index keeps
-/// them). A zone is a domain when one of its nodes is Ready and schedulable, or when it is declared; a
-/// declared zone without any node is assumed feasible (the autoscaler can add one). Within a zone the
-/// search stops at the first node that fits.
+/// them, by `topology_key`). A zone is a domain when one of its nodes is Ready and schedulable, or when
+/// it is declared; a declared zone without any node is feasible when a new node in it could run the pod
+/// (the autoscaler can add one). Within a zone the search stops at the first node that fits.
 pub fn zone_feasibility<'a, N>(
     zones: impl IntoIterator<Item = (&'a str, N)>,
     declared: &[String],
+    topology_key: &str,
     pod: &Pod,
 ) -> BTreeMap<String, Feasibility>
 where
@@ -41,7 +43,10 @@ where
         }
     }
     for zone in declared {
-        out.entry(zone.clone()).or_insert_with(Feasibility::assumed);
+        out.entry(zone.clone()).or_insert_with(|| {
+            let autoscaled = NodeGroup::label(topology_key, zone).autoscaled(Vec::new());
+            or_new_node(Feasibility::none(), &autoscaled, pod)
+        });
     }
     out
 }
@@ -170,10 +175,26 @@ mod tests {
         let zones = vec![by_zone("a"), by_zone("b"), by_zone("c"), by_zone("f")];
         let pod = PodBuilder::new("ns", "p").deployment("w").pending().build();
         let declared = vec!["d".to_string(), "f".to_string()];
-        let f = zone_feasibility(zones, &declared, &pod);
+        let f = zone_feasibility(zones.clone(), &declared, crate::ZONE_LABEL, &pod);
         assert_eq!(f.keys().collect::<Vec<_>>(), vec!["b", "d", "f"], "zones from Ready nodes plus declared ones");
         assert_eq!(f["b"].node.as_deref(), Some("b1"));
         assert!(f["d"].feasible(), "declared, no node: assumed autoscaled");
+        assert_eq!(f["d"].to_string(), "no node yet; autoscaled, and a new node could run the pod");
+        // A pod whose own required affinity rules the declared zone out is not sent there.
+        let not_d = crate::selector::NodeAffinity {
+            terms: vec![crate::selector::NodeSelectorTerm {
+                match_expressions: vec![crate::selector::Requirement::new(
+                    crate::ZONE_LABEL,
+                    crate::selector::Operator::NotIn,
+                    &["d"],
+                )],
+                match_fields: vec![],
+            }],
+        };
+        let picky = PodBuilder::new("ns", "p").deployment("w").pending().affinity(not_d).build();
+        let f = zone_feasibility(zones, &declared, crate::ZONE_LABEL, &picky);
+        assert!(!f["d"].feasible(), "{:?}", f["d"]);
+        assert!(f["d"].to_string().contains("required node affinity not matched"), "{}", f["d"]);
         assert!(!f["f"].feasible(), "declared, but its only node is not Ready");
         assert_eq!(f["f"].to_string(), "no node fits (1 nodes; e.g. no Ready, schedulable node)");
     }

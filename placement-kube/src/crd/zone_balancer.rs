@@ -84,7 +84,8 @@ pub struct ZoneBalancerSpec {
     #[schemars(length(min = 1, max = 316))]
     pub topology_key: String,
     /// Zones that count even with no Ready node yet (e.g. autoscaled to zero); a declared zone without
-    /// any node is assumed feasible. Zones of Ready, schedulable nodes always count.
+    /// any node is feasible for a pod whose own nodeSelector and required affinity allow the zone (an
+    /// autoscaler can add a node there). Zones of Ready, schedulable nodes always count.
     #[serde(default)]
     #[schemars(length(max = 64), inner(length(min = 1, max = 63)))]
     #[x_kube(merge_strategy = kube::core::ListMerge::Set)]

@@ -383,6 +383,7 @@ fn build_input(
                 Ok(pod) => zone_feasibility(
                     zone_nodes.iter().map(|(z, v)| (z.as_str(), v.iter().copied())),
                     &config.zones,
+                    &config.topology_key,
                     &pod,
                 ),
                 Err(e) => {
