@@ -8,6 +8,7 @@
 //! | module | decides |
 //! |---|---|
 //! | [`selector`], [`taints`], [`fit`], [`group`] | which nodes a pod may use; which group a node or pod is in |
+//! | [`shortage`] | when an autoscaled group is short of capacity, for how long, and what that changes |
 //! | [`apportion`], [`strategy`] | weighted/base distribution over groups (§2) and its annotation |
 //! | [`resolve`] | which rule places a pod (§1, which rule applies) |
 //! | [`names`] | the syntax of label keys and values and DNS names, as the API server checks it |
@@ -39,6 +40,7 @@ pub mod rebalance;
 pub mod resolve;
 pub mod resources;
 pub mod selector;
+pub mod shortage;
 pub mod strategy;
 pub mod taints;
 pub mod tracking;
