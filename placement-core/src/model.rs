@@ -204,6 +204,10 @@ pub struct Pod {
     pub ready: bool,
     #[serde(default)]
     pub volumes: Vec<LocalVolume>,
+    /// Since when the scheduler has found no node for it (`PodScheduled=False`, reason
+    /// `Unschedulable`), while it is so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unschedulable_since: Option<jiff::Timestamp>,
 }
 
 impl Pod {
@@ -426,6 +430,7 @@ impl PodBuilder {
             terminating: false,
             ready: true,
             volumes: Vec::new(),
+            unschedulable_since: None,
         })
     }
     /// Owned by a ReplicaSet of Deployment `name`.

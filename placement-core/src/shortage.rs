@@ -15,7 +15,8 @@
 //!
 //! Times are inputs (no clock here); every sum saturates, so no duration or date overflows.
 
-use crate::group::Feasibility;
+use crate::group::{Feasibility, NodeGroup, group_of_labels};
+use crate::model::{Pod, PodKey};
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -106,9 +107,56 @@ pub fn apply(feasibility: &mut Feasibility, shortage: Option<&Shortage>, now: Ti
     });
 }
 
+/// A pending pod that marks its group short.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overdue {
+    /// The group, by index.
+    pub group: usize,
+    pub pod: PodKey,
+    /// The pod's uid, for a delete that cannot hit its successor.
+    pub uid: Option<String>,
+    /// Since when it has been unschedulable.
+    pub since: Timestamp,
+}
+
+impl Overdue {
+    /// Why the group is short, for status and Events.
+    pub fn reason(&self, group: &str, now: Timestamp) -> String {
+        let waited = now.duration_since(self.since).as_secs().max(0);
+        format!("{} waited {waited}s for a node of autoscaled group {group}", self.pod)
+    }
+}
+
+/// The pods among `pods` that mark their group short at `now`: not bound, still counting, pinned by
+/// their own nodeSelector or required affinity to an autoscaled group of `groups`, and unschedulable
+/// for longer than that group's policy (`policies`, one per group) allows.
+pub fn overdue<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    groups: &[NodeGroup],
+    policies: &[ShortagePolicy],
+    now: Timestamp,
+) -> Vec<Overdue> {
+    pods.into_iter()
+        .filter(|p| p.node_name.is_none() && p.counts())
+        .filter_map(|p| {
+            let since = p.unschedulable_since?;
+            let group = group_of_labels(groups, &p.implied_node_labels())?;
+            let policy = policies.get(group)?;
+            (groups[group].autoscaled.is_some() && waited_too_long(since, now, policy)).then(|| Overdue {
+                group,
+                pod: p.key(),
+                uid: p.uid.clone(),
+                since,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PodBuilder;
+    use crate::selector::LabelSelector;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
@@ -142,6 +190,38 @@ mod tests {
         assert_eq!(s.until.duration_since(s.since), SignedDuration::from_secs(MAX_RETRY_AFTER_SECS as i64));
         let huge = ShortagePolicy { fallback_after: u64::MAX, retry_after: u64::MAX, max_retry_after: u64::MAX };
         assert_eq!(mark(None, at(0), &huge, String::new()).until, Timestamp::MAX, "saturates");
+    }
+
+    #[test]
+    fn only_pods_pinned_to_an_autoscaled_group_and_waiting_too_long_are_overdue() {
+        let groups = [
+            NodeGroup::new("on-demand", LabelSelector::from_pairs([("capacity", "on-demand")])),
+            NodeGroup::new("spot", LabelSelector::from_pairs([("capacity", "spot")])).autoscaled(vec![]),
+        ];
+        let policies = [ShortagePolicy::default(); 2];
+        let waiting = |name: &str, capacity: &str, since: Option<i64>| {
+            let mut p =
+                PodBuilder::new("shop", name).deployment("web").pending().node_selector("capacity", capacity).build();
+            p.unschedulable_since = since.map(at);
+            p
+        };
+        let bound = {
+            let mut p = PodBuilder::new("shop", "bound").deployment("web").on_node("spot-1").build();
+            p.unschedulable_since = Some(at(0));
+            p
+        };
+        let pods = [
+            waiting("late", "spot", Some(0)),
+            waiting("in-time", "spot", Some(100)),
+            waiting("not-autoscaled", "on-demand", Some(0)),
+            waiting("scheduled-soon", "spot", None),
+            waiting("no-group", "gpu", Some(0)),
+            bound,
+        ];
+        let found = overdue(&pods, &groups, &policies, at(200));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].group, found[0].pod.name.as_str(), found[0].since), (1, "late", at(0)));
+        assert_eq!(found[0].reason("spot", at(200)), "shop/late waited 200s for a node of autoscaled group spot");
     }
 
     #[test]

@@ -102,6 +102,8 @@ fn pending_pod_with_selector_and_multi_term_affinity() {
         ready: false,
         // The projected service-account volume is not node-local.
         volumes: vec![],
+        // The scheduler's `PodScheduled=False`, `Unschedulable` condition, since its transition.
+        unschedulable_since: Some("2026-11-03T09:14:27Z".parse().unwrap()),
     };
     assert_eq!(p, want);
 
@@ -224,6 +226,8 @@ fn lifecycle_table() {
         counts: bool,
         holds_resources: bool,
     }
+    // Only the pending pod carries the scheduler's Unschedulable condition.
+    let unschedulable = |file: &str| file == "pod-pending-affinity.yaml";
     let cases = [
         Case {
             file: "pod-terminating.yaml",
@@ -265,6 +269,7 @@ fn lifecycle_table() {
         assert_eq!(p.ready, c.ready, "{}", c.file);
         assert_eq!(p.counts(), c.counts, "{}", c.file);
         assert_eq!(p.holds_resources(), c.holds_resources, "{}", c.file);
+        assert_eq!(p.unschedulable_since.is_some(), unschedulable(c.file), "{}", c.file);
     }
 }
 

@@ -592,6 +592,7 @@ impl Generator<'_> {
                     terminating: false,
                     ready: true,
                     volumes: vec![LocalVolume::HostPath],
+                    unschedulable_since: None,
                 };
                 // The first DaemonSet pods go on empty nodes: they fit unless a node is tiny.
                 let placed = if self.loads[node as usize].fits(requests) {
@@ -644,6 +645,7 @@ impl Generator<'_> {
                 terminating: false,
                 ready: true,
                 volumes: vec![LocalVolume::HostPath],
+                unschedulable_since: None,
             };
             let placed = if self.loads[host].fits(requests) {
                 self.reserve(node, requests);
@@ -680,6 +682,7 @@ impl Generator<'_> {
                 terminating: false,
                 ready: true,
                 volumes: Vec::new(),
+                unschedulable_since: None,
             };
             let node = self.place(requests, false);
             self.push_pod(pod, node);
@@ -854,6 +857,7 @@ impl Generator<'_> {
             terminating: phase == PodPhase::Running && chance(&mut self.rng, 0.001),
             ready: phase == PodPhase::Running,
             volumes: plan.empty_dir.iter().cloned().collect(),
+            unschedulable_since: None,
         };
         let node = if pending {
             self.add_unsatisfiable_selector(&mut pod);

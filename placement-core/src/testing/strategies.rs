@@ -379,6 +379,7 @@ impl PodDraft {
             terminating: false,
             ready: false,
             volumes: self.volume.iter().cloned().collect(),
+            unschedulable_since: None,
         }
     }
 }

@@ -11,7 +11,9 @@
 //!   are not placement inputs.
 //! * **Lifecycle.** `phase` from `status.phase` (missing: `Pending`, unknown words: `Unknown`);
 //!   `terminating` when `metadata.deletionTimestamp` is set; `ready` from the `Ready` condition;
-//!   `priority` from `spec.priority` (0 when unset, as for pods without a PriorityClass).
+//!   `unschedulable_since` from a `PodScheduled=False` condition with reason `Unschedulable` (its
+//!   `lastTransitionTime`); `priority` from `spec.priority` (0 when unset, as for pods without a
+//!   PriorityClass).
 //! * **Volumes.** `emptyDir` (any medium: a memory-backed one loses its data on eviction too) with its
 //!   `sizeLimit` in bytes, `hostPath`, and every PersistentVolumeClaim: `persistentVolumeClaim` by its
 //!   `claimName`, a generic `ephemeral` volume by the claim Kubernetes names for it (`<pod>-<volume>`).
@@ -112,6 +114,14 @@ pub fn pod(p: &core_v1::Pod, owners: &impl OwnerLookup) -> Result<Pod, ConvertEr
         .into_iter()
         .flatten()
         .any(|c| c.type_ == "Ready" && c.status == "True");
+    let unschedulable_since = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled")
+        .filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0);
 
     Ok(Pod {
         namespace,
@@ -133,5 +143,6 @@ pub fn pod(p: &core_v1::Pod, owners: &impl OwnerLookup) -> Result<Pod, ConvertEr
         terminating: meta.deletion_timestamp.is_some(),
         ready,
         volumes,
+        unschedulable_since,
     })
 }

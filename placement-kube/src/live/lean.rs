@@ -86,6 +86,9 @@ pub struct LeanPod {
     terminating: bool,
     ready: bool,
     volumes: Box<[LocalVolume]>,
+    /// [`Pod::unschedulable_since`], in whole seconds since the epoch (8 bytes; no real condition is
+    /// dated at the epoch itself).
+    unschedulable_since: Option<std::num::NonZeroI64>,
 }
 
 impl LeanPod {
@@ -112,6 +115,7 @@ impl LeanPod {
             terminating: pod.terminating,
             ready: pod.ready,
             volumes: pod.volumes.into_boxed_slice(),
+            unschedulable_since: pod.unschedulable_since.and_then(|t| std::num::NonZeroI64::new(t.as_second())),
         }
     }
 
@@ -141,6 +145,7 @@ impl LeanPod {
             terminating: self.terminating,
             ready: self.ready,
             volumes: self.volumes.to_vec(),
+            unschedulable_since: self.unschedulable_since.and_then(|s| jiff::Timestamp::from_second(s.get()).ok()),
         }
     }
 }
@@ -169,5 +174,15 @@ mod tests {
         drop(lb);
         interner.sweep();
         assert_eq!(interner.len(), 0);
+    }
+
+    #[test]
+    fn keeps_since_when_a_pod_is_unschedulable_to_the_second() {
+        let mut interner = Interner::default();
+        let mut pod = PodBuilder::new("ns", "p").deployment("web").pending().build();
+        pod.unschedulable_since = Some("2026-11-03T09:14:27Z".parse().unwrap());
+        assert_eq!(LeanPod::new(pod.clone(), &mut interner).to_pod("ns", "p"), pod);
+        pod.unschedulable_since = None;
+        assert_eq!(LeanPod::new(pod.clone(), &mut interner).to_pod("ns", "p"), pod);
     }
 }

@@ -270,6 +270,7 @@ impl PodSpec {
                     terminating: false,
                     ready: self.ready && node.is_some(),
                     volumes: self.volumes.iter().map(|v| v.0.clone()).collect(),
+                    unschedulable_since: None,
                 }
             })
             .collect()
