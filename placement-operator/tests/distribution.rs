@@ -350,16 +350,19 @@ async fn deletion_costs_send_over_target_groups_first_and_scale_down_ends_on_tar
     assert_eq!(group_of(by_cost[0].0), "spot", "{by_cost:?}");
     assert_eq!(group_of(by_cost[1].0), "spot", "{by_cost:?}");
     // Ten pods, ten patches at least (a reconcile that ran before every pod was in the cache may have
-    // costed some twice).
-    let patched: u64 = w
-        .metrics()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("placement_operator_distribution_deletion_cost_patches_total{outcome=\"patched\"} ")
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(patched >= 10, "{patched} patches\n{}", w.metrics());
+    // costed some twice). The counter moves when the API server's answer is back, which can be after
+    // the store shows the last patch: wait for it.
+    let patched = |w: &World| -> u64 {
+        w.metrics()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("placement_operator_distribution_deletion_cost_patches_total{outcome=\"patched\"} ")
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let counted = wait_until(Duration::from_secs(5), || patched(&w) >= 10).await;
+    assert!(counted, "{} patches\n{}", patched(&w), w.metrics());
 
     // Settled costs are not patched again.
     let versions = |w: &World| -> Vec<String> {
